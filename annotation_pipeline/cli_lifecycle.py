@@ -1,0 +1,217 @@
+"""``demo``, ``releases`` and ``trace``: the lifecycle from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from annotation_pipeline.cli import CliError, add_root_option, default_root, emit
+
+# Sample data only: a publicly known key is fine for fake personal data, never for real data.
+DEMO_SECRET = "demo-only-key-for-generated-sample-data-0123456789"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    demo = sub.add_parser("demo", help="run the whole lifecycle on generated sample data through Dagster")
+    add_root_option(demo)
+    demo.add_argument("--images", type=int, default=40, help="synthetic images to generate (default 40)")
+    demo.add_argument("--seed", type=int, default=0, help="sample-data seed (default 0)")
+    demo.add_argument("--date", default=None, help="partition date YYYY-MM-DD (default: yesterday, UTC)")
+    demo.set_defaults(func=run_demo)
+
+    releases = sub.add_parser("releases", help="list dataset releases")
+    add_root_option(releases)
+    releases.set_defaults(func=list_releases)
+
+    trace = sub.add_parser("trace", help="trace an item's released labels back to vendor answers and the raw file")
+    trace.add_argument("item_id")
+    add_root_option(trace)
+    trace.add_argument("--release", default=None, help="release version (default: the latest)")
+    trace.set_defaults(func=trace_item)
+
+
+def _partition_date(value: str | None) -> str:
+    if value is None:
+        return (datetime.now(timezone.utc).date() - timedelta(days=1)).isoformat()
+    try:
+        parsed = date.fromisoformat(value)
+    except ValueError:
+        raise CliError(f"--date {value!r}: expected YYYY-MM-DD") from None
+    if parsed < date(2026, 1, 1):
+        raise CliError(f"--date {value}: partitions start on 2026-01-01")
+    return parsed.isoformat()
+
+
+def _instance(root: Path):
+    """The Dagster instance: $DAGSTER_HOME when set, else SQLite under the data root."""
+    from dagster import DagsterInstance
+
+    if not os.environ.get("DAGSTER_HOME"):
+        home = root / "dagster_home"
+        home.mkdir(parents=True, exist_ok=True)
+        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+        os.environ["DAGSTER_HOME"] = str(home)
+    return DagsterInstance.get()
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    if args.images < 1:
+        raise CliError(f"--images {args.images}: need at least 1 image")
+    root = (args.root or default_root()).resolve()
+    partition = _partition_date(args.date)
+    from annotation_pipeline.defs.resources import SECRET_ENV
+
+    if not os.environ.get(SECRET_ENV):
+        os.environ[SECRET_ENV] = DEMO_SECRET
+        print(f"note: {SECRET_ENV} is not set; using the public demo key (fine for generated sample data only)",
+              file=sys.stderr)
+    from annotation_pipeline.sample_data import generate_gold_set, generate_partition
+
+    generated = generate_partition(root, partition, args.images, seed=args.seed)
+    generate_gold_set(root)
+
+    from annotation_pipeline.definitions import build_definitions
+
+    instance = _instance(root)
+    defs = build_definitions("local", root)
+    if not (root / "models" / "prelabel_model.pkl").exists():  # trained once; reruns reuse it
+        trained = defs.get_job_def("train_prelabel_model").execute_in_process(instance=instance, raise_on_error=False)
+        if not trained.success:
+            raise CliError("training the pre-label model failed; see the run in the Dagster UI")
+    result = defs.get_job_def("annotation_lifecycle").execute_in_process(
+        partition_key=partition, instance=instance, raise_on_error=False)
+    summary = _summarize(result, root, partition, generated.n_files)
+    emit(summary, args.json, _render_demo)
+    if not result.success:
+        for problem in summary["problems"]:
+            print(f"error: {problem}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _summarize(result, root: Path, partition: str, landed: int) -> dict:
+    meta = {}
+    for event in result.get_asset_materialization_events():
+        mat = event.event_specific_data.materialization
+        meta[mat.asset_key.to_user_string()] = {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
+    checks = {}
+    for event in result.get_asset_check_evaluations():
+        checks[event.check_name] = {"passed": event.passed, "severity": str(event.severity.value)}
+    problems = [f"{e.step_key}: {e.event_specific_data.error.message.strip().splitlines()[0]}"
+                for e in result.all_events if e.is_step_failure]
+    problems += [f"blocking check {name} failed" for name, c in checks.items() if not c["passed"]
+                 and c["severity"] == "ERROR"]
+
+    def pick(asset: str, *keys: str) -> dict:
+        return {k: meta.get(asset, {}).get(k) for k in keys}
+
+    return {
+        "root": str(root), "partition": partition, "success": result.success, "run_id": result.run_id,
+        "landed_files": landed,
+        "items": pick("raw_items", "received", "accepted", "quarantined", "duplicates"),
+        "anonymized": pick("anonymized_items", "received", "accepted", "quarantined", "redactions"),
+        "handoff": pick("vendor_batches", "batch_id", "tasks", "gold_tasks", "overlap"),
+        "annotations": pick("returned_annotations", "received", "accepted", "quarantined", "files_received"),
+        "consensus": {**pick("consensus_labels", "method", "dagster/row_count", "mean_confidence"),
+                      "review_queue": meta.get("review_queue", {}).get("dagster/row_count")},
+        "release": pick("dataset_release", "version", "new_release", "labels", "items", "dvc_md5", "path"),
+        "checks": checks, "problems": problems,
+    }
+
+
+def _render_demo(s: dict) -> str:
+    i, a, c, r = s["items"], s["annotations"], s["consensus"], s["release"]
+    lines = [
+        f"annotation lifecycle for {s['partition']} under {s['root']}: {'succeeded' if s['success'] else 'FAILED'}",
+        f"  items        received {i['received']}  accepted {i['accepted']}  duplicates {i['duplicates']}  "
+        f"quarantined {i['quarantined']}",
+        f"  anonymized   {s['anonymized']['accepted']} items, {s['anonymized']['redactions']} redactions",
+        f"  handoff      batch {s['handoff']['batch_id']}: {s['handoff']['tasks']} tasks "
+        f"({s['handoff']['gold_tasks']} hidden gold), overlap {s['handoff']['overlap']}",
+        f"  annotations  received {a['received']}  accepted {a['accepted']}  quarantined {a['quarantined']}",
+        f"  consensus    {c['dagster/row_count']} labels ({c['method']}), {c['review_queue']} for review",
+        f"  checks       {sum(v['passed'] for v in s['checks'].values())}/{len(s['checks'])} passed",
+    ]
+    if r.get("version"):
+        state = "new release" if r["new_release"] else "unchanged: existing release reused"
+        lines.append(f"  release      {r['version']} ({state}): {r['labels']} labels on {r['items']} items, "
+                     f"dvc md5 {r['dvc_md5']}")
+        lines.append(f"               {r['path']}")
+    lines += [f"  problem      {p}" for p in s["problems"]]
+    return "\n".join(lines)
+
+
+def list_releases(args: argparse.Namespace) -> int:
+    from annotation_pipeline.release import DvcReleaseStore
+
+    root = (args.root or default_root()).resolve()
+    store = DvcReleaseStore(root, str(root / "dvc-remote"))
+    releases = [r.__dict__ for r in store.list_releases()]
+    for r in releases:
+        r.pop("created", None)
+    emit({"root": str(root), "releases": releases}, args.json, lambda s: "\n".join(
+        [f"{r['version']}  {r['created_at'][:19]}  {r['n_labels']:>6} labels  {r['n_items']:>5} items  "
+         f"fingerprint {r['fingerprint']}  parent {r['parent'] or '-'}" for r in s["releases"]]
+        or [f"no releases under {s['root']}"]))
+    return 0
+
+
+def trace_item(args: argparse.Namespace) -> int:
+    from annotation_pipeline.release import DvcReleaseStore
+
+    root = (args.root or default_root()).resolve()
+    store = DvcReleaseStore(root, str(root / "dvc-remote"))
+    releases = {r.version: r for r in store.list_releases()}
+    if not releases:
+        raise CliError(f"no releases under {root}")
+    version = args.release or list(releases)[-1]
+    if version not in releases:
+        raise CliError(f"release {version!r} not found; known: {', '.join(releases)}")
+    labels = store.read_table(version, "labels")
+    provenance = store.read_table(version, "provenance")
+    mine = labels[labels["item_id"] == args.item_id]
+    if mine.empty:
+        raise CliError(f"item {args.item_id} has no label in release {version}")
+    prov = provenance[provenance["item_id"] == args.item_id]
+    redactions = _redactions(root, args.item_id, mine["partition_date"].iloc[0])
+    out = {
+        "item_id": args.item_id, "release": version,
+        "labels": mine.drop(columns=["geometry_wkb"]).to_dict("records"),
+        "vendor_answers": prov.to_dict("records"),
+        "raw_item": prov[["raw_source_file", "raw_path", "raw_partition_date"]].drop_duplicates().to_dict("records"),
+        "redactions": redactions,
+        "problems_with_release_files": store.verify(version),
+    }
+    emit(out, args.json, _render_trace)
+    return 0
+
+
+def _redactions(root: Path, item_id: str, partition: str) -> list[dict]:
+    path = root / "tables" / "redaction_log" / f"{partition}.parquet"
+    if not path.exists():
+        return []
+    log = pd.read_parquet(path)
+    return log[log["item_id"] == item_id].to_dict("records")
+
+
+def _render_trace(t: dict) -> str:
+    lines = [f"item {t['item_id']} in release {t['release']}"]
+    for raw in t["raw_item"]:
+        lines.append(f"  raw file     {raw['raw_source_file']} -> {raw['raw_path']} (landed {raw['raw_partition_date']})")
+    lines.append(f"  redactions   {len(t['redactions'])}: " + ", ".join(
+        sorted({f"{r['kind']}×{r['count']}" for r in t["redactions"]})))
+    for label in t["labels"]:
+        lines.append(f"  label        {label['kind']} {label['label']} confidence {label['confidence']:.3f} "
+                     f"from {label['n_annotators']}/{label['n_assigned']} annotators ({label['method']})")
+    for a in t["vendor_answers"]:
+        lines.append(f"    answer     {a['annotation_id']} {a['annotator_id']} said {a['answer_label']} "
+                     f"[{a['vendor']} batch {a['batch_id']} task {a['task_id']}, file {a['source_file']} "
+                     f"sha256 {str(a['source_sha256'])[:12]}]")
+    lines.append("  release files intact" if not t["problems_with_release_files"]
+                 else "  RELEASE FILES CHANGED: " + "; ".join(t["problems_with_release_files"]))
+    return "\n".join(lines)

@@ -1,0 +1,298 @@
+"""One contract per table: column names, dtypes, nullability and meaning, written once.
+
+Every stage conforms its output with ``CONTRACT.conform(df)`` before it is persisted and
+checks its input with ``CONTRACT.validate(df)``; tests use the same objects. Geometry is in
+pixel coordinates: boxes as ``x_min, y_min, x_max, y_max`` (vectorizable), polygons as WKB.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+
+class ContractError(ValueError):
+    """A table does not match its contract; the message names table, column and problem."""
+
+
+@dataclass(frozen=True)
+class Column:
+    dtype: str  # a pandas dtype string: "string", "float64", "Int64", "boolean", "object", ...
+    description: str
+    nullable: bool = False
+
+
+@dataclass(frozen=True)
+class TableContract:
+    name: str
+    description: str
+    columns: dict[str, Column] = field(default_factory=dict)
+
+    @property
+    def column_names(self) -> list[str]:
+        return list(self.columns)
+
+    def empty(self) -> pd.DataFrame:
+        return pd.DataFrame({n: pd.Series(dtype=c.dtype) for n, c in self.columns.items()})
+
+    def conform(self, df: pd.DataFrame) -> pd.DataFrame:
+        """Select the contract's columns in order, cast dtypes, then validate."""
+        missing = [c for c in self.columns if c not in df.columns]
+        if missing:
+            raise ContractError(f"{self.name}: missing column(s) {', '.join(missing)}")
+        out = pd.DataFrame(
+            {n: df[n].astype(c.dtype) if str(df[n].dtype) != c.dtype else df[n]
+             for n, c in self.columns.items()},
+            index=df.index,
+        ).reset_index(drop=True)
+        self.validate(out)
+        return out
+
+    def validate(self, df: pd.DataFrame) -> None:
+        problems = []
+        for n, c in self.columns.items():
+            if n not in df.columns:
+                problems.append(f"missing column {n!r}")
+                continue
+            if str(df[n].dtype) != c.dtype:
+                problems.append(f"column {n!r} has dtype {df[n].dtype}, expected {c.dtype}")
+            if not c.nullable and len(df) and df[n].isna().any():
+                problems.append(f"column {n!r} has {int(df[n].isna().sum())} null(s) but is not nullable")
+        if problems:
+            raise ContractError(f"{self.name}: " + "; ".join(problems))
+
+    def markdown(self) -> str:
+        """A table of the contract for asset descriptions in the Dagster UI."""
+        rows = [f"| `{n}` | {c.dtype}{'?' if c.nullable else ''} | {c.description} |"
+                for n, c in self.columns.items()]
+        return "| column | dtype | meaning |\n|---|---|---|\n" + "\n".join(rows)
+
+
+def _c(dtype: str, description: str, nullable: bool = False) -> Column:
+    return Column(dtype, description, nullable)
+
+
+_BOX = {
+    "x_min": _c("float64", "left edge, pixels", True),
+    "y_min": _c("float64", "top edge, pixels", True),
+    "x_max": _c("float64", "right edge, pixels", True),
+    "y_max": _c("float64", "bottom edge, pixels", True),
+}
+
+RAW_ITEMS = TableContract(
+    "raw_items",
+    "Raw items of one daily partition, one row per distinct content hash.",
+    {
+        "item_id": _c("string", "sha256 of the raw file bytes (first 16 hex chars)"),
+        "partition_date": _c("string", "daily partition key, YYYY-MM-DD"),
+        "source_file": _c("string", "file name as received in the landing folder"),
+        "raw_path": _c("string", "path of the stored raw file, relative to the data root"),
+        "media_type": _c("string", "image/png, image/jpeg, ..."),
+        "width": _c("Int64", "image width in pixels"),
+        "height": _c("Int64", "image height in pixels"),
+        "byte_size": _c("Int64", "size of the raw file"),
+        "metadata_json": _c("string", "sidecar metadata as received (may hold personal data)"),
+        "caption": _c("string", "free text as received (may hold personal data)", True),
+    },
+)
+
+ANONYMIZED_ITEMS = TableContract(
+    "anonymized_items",
+    "Items safe to show a vendor: pixels re-encoded without EXIF, faces/plates blurred, "
+    "personal data in metadata and text redacted or pseudonymized.",
+    {
+        "item_id": _c("string", "same id as raw_items"),
+        "partition_date": _c("string", "daily partition key"),
+        "image_path": _c("string", "anonymized image path, relative to the data root"),
+        "width": _c("Int64", "image width in pixels"),
+        "height": _c("Int64", "image height in pixels"),
+        "metadata_json": _c("string", "metadata after redaction / pseudonymization"),
+        "caption": _c("string", "free text after redaction", True),
+        "n_redactions": _c("Int64", "number of redactions applied to this item"),
+    },
+)
+
+REDACTION_LOG = TableContract(
+    "redaction_log",
+    "One row per redaction: what kind, where, by which detector, for the auditor.",
+    {
+        "item_id": _c("string", "item the redaction was applied to"),
+        "kind": _c("string", "email, phone, iban, card, ip, national_id, name, face, plate, exif, region"),
+        "field": _c("string", "metadata field, 'caption', or 'image'"),
+        "count": _c("Int64", "how many occurrences"),
+        **_BOX,
+        "action": _c("string", "redact, pseudonymize, blur, strip"),
+        "detector": _c("string", "detector name"),
+        "detector_version": _c("string", "detector version"),
+    },
+)
+
+PRELABELS = TableContract(
+    "prelabels",
+    "Model-assisted labels: one scene choice per item and proposed object boxes, with scores.",
+    {
+        "item_id": _c("string", "item"),
+        "kind": _c("string", "choice or box"),
+        "label": _c("string", "ontology class"),
+        **_BOX,
+        "score": _c("float64", "model score in [0, 1]"),
+        "model_version": _c("string", "version of the pre-labeling model"),
+    },
+)
+
+LABELING_QUEUE = TableContract(
+    "labeling_queue",
+    "Items chosen for human labeling by active learning under a budget, most useful first.",
+    {
+        "item_id": _c("string", "item"),
+        "partition_date": _c("string", "partition"),
+        "priority": _c("Int64", "rank, 1 = label first"),
+        "uncertainty": _c("float64", "active-learning score (higher = more informative)"),
+        "reason": _c("string", "why it was selected (uncertainty, campaign, ...)"),
+    },
+)
+
+ANNOTATIONS = TableContract(
+    "annotations",
+    "Vendor answers in one shape, pixel coordinates, every row traceable to its file.",
+    {
+        "annotation_id": _c("string", "stable id: hash of source file content + position"),
+        "batch_id": _c("string", "vendor batch"),
+        "task_id": _c("string", "vendor task id"),
+        "item_id": _c("string", "item"),
+        "annotator_id": _c("string", "annotator (pseudonymous vendor id)"),
+        "vendor": _c("string", "vendor name"),
+        "kind": _c("string", "choice, box or polygon"),
+        "label": _c("string", "ontology class"),
+        **_BOX,
+        "geometry_wkb": _c("object", "polygon as WKB bytes (polygons only)", True),
+        "image_width": _c("float64", "image width the annotator saw, pixels"),
+        "image_height": _c("float64", "image height the annotator saw, pixels"),
+        "lead_time_s": _c("float64", "seconds the annotator spent on the task", True),
+        "is_gold": _c("boolean", "task is a hidden gold task"),
+        "source_file": _c("string", "vendor return file (name inside the inbox)"),
+        "source_sha256": _c("string", "sha256 of the vendor return file"),
+        "ontology_version": _c("string", "ontology version the task was sent with"),
+        "guidelines_version": _c("string", "labeling guidelines version"),
+        "model_version": _c("string", "pre-label model version shown to the annotator"),
+    },
+)
+
+QUARANTINE = TableContract(
+    "quarantine",
+    "Everything received but not accepted, with the stage and a reason a person can act on.",
+    {
+        "stage": _c("string", "ingestion, anonymization, intake, qa"),
+        "partition_date": _c("string", "partition"),
+        "source_file": _c("string", "file the record came from"),
+        "record_ref": _c("string", "row / task / result inside the file, '' for a whole file"),
+        "reason": _c("string", "machine-readable reason code"),
+        "detail": _c("string", "what was wrong and what to do"),
+        "item_id": _c("string", "item, when known", True),
+        "annotator_id": _c("string", "annotator, when known", True),
+        "annotation_id": _c("string", "annotation, when known", True),
+    },
+)
+
+CONSENSUS_LABELS = TableContract(
+    "consensus_labels",
+    "Merged labels: one scene label per item and merged objects, each with its evidence.",
+    {
+        "item_id": _c("string", "item"),
+        "kind": _c("string", "choice, box or polygon"),
+        "label": _c("string", "ontology class"),
+        **_BOX,
+        "geometry_wkb": _c("object", "merged polygon as WKB (polygons only)", True),
+        "confidence": _c("float64", "posterior / agreement-based confidence in [0, 1]"),
+        "n_annotators": _c("Int64", "annotators supporting this label / object"),
+        "n_assigned": _c("Int64", "annotators who saw the item"),
+        "method": _c("string", "aggregation method"),
+        "annotation_ids": _c("string", "space-separated annotation_ids merged here (provenance)"),
+    },
+)
+
+REVIEW_QUEUE = TableContract(
+    "review_queue",
+    "Labels that need a human reviewer: below quorum or low agreement. Nothing is overwritten.",
+    {
+        "item_id": _c("string", "item"),
+        "kind": _c("string", "choice, box or polygon"),
+        "label": _c("string", "best label so far", True),
+        **_BOX,
+        "confidence": _c("float64", "confidence of the best label", True),
+        "n_annotators": _c("Int64", "annotators supporting it"),
+        "n_assigned": _c("Int64", "annotators who saw the item"),
+        "reason": _c("string", "below_quorum, low_confidence, ..."),
+        "annotation_ids": _c("string", "annotation_ids involved"),
+    },
+)
+
+AGREEMENT_METRICS = TableContract(
+    "agreement_metrics",
+    "Agreement figures in long form: scope (batch, class, annotator), key, metric, value.",
+    {
+        "scope": _c("string", "batch, class or annotator"),
+        "key": _c("string", "batch id, class name or annotator id"),
+        "metric": _c("string", "cohen_kappa, fleiss_kappa, krippendorff_alpha, mean_iou, ..."),
+        "value": _c("float64", "the figure (NaN when undefined)", True),
+        "n": _c("Int64", "how many answers it rests on"),
+    },
+)
+
+VENDOR_TASKS = TableContract(
+    "vendor_tasks",
+    "Our side of a vendor handoff: which task is which item, and which tasks are hidden gold. "
+    "Never sent to the vendor (the vendor sees task ids and anonymized images only).",
+    {
+        "batch_id": _c("string", "vendor batch"),
+        "task_id": _c("string", "task id the vendor sees"),
+        "item_id": _c("string", "item behind the task"),
+        "is_gold": _c("boolean", "hidden gold task (answer known)"),
+        "vendor": _c("string", "vendor name"),
+        "image_file": _c("string", "image file name inside the batch folder"),
+        "image_width": _c("float64", "image width, pixels"),
+        "image_height": _c("float64", "image height, pixels"),
+        "overlap": _c("Int64", "how many different annotators must answer the task"),
+        "ontology_version": _c("string", "ontology version"),
+        "guidelines_version": _c("string", "guidelines version"),
+        "model_version": _c("string", "pre-label model version"),
+    },
+)
+
+GOLD_LABELS = TableContract(
+    "gold_labels",
+    "Known answers of gold items, used to score annotators on hidden gold tasks.",
+    {
+        "item_id": _c("string", "gold item"),
+        "kind": _c("string", "choice, box or polygon"),
+        "label": _c("string", "ontology class"),
+        **_BOX,
+        "geometry_wkb": _c("object", "polygon as WKB (polygons only)", True),
+    },
+)
+
+ALL_CONTRACTS = [
+    RAW_ITEMS, ANONYMIZED_ITEMS, REDACTION_LOG, PRELABELS, LABELING_QUEUE, ANNOTATIONS,
+    VENDOR_TASKS, GOLD_LABELS,
+    QUARANTINE, CONSENSUS_LABELS, REVIEW_QUEUE, AGREEMENT_METRICS,
+]
+
+
+def quarantine_rows(stage: str, partition_date: str, source_file, record_ref, reason,
+                    detail, item_id=None, annotator_id=None, annotation_id=None) -> pd.DataFrame:
+    """Build QUARANTINE rows; each argument may be a scalar or an array (all arrays of one length)."""
+    args = (source_file, record_ref, reason, detail, item_id, annotator_id, annotation_id)
+    lengths = {len(v) for v in args if isinstance(v, (list, tuple, np.ndarray, pd.Series, pd.Index))}
+    if len(lengths) > 1:
+        raise ValueError(f"quarantine_rows: array arguments differ in length: {sorted(lengths)}")
+    n = lengths.pop() if lengths else 1
+    def col(v):
+        return list(v) if isinstance(v, (list, tuple, np.ndarray, pd.Series, pd.Index)) else [v] * n
+    df = pd.DataFrame({
+        "stage": col(stage), "partition_date": col(partition_date), "source_file": col(source_file),
+        "record_ref": col(record_ref), "reason": col(reason), "detail": col(detail),
+        "item_id": col(item_id), "annotator_id": col(annotator_id), "annotation_id": col(annotation_id),
+    })
+    return QUARANTINE.conform(df)

@@ -1,0 +1,19 @@
+"""The code location: every stage's definitions merged, with the profile's resources."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from annotation_pipeline.defs import (
+    anonymization, automation, consensus, ingestion, prelabel, qa, release, vendor)
+from annotation_pipeline.defs.resources import build_resources
+
+STAGES = [ingestion, anonymization, prelabel, vendor, qa, consensus, release, automation]
+
+
+def build_definitions(profile: str | None = None, root=None) -> dg.Definitions:
+    return dg.Definitions.merge(*(stage.defs for stage in STAGES),
+                                dg.Definitions(resources=build_resources(profile, root)))
+
+
+defs = build_definitions()

@@ -1,0 +1,72 @@
+"""Consensus wiring: merged labels, agreement metrics and the review queue."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pandas as pd
+
+from annotation_pipeline.consensus import run_consensus
+from annotation_pipeline.contracts import AGREEMENT_METRICS, CONSENSUS_LABELS, GOLD_LABELS, REVIEW_QUEUE
+from annotation_pipeline.defs.common import OWNERS, daily_partitions, table_metadata
+from annotation_pipeline.defs.resources import DataRoot
+
+
+class ConsensusConfig(dg.Config):
+    method: str = "auto"          # auto | mv | wmv | ds
+    iou_threshold: float = 0.5    # the usual object-matching threshold (PASCAL VOC / COCO AP50)
+    min_confidence: float = 0.7   # below this a scene label goes to review instead of release
+
+
+def read_gold(data_root: DataRoot) -> pd.DataFrame:
+    path = data_root.root / "gold" / "gold_labels.parquet"
+    return pd.read_parquet(path) if path.exists() else GOLD_LABELS.empty()
+
+
+@dg.multi_asset(
+    group_name="consensus", partitions_def=daily_partitions, can_subset=False,
+    outs={
+        "consensus_labels": dg.AssetOut(
+            owners=OWNERS, kinds={"numpy", "shapely", "parquet"},
+            description="Merged labels: scene by Dawid-Skene / (gold-weighted) majority vote with a posterior "
+                        "confidence; boxes and polygons clustered by IoU (at most one object per annotator "
+                        "per cluster), quorum of the annotators who saw the item, geometry fused by "
+                        "annotator reliability. Each label lists the annotation ids behind it.\n\n"
+                        + CONSENSUS_LABELS.markdown()),
+        "review_queue": dg.AssetOut(
+            owners=OWNERS, kinds={"parquet"},
+            description="What a reviewer must decide: clusters below quorum and low-confidence scene labels, "
+                        "with the evidence. Nothing is overwritten.\n\n" + REVIEW_QUEUE.markdown()),
+        "agreement_metrics": dg.AssetOut(
+            owners=OWNERS, kinds={"parquet"},
+            description="Cohen's kappa (mean pairwise), Fleiss' kappa, Krippendorff's alpha per batch, class "
+                        "and annotator, and IoU agreement for geometry.\n\n" + AGREEMENT_METRICS.markdown()),
+    },
+)
+def consensus(context: dg.AssetExecutionContext, config: ConsensusConfig, data_root: DataRoot,
+              returned_annotations: pd.DataFrame, vendor_batches: pd.DataFrame):
+    result = run_consensus(returned_annotations, vendor_batches, read_gold(data_root), method=config.method,
+                           iou_threshold=config.iou_threshold, min_confidence=config.min_confidence)
+    batch_metrics = result.agreement[result.agreement["scope"] == "batch"]
+    headline = {f"{r.metric}": float(r.value) for r in batch_metrics.itertuples() if pd.notna(r.value)}
+    yield dg.Output(result.labels, output_name="consensus_labels", metadata={
+        "method": result.method, **{k: int(v) for k, v in result.counts.items()},
+        "labels_by_kind": dg.MetadataValue.json(result.labels["kind"].value_counts().to_dict()),
+        "mean_confidence": float(result.labels["confidence"].mean()) if len(result.labels) else 0.0,
+        **table_metadata(result.labels.drop(columns=["geometry_wkb"])),
+    })
+    yield dg.Output(result.review_queue, output_name="review_queue", metadata={
+        "by_reason": dg.MetadataValue.json(result.review_queue["reason"].value_counts().to_dict()),
+        **table_metadata(result.review_queue),
+    })
+    yield dg.Output(result.agreement, output_name="agreement_metrics", metadata={
+        **headline,
+        "per_annotator": dg.MetadataValue.md(
+            result.agreement[result.agreement["scope"] == "annotator"]
+            .pivot_table(index="key", columns="metric", values="value").round(3).to_markdown()
+            if (result.agreement["scope"] == "annotator").any() else "(none)"),
+        "annotator_reliability": dg.MetadataValue.md(result.annotator_reliability.round(3).to_markdown()),
+        **table_metadata(result.agreement),
+    })
+
+
+defs = dg.Definitions(assets=[consensus])

@@ -1,0 +1,34 @@
+"""Ingestion wiring: a day's landing folder becomes ``raw_items``."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pandas as pd
+
+from annotation_pipeline.contracts import RAW_ITEMS
+from annotation_pipeline.defs.common import OWNERS, counts_metadata, daily_partitions, table_metadata
+from annotation_pipeline.defs.resources import DataRoot
+from annotation_pipeline.ingest import ingest_landing_folder
+
+
+@dg.asset(
+    group_name="ingestion", partitions_def=daily_partitions, owners=OWNERS, kinds={"python", "parquet"},
+    description="Raw items that landed in `landing/<date>/`, named by the sha256 of their bytes. "
+                "Byte-identical uploads are one item; unreadable, empty, unsupported or oversized "
+                "files go to the quarantine with a reason.\n\n" + RAW_ITEMS.markdown(),
+)
+def raw_items(context: dg.AssetExecutionContext, data_root: DataRoot) -> dg.Output[pd.DataFrame]:
+    date = context.partition_key
+    result = ingest_landing_folder(data_root.root / "landing" / date, data_root.root, date)
+    data_root.write_quarantine("ingestion", date, result.quarantine)
+    if result.n_received == 0:
+        context.log.warning(f"landing/{date}/ is empty or missing: nothing to ingest")
+    return dg.Output(result.items, metadata={
+        **counts_metadata(result.n_received, len(result.items), len(result.quarantine),
+                          duplicates=len(result.duplicates)),
+        "quarantine_reasons": dg.MetadataValue.json(result.quarantine["reason"].value_counts().to_dict()),
+        **table_metadata(result.items.drop(columns=["metadata_json", "caption"])),
+    })
+
+
+defs = dg.Definitions(assets=[raw_items])

@@ -1,0 +1,86 @@
+"""Pre-labeling and active-learning wiring."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pandas as pd
+
+from annotation_pipeline.contracts import LABELING_QUEUE, PRELABELS
+from annotation_pipeline.defs.common import OWNERS, daily_partitions, table_metadata
+from annotation_pipeline.defs.resources import DataRoot
+from annotation_pipeline.prelabel import PrelabelModel, load_rgb, select_for_labeling, train_prelabel_model
+
+gold_set = dg.AssetSpec(
+    "gold_set", group_name="prelabel", owners=OWNERS, kinds={"parquet"},
+    description="Items with known answers (`gold/images/*.png` + `gold/gold_labels.parquet` under the "
+                "data root), kept by the program team. They train the pre-label model and are hidden "
+                "among vendor tasks to score annotators. Gold images must carry no personal data.",
+)
+
+
+def _model_path(data_root: DataRoot):
+    return data_root.root / "models" / "prelabel_model.pkl"
+
+
+@dg.asset(
+    group_name="prelabel", owners=OWNERS, kinds={"scikitlearn"}, deps=[gold_set],
+    description="The pre-label model: scene classifier (logistic regression on colour statistics) and "
+                "object detector (background-difference proposals + random forest on region features), "
+                "trained on the gold set. Its version is the hash of its training data. Retrained only "
+                "when this asset is materialized, so reruns of a day's partition reuse the same model.",
+)
+def prelabel_model(context: dg.AssetExecutionContext, data_root: DataRoot) -> dg.MaterializeResult:
+    gold_dir = data_root.root / "gold"
+    labels_path = gold_dir / "gold_labels.parquet"
+    if not labels_path.exists():
+        raise dg.Failure(f"no gold set at {gold_dir}: put gold images and gold_labels.parquet there "
+                         "(`annotation-pipeline demo` generates a sample one)")
+    labels = pd.read_parquet(labels_path)
+    images = {p.stem: load_rgb(p) for p in sorted((gold_dir / "images").glob("*.png"))}
+    model = train_prelabel_model(images, labels)
+    model.save(_model_path(data_root))
+    context.log.info(f"trained {model.version} on {model.trained_on} gold items")
+    return dg.MaterializeResult(metadata={"model_version": model.version, **model.metrics})
+
+
+@dg.asset(
+    group_name="prelabel", partitions_def=daily_partitions, owners=OWNERS, kinds={"scikitlearn", "parquet"},
+    deps=[prelabel_model],
+    description="Model-assisted labels for the day's anonymized items: one scene suggestion per item "
+                "and object boxes, each with a score and the model version.\n\n" + PRELABELS.markdown(),
+)
+def prelabels(data_root: DataRoot, anonymized_items: pd.DataFrame) -> dg.Output[pd.DataFrame]:
+    model = PrelabelModel.load(_model_path(data_root))
+    images = {row.item_id: load_rgb(data_root.root / row.image_path)
+              for row in anonymized_items[["item_id", "image_path"]].itertuples(index=False)}
+    out = model.predict(images)
+    scene = out[out["kind"] == "choice"]
+    return dg.Output(out, metadata={
+        "model_version": model.version, "items": len(images), "objects_proposed": int((out["kind"] != "choice").sum()),
+        "mean_scene_score": float(scene["score"].mean()) if len(scene) else 0.0,
+        **table_metadata(out),
+    })
+
+
+class LabelingBudget(dg.Config):
+    budget: int = 500  # items per day the program pays a vendor for
+
+
+@dg.asset(
+    group_name="prelabel", partitions_def=daily_partitions, owners=OWNERS, kinds={"pandas"},
+    description="Active learning: the items the model is least sure of, most informative first, up to "
+                "the day's labeling budget.\n\n" + LABELING_QUEUE.markdown(),
+)
+def labeling_queue(config: LabelingBudget, context: dg.AssetExecutionContext,
+                   prelabels: pd.DataFrame) -> dg.Output[pd.DataFrame]:
+    queue = select_for_labeling(prelabels, context.partition_key, config.budget)
+    n_items = prelabels["item_id"].nunique()
+    return dg.Output(queue, metadata={
+        "candidates": n_items, "selected": len(queue), "budget": config.budget,
+        "not_selected": n_items - len(queue),
+        "mean_uncertainty_selected": float(queue["uncertainty"].mean()) if len(queue) else 0.0,
+        **table_metadata(queue),
+    })
+
+
+defs = dg.Definitions(assets=[gold_set, prelabel_model, prelabels, labeling_queue])

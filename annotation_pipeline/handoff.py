@@ -1,0 +1,147 @@
+"""Vendor handoff: a batch folder the vendor can import, and our private record of it.
+
+A batch is a folder of anonymized images, a Label Studio import file (``tasks.json``) that
+carries our pre-labels as predictions, and a ``manifest.json`` with a sha256 per file, the
+overlap k, and the ontology and guideline versions. Hidden gold tasks are mixed in and look
+exactly like the others: which tasks are gold, and which item each task is, stays on our side
+in the VENDOR_TASKS table. Only anonymized images ever enter a batch folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import shapely
+
+from annotation_pipeline.contracts import VENDOR_TASKS
+from annotation_pipeline.project_files import Guidelines, Ontology
+
+
+@dataclass
+class VendorBatch:
+    batch_id: str
+    folder: Path             # the folder to deliver (tasks.json, manifest.json, images/)
+    tasks: pd.DataFrame      # VENDOR_TASKS: our private record
+
+
+def batch_id_for(vendor: str, partition_date: str, item_ids: list[str]) -> str:
+    """Deterministic: the same selection for the same day is the same batch (idempotent reruns)."""
+    digest = hashlib.sha256(("\n".join(sorted(item_ids))).encode()).hexdigest()[:8]
+    return f"{vendor}-{partition_date}-{digest}"
+
+
+def _sha256_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _ls_prediction_results(pre: pd.DataFrame, width: float, height: float, ontology: Ontology) -> list[dict]:
+    """Pre-labels as Label Studio prediction results (percent coordinates)."""
+    results = []
+    for row in pre.itertuples(index=False):  # per task, a handful of rows: formatting, not a hot path
+        if row.kind == "choice":
+            results.append({"from_name": ontology.raw["scene"]["from_name"], "to_name": "image",
+                            "type": "choices", "value": {"choices": [row.label]}, "score": row.score})
+        elif ontology.object_geometry.get(row.label) == "box":
+            results.append({"from_name": "objects", "to_name": "image", "type": "rectanglelabels",
+                            "original_width": int(width), "original_height": int(height),
+                            "value": {"x": 100 * row.x_min / width, "y": 100 * row.y_min / height,
+                                      "width": 100 * (row.x_max - row.x_min) / width,
+                                      "height": 100 * (row.y_max - row.y_min) / height,
+                                      "rotation": 0, "rectanglelabels": [row.label]},
+                            "score": row.score})
+        # polygon classes get no box suggestion: the guideline asks for an outline
+    return results
+
+
+def build_vendor_batch(queue: pd.DataFrame, items: pd.DataFrame, prelabels: pd.DataFrame,
+                       gold_items: pd.DataFrame, root: Path, staging_dir: Path, *, vendor: str,
+                       partition_date: str, overlap: int, n_gold: int, ontology: Ontology,
+                       guidelines: Guidelines, seed: int = 0) -> VendorBatch:
+    """Write a batch folder for the queued items plus ``n_gold`` hidden gold tasks.
+
+    ``items`` is ANONYMIZED_ITEMS (image_path relative to ``root``); ``gold_items`` has
+    item_id, image_path (absolute), width, height. Task order is shuffled so gold tasks sit at
+    no fixed position.
+    """
+    if overlap < 1:
+        raise ValueError(f"overlap must be at least 1, got {overlap}")
+    queued = items.set_index("item_id").loc[queue["item_id"]]
+    batch_id = batch_id_for(vendor, partition_date, list(queue["item_id"]))
+    rng = np.random.default_rng([seed, int(partition_date.replace("-", ""))])
+    gold_pick = gold_items.iloc[rng.choice(len(gold_items), size=min(n_gold, len(gold_items)), replace=False)] \
+        if n_gold and len(gold_items) else gold_items.iloc[:0]
+    entries = pd.concat([
+        pd.DataFrame({"item_id": queued.index, "source": [root / p for p in queued["image_path"]],
+                      "width": queued["width"].to_numpy(float), "height": queued["height"].to_numpy(float),
+                      "is_gold": False}),
+        pd.DataFrame({"item_id": gold_pick["item_id"], "source": gold_pick["image_path"].map(Path),
+                      "width": gold_pick["width"].to_numpy(float), "height": gold_pick["height"].to_numpy(float),
+                      "is_gold": True}),
+    ], ignore_index=True)
+    entries = entries.iloc[rng.permutation(len(entries))].reset_index(drop=True)
+    entries["task_id"] = (np.arange(len(entries)) + 1).astype(str)
+    entries["image_file"] = "t" + entries["task_id"].str.zfill(5) + ".png"
+
+    folder = staging_dir / batch_id
+    if folder.exists():
+        shutil.rmtree(folder)
+    (folder / "images").mkdir(parents=True)
+    model_version = prelabels["model_version"].iloc[0] if len(prelabels) else "none"
+    pre_by_item = {k: g for k, g in prelabels.groupby("item_id")}
+    tasks_json = []
+    for e in entries.itertuples(index=False):
+        shutil.copyfile(e.source, folder / "images" / e.image_file)
+        task = {"id": int(e.task_id), "data": {"image": f"images/{e.image_file}"}}
+        pre = pre_by_item.get(e.item_id)
+        if pre is None and e.is_gold:
+            pre = None  # gold tasks get no predictions we could leak the answer through
+        if pre is not None:
+            task["predictions"] = [{"model_version": model_version,
+                                    "score": float(pre["score"].mean()),
+                                    "result": _ls_prediction_results(pre, e.width, e.height, ontology)}]
+        tasks_json.append(task)
+    (folder / "tasks.json").write_text(json.dumps(tasks_json, indent=1))
+    (folder / "guidelines.md").write_text(guidelines.text)
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    manifest = {
+        "batch_id": batch_id, "vendor": vendor, "created_for": partition_date,
+        "n_tasks": len(entries), "overlap": overlap,
+        "ontology": {"name": ontology.name, "version": ontology.version},
+        "guidelines_version": guidelines.version, "model_version": model_version,
+        "files": {str(p.relative_to(folder)): _sha256_file(p) for p in files},
+    }
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
+
+    tasks = pd.DataFrame({
+        "batch_id": batch_id, "task_id": entries["task_id"], "item_id": entries["item_id"],
+        "is_gold": entries["is_gold"], "vendor": vendor, "image_file": entries["image_file"],
+        "image_width": entries["width"], "image_height": entries["height"], "overlap": overlap,
+        "ontology_version": ontology.version, "guidelines_version": guidelines.version,
+        "model_version": model_version,
+    })
+    return VendorBatch(batch_id, folder, VENDOR_TASKS.conform(tasks))
+
+
+def verify_manifest(folder: Path) -> list[str]:
+    """Problems with a delivered batch folder (missing or altered files); empty when intact."""
+    manifest = json.loads((folder / "manifest.json").read_text())
+    problems = []
+    for rel, digest in manifest["files"].items():
+        path = folder / rel
+        if not path.exists():
+            problems.append(f"{rel}: listed in the manifest but missing")
+        elif _sha256_file(path) != digest:
+            problems.append(f"{rel}: sha256 differs from the manifest")
+    return problems
+
+
+def polygon_percent_points(wkb: bytes, width: float, height: float) -> list[list[float]]:
+    """Polygon exterior as Label Studio percent points (closing point dropped)."""
+    coords = shapely.get_coordinates(shapely.get_exterior_ring(shapely.from_wkb(wkb)))[:-1]
+    return (coords / np.array([width, height]) * 100).round(4).tolist()

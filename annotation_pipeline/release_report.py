@@ -1,0 +1,60 @@
+"""What goes into a release beside the labels: per-label provenance and the quality report."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+PROVENANCE_COLUMNS = [
+    "item_id", "label_kind", "label", "annotation_id", "annotator_id", "vendor", "batch_id", "task_id",
+    "answer_label", "source_file", "source_sha256", "raw_source_file", "raw_path", "raw_partition_date",
+    "ontology_version", "guidelines_version", "model_version",
+]
+
+
+def build_provenance(labels: pd.DataFrame, annotations: pd.DataFrame, raw_items: pd.DataFrame) -> pd.DataFrame:
+    """One row per (released label, vendor answer behind it), joined to the raw item.
+
+    ``item_id`` is the sha256 of the raw file's bytes, so the trace ends in a file whose
+    identity anyone can recompute.
+    """
+    exploded = (labels.assign(label_index=np.arange(len(labels)),
+                              annotation_id=labels["annotation_ids"].str.split(" "))
+                .explode("annotation_id")[["item_id", "kind", "label", "annotation_id"]]
+                .rename(columns={"kind": "label_kind"}))
+    answers = annotations[["annotation_id", "annotator_id", "vendor", "batch_id", "task_id", "label", "source_file",
+                           "source_sha256", "ontology_version", "guidelines_version", "model_version"]] \
+        .rename(columns={"label": "answer_label"})
+    raw = raw_items[["item_id", "source_file", "raw_path", "partition_date"]].rename(
+        columns={"source_file": "raw_source_file", "partition_date": "raw_partition_date"})
+    out = exploded.merge(answers, on="annotation_id", how="left").merge(raw, on="item_id", how="left")
+    return out[PROVENANCE_COLUMNS].astype({c: "string" for c in PROVENANCE_COLUMNS}).reset_index(drop=True)
+
+
+def build_quality_report(dataset: pd.DataFrame, partition_date: str, day_labels: pd.DataFrame,
+                         review_queue: pd.DataFrame, agreement: pd.DataFrame, scorecards: pd.DataFrame,
+                         quarantine: pd.DataFrame) -> dict:
+    """A JSON-able report: dataset size, the day's consensus and agreement, quarantine, vendors."""
+    batch = agreement[agreement["scope"] == "batch"]
+    per_class = agreement[agreement["scope"] == "class"]
+    report = {
+        "dataset": {
+            "labels": int(len(dataset)), "items": int(dataset["item_id"].nunique()),
+            "partitions": int(dataset["partition_date"].nunique()),
+            **{f"labels_{k}": int(v) for k, v in dataset["kind"].value_counts().items()},
+            **{f"class_{k}": int(v) for k, v in dataset["label"].value_counts().items()},
+        },
+        "partition": {
+            "date": partition_date, "labels": int(len(day_labels)),
+            "mean_confidence": float(day_labels["confidence"].mean()) if len(day_labels) else float("nan"),
+            "review_queue": int(len(review_queue)),
+            "quarantined_records": int(len(quarantine)),
+            **{f"quarantined_{k}": int(v) for k, v in quarantine["reason"].value_counts().items()},
+        },
+        "agreement": {f"{r.key}:{r.metric}": float(r.value) for r in batch.itertuples() if pd.notna(r.value)},
+        "agreement_per_class": [
+            {"class": k, **{m: round(float(v), 4) for m, v in g.set_index("metric")["value"].items() if pd.notna(v)}}
+            for k, g in per_class.groupby("key")],
+        "annotators": scorecards.replace({np.nan: None}).round(4).to_dict("records") if len(scorecards) else [],
+    }
+    return report
