@@ -165,7 +165,7 @@ def train_prelabel_model(images: dict[str, np.ndarray], labels: pd.DataFrame, se
             target[hit] = truth["label"].to_numpy()[best[hit]]
         feats.append(f); targets.append(target)
     x_obj, y_obj = np.concatenate(feats), np.concatenate(targets)
-    object_model = RandomForestClassifier(n_estimators=100, min_samples_leaf=2, random_state=seed, n_jobs=1)
+    object_model = RandomForestClassifier(n_estimators=60, min_samples_leaf=2, random_state=seed, n_jobs=1)
     object_model.fit(x_obj, y_obj)
 
     fingerprint = hashlib.sha256()

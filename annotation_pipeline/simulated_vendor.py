@@ -63,20 +63,21 @@ def simulate_answers(tasks: pd.DataFrame, truth: pd.DataFrame, profiles: list[An
     acc = np.array([p.accuracy for p in profiles]); jitter = np.array([p.box_jitter_px for p in profiles])
     miss = np.array([p.miss_rate for p in profiles]); secs = np.array([p.mean_seconds for p in profiles])
     spam = np.array([p.spammer for p in profiles])
-    pairs["lead_time"] = rng.lognormal(np.log(secs[pairs["ann"]]), 0.3)
+    ann = pairs["ann"].to_numpy()
+    pairs["lead_time"] = rng.lognormal(np.log(secs[ann]), 0.3)
 
     # Scene answers: right with probability `accuracy`, else another class at random.
     scene_truth = truth[truth["kind"] == "choice"].drop_duplicates("image_file").set_index("image_file")["label"]
     right = scene_truth.reindex(pairs["image_file"]).to_numpy()
-    correct = rng.random(len(pairs)) < acc[pairs["ann"]]
+    correct = rng.random(len(pairs)) < acc[ann]
     random_pick = np.asarray(scene_classes, dtype=object)[rng.integers(0, len(scene_classes), len(pairs))]
     choices = pairs.assign(kind="choice", label=np.where(correct & pd.notna(right), right, random_pick))
 
     # Objects: every (annotator, true object) pair, minus misses, with jitter and label noise.
     objects = truth[truth["kind"] != "choice"]
     obj = pairs.merge(objects, on="image_file", how="inner")
-    obj = obj[rng.random(len(obj)) >= miss[obj["ann"]]].copy()
-    noise = rng.normal(0, 1, (len(obj), 4)) * jitter[obj["ann"]].to_numpy()[:, None]
+    obj = obj[rng.random(len(obj)) >= miss[obj["ann"].to_numpy()]].copy()
+    noise = rng.normal(0, 1, (len(obj), 4)) * jitter[obj["ann"].to_numpy()][:, None]
     box = obj[["x_min", "y_min", "x_max", "y_max"]].to_numpy(float) + noise
     w_img = obj["image_file"].map(tasks.set_index("image_file")["image_width"]).to_numpy(float)
     h_img = obj["image_file"].map(tasks.set_index("image_file")["image_height"]).to_numpy(float)
@@ -88,17 +89,17 @@ def simulate_answers(tasks: pd.DataFrame, truth: pd.DataFrame, profiles: list[An
     polys = obj["geometry_wkb"].notna().to_numpy()
     if polys.any():
         geoms = shapely.from_wkb(obj.loc[polys, "geometry_wkb"].to_numpy())
-        scale = jitter[obj.loc[polys, "ann"]].to_numpy()
+        scale = jitter[obj.loc[polys, "ann"].to_numpy()]
         coords, idx = shapely.get_coordinates(geoms, return_index=True)
         coords = coords + rng.normal(0, 1, coords.shape) * scale[idx][:, None] * 0.5
         rebuilt = shapely.polygons(shapely.linearrings(coords, indices=idx))
         obj.loc[polys, "geometry_wkb"] = shapely.to_wkb(rebuilt)
-    flip = rng.random(len(obj)) >= np.sqrt(acc[obj["ann"]])  # box classes are easier than scenes
+    flip = rng.random(len(obj)) >= np.sqrt(acc[obj["ann"].to_numpy()])  # box classes are easier than scenes
     swap = np.asarray(object_classes, dtype=object)[rng.integers(0, len(object_classes), len(obj))]
     same_geometry = (obj["geometry_wkb"].notna().to_numpy() == np.isin(swap, ["sign"]))
     obj["label"] = np.where(flip & same_geometry, swap, obj["label"])
     # A spammer also draws boxes where there is nothing.
-    spam_pairs = pairs[spam[pairs["ann"]]]
+    spam_pairs = pairs[spam[ann]]
     if len(spam_pairs):
         w = tasks.set_index("task_id").loc[spam_pairs["task_id"], "image_width"].to_numpy(float)
         h = tasks.set_index("task_id").loc[spam_pairs["task_id"], "image_height"].to_numpy(float)
