@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 import pandas as pd
 
-from annotation_pipeline.anonymize import anonymize_items, load_secret
+from annotation_pipeline.anonymize import anonymize_items, load_secret, store_reidentification_map
 from annotation_pipeline.anonymize_text import FieldPolicy
 from annotation_pipeline.contracts import ANONYMIZED_ITEMS, REDACTION_LOG
 from annotation_pipeline.defs.common import OWNERS, counts_metadata, daily_partitions, table_metadata
@@ -34,18 +34,19 @@ def anonymize(context: dg.AssetExecutionContext, data_root: DataRoot, raw_items:
     result = anonymize_items(raw_items, data_root.root, f"anonymized/{date}", secret=load_secret(), policy=policy)
     data_root.write_quarantine("anonymization", date, result.quarantine)
     # The re-identification map goes to the restricted store only, never beside vendor data.
-    reid_path = data_root.restricted_dir() / "reidentification" / f"{date}.parquet"
-    reid_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    result.reidentification_map.to_parquet(reid_path, index=False)
-    reid_path.chmod(0o600)
+    store_reidentification_map(result.reidentification_map, data_root.restricted_dir() / "reidentification", date,
+                               vendor_dirs=[data_root.root / "vendors", data_root.root / "anonymized"])
+    summary = result.summary()
     log = result.redaction_log
     yield dg.Output(result.items, output_name="anonymized_items", metadata={
-        **counts_metadata(len(raw_items), len(result.items), len(result.quarantine)),
+        **counts_metadata(result.received, result.accepted, result.quarantined),
         "redactions": int(result.items["n_redactions"].sum()) if len(result.items) else 0,
+        "pseudonyms": summary["pseudonyms"],
+        "quarantine_reasons": dg.MetadataValue.json(summary["quarantine_reasons"]),
         **table_metadata(result.items.drop(columns=["metadata_json"])),
     })
     yield dg.Output(log, output_name="redaction_log", metadata={
-        "by_kind": dg.MetadataValue.json(log.groupby("kind")["count"].sum().astype(int).to_dict()),
+        "by_kind": dg.MetadataValue.json(summary["redactions_by_kind"]),
         "items_with_redactions": int(log["item_id"].nunique()),
         "detectors": dg.MetadataValue.json(sorted(set(log["detector"] + " " + log["detector_version"]))),
         **table_metadata(log),

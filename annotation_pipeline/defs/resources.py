@@ -18,11 +18,12 @@ from pydantic import PrivateAttr
 
 from annotation_pipeline.contracts import QUARANTINE
 from annotation_pipeline.handoff import VendorBatch, verify_manifest
-from annotation_pipeline.project_files import default_data_root, load_sample_settings
+from annotation_pipeline.project_files import default_data_root
+from annotation_pipeline.sample_data import load_sample_settings
 from annotation_pipeline.release import DvcReleaseStore
 
 PROFILE_ENV = "ANNOTATION_PIPELINE_PROFILE"
-SECRET_ENV = "ANNOTATION_PIPELINE_PSEUDONYM_SECRET"
+from annotation_pipeline.anonymize import SECRET_ENV_VAR as SECRET_ENV  # noqa: E402
 
 
 def current_profile() -> str:

@@ -1,0 +1,144 @@
+"""The whole lifecycle through Dagster on a temp root: the promises of the `demo` command."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from annotation_pipeline.cli import main
+from annotation_pipeline.contracts import ANNOTATIONS, CONSENSUS_LABELS, QUARANTINE, RAW_ITEMS
+
+pytestmark = pytest.mark.slow
+DATE = "2026-11-20"
+SECRET = "test-secret-4f1c9a7e2b8d6053-never-print-me"
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lifecycle")
+    old = {k: os.environ.get(k) for k in ("ANNOTATION_PIPELINE_PSEUDONYM_SECRET", "DAGSTER_HOME")}
+    os.environ["ANNOTATION_PIPELINE_PSEUDONYM_SECRET"] = SECRET
+    os.environ.pop("DAGSTER_HOME", None)
+    outputs = []
+    try:
+        for _ in range(2):  # the second run must change nothing the first made right
+            proc = subprocess.run([sys.executable, "-m", "annotation_pipeline.cli", "demo", "--root", str(root),
+                                   "--images", "24", "--date", DATE, "--json"],
+                                  capture_output=True, text=True, timeout=600)
+            outputs.append(proc)
+            assert proc.returncode == 0, proc.stderr[-3000:]
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return root, [json.loads(p.stdout) for p in outputs], outputs
+
+
+def table(root: Path, asset: str) -> pd.DataFrame:
+    return pd.read_parquet(root / "tables" / asset / f"{DATE}.parquet")
+
+
+def test_demo_ends_with_a_dvc_release_on_disk(demo_run):
+    root, (first, _), _ = demo_run
+    assert first["success"] and first["release"]["version"] == "v0001" and first["release"]["new_release"]
+    release = root / "releases" / "v0001"
+    assert (root / "releases" / "v0001.dvc").exists()
+    labels = pd.read_parquet(release / "labels.parquet")
+    assert len(labels) == first["release"]["labels"] > 0
+    assert set(labels["kind"]) >= {"choice", "box"}
+    assert any((root / "dvc-remote").rglob("*.dir"))  # pushed to the DVC remote
+
+
+def test_counts_reconcile_at_every_stage(demo_run):
+    root, (first, _), _ = demo_run
+    for stage in ("items", "anonymized", "annotations"):
+        c = first[stage]
+        assert c["received"] == c["accepted"] + c["quarantined"] + (c.get("duplicates") or 0), stage
+    assert first["items"]["duplicates"] >= 1 and first["items"]["quarantined"] == 2  # sample has both
+    RAW_ITEMS.validate(table(root, "raw_items"))
+    ANNOTATIONS.validate(table(root, "returned_annotations"))
+    CONSENSUS_LABELS.validate(table(root, "consensus_labels"))
+    q = QUARANTINE.conform(table(root, "quarantine"))
+    assert set(q["stage"]) >= {"ingestion"}
+    assert len(q[q["stage"] == "ingestion"]) == first["items"]["quarantined"]
+
+
+def test_a_second_demo_run_changes_nothing(demo_run):
+    root, (first, second), _ = demo_run
+    assert second["release"]["version"] == first["release"]["version"]
+    assert second["release"]["new_release"] is False
+    assert len(list((root / "releases").glob("v*.dvc"))) == 1
+    assert second["handoff"]["batch_id"] == first["handoff"]["batch_id"]
+    assert len(list((root / "vendors" / "simvendor" / "outbox").iterdir())) == 1
+    assert second["annotations"] == first["annotations"]
+    labels = pd.read_parquet(root / "releases" / "v0001" / "labels.parquet")
+    assert not labels.duplicated(["item_id", "kind", "label", "x_min", "y_min"]).any()
+
+
+def test_only_anonymized_data_reaches_the_vendor(demo_run):
+    """Canary: the personal data the generator seeded never appears in the vendor outbox."""
+    root, _, _ = demo_run
+    raw = table(root, "raw_items")
+    canaries = set()
+    for meta in raw["metadata_json"]:
+        m = json.loads(meta)
+        canaries |= {m["operator"]["name"], m["operator"]["email"], m["operator"]["phone"],
+                     m["customer"]["iban"], m["customer"]["card"], m["customer"]["national_id"],
+                     m["device_ip"], m["location"]["address"], m["operator"]["name"].split()[1]}
+    outbox = root / "vendors" / "simvendor" / "outbox"
+    files = [p for p in outbox.rglob("*") if p.is_file()]
+    assert files
+    blob = b"".join(p.read_bytes() for p in files)
+    hits = [c for c in canaries if c.encode() in blob]
+    assert hits == []
+    from PIL import Image
+
+    for image in outbox.rglob("*.png"):
+        with Image.open(image) as img:
+            assert not img.getexif() and not img.info.get("exif") and "xmp" not in img.info
+    raw_ids = set(raw["item_id"])
+    assert not any(i.encode() in (outbox.glob("*/tasks.json").__next__()).read_bytes() for i in raw_ids)
+
+
+def test_the_secret_never_reaches_files_or_output(demo_run):
+    root, _, procs = demo_run
+    for proc in procs:
+        assert SECRET not in proc.stdout and SECRET not in proc.stderr
+    needle = SECRET.encode()
+    for path in root.rglob("*"):
+        if path.is_file() and path.stat().st_size < 50_000_000:
+            assert needle not in path.read_bytes(), path
+
+
+def test_releases_and_trace_answer_an_auditor(demo_run, capsys):
+    root, _, _ = demo_run
+    assert main(["releases", "--root", str(root), "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)["releases"]
+    assert [r["version"] for r in listed] == ["v0001"]
+    labels = pd.read_parquet(root / "releases" / "v0001" / "labels.parquet")
+    item = labels.loc[labels["kind"] == "box", "item_id"].iloc[0]
+    assert main(["trace", item, "--root", str(root), "--json"]) == 0
+    trace = json.loads(capsys.readouterr().out)
+    assert trace["raw_item"] and trace["raw_item"][0]["raw_path"].startswith("raw/")
+    answers = {a["annotation_id"] for a in trace["vendor_answers"]}
+    released_ids = set(" ".join(labels.loc[labels["item_id"] == item, "annotation_ids"]).split())
+    assert answers == released_ids
+    assert all(a["source_sha256"] for a in trace["vendor_answers"])
+    assert trace["problems_with_release_files"] == []
+    assert main(["trace", "no-such-item", "--root", str(root)]) == 1
+    assert "no label" in capsys.readouterr().err
+
+
+def test_the_vendor_side_never_imports_the_raw_store():
+    code = ("import sys; import annotation_pipeline.handoff, annotation_pipeline.formats, "
+            "annotation_pipeline.simulated_vendor; "
+            "bad=[m for m in ('annotation_pipeline.ingest','annotation_pipeline.anonymize') if m in sys.modules]; "
+            "print(','.join(bad))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == ""
