@@ -59,6 +59,10 @@ def _instance(root: Path):
     return DagsterInstance.get()
 
 
+# The summary is the demo's output; Dagster's step log stays in the instance (and the UI).
+_QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
 def run_demo(args: argparse.Namespace) -> int:
     if args.images < 1:
         raise CliError(f"--images {args.images}: need at least 1 image")
@@ -80,11 +84,11 @@ def run_demo(args: argparse.Namespace) -> int:
     instance = _instance(root)
     defs = build_definitions("local", root)
     if not (root / "models" / "prelabel_model.pkl").exists():  # trained once; reruns reuse it
-        trained = defs.get_job_def("train_prelabel_model").execute_in_process(instance=instance, raise_on_error=False)
+        trained = defs.get_job_def("train_prelabel_model").execute_in_process(instance=instance, raise_on_error=False, run_config=_QUIET)
         if not trained.success:
             raise CliError("training the pre-label model failed; see the run in the Dagster UI")
     result = defs.get_job_def("annotation_lifecycle").execute_in_process(
-        partition_key=partition, instance=instance, raise_on_error=False)
+        partition_key=partition, instance=instance, raise_on_error=False, run_config=_QUIET)
     summary = _summarize(result, root, partition, generated.n_files)
     emit(summary, args.json, _render_demo)
     if not result.success:

@@ -77,8 +77,12 @@ def simulate_answers(tasks: pd.DataFrame, truth: pd.DataFrame, profiles: list[An
     objects = truth[truth["kind"] != "choice"]
     obj = pairs.merge(objects, on="image_file", how="inner")
     obj = obj[rng.random(len(obj)) >= miss[obj["ann"].to_numpy()]].copy()
-    noise = rng.normal(0, 1, (len(obj), 4)) * jitter[obj["ann"].to_numpy()][:, None]
-    box = obj[["x_min", "y_min", "x_max", "y_max"]].to_numpy(float) + noise
+    box = obj[["x_min", "y_min", "x_max", "y_max"]].to_numpy(float)
+    # Edge noise grows with object size (people are about as precise in percent as in pixels
+    # on small objects); `box_jitter_px` is the noise on a 40 px object.
+    size = np.sqrt(np.clip((box[:, 2] - box[:, 0]) * (box[:, 3] - box[:, 1]), 1, None))
+    noise = rng.normal(0, 1, (len(obj), 4)) * (jitter[obj["ann"].to_numpy()] * np.clip(size / 40, 0.3, 2))[:, None]
+    box = box + noise
     w_img = obj["image_file"].map(tasks.set_index("image_file")["image_width"]).to_numpy(float)
     h_img = obj["image_file"].map(tasks.set_index("image_file")["image_height"]).to_numpy(float)
     box[:, [0, 2]] = np.clip(box[:, [0, 2]], 0, w_img[:, None]); box[:, [1, 3]] = np.clip(box[:, [1, 3]], 0, h_img[:, None])
@@ -92,6 +96,10 @@ def simulate_answers(tasks: pd.DataFrame, truth: pd.DataFrame, profiles: list[An
         scale = jitter[obj.loc[polys, "ann"].to_numpy()]
         coords, idx = shapely.get_coordinates(geoms, return_index=True)
         coords = coords + rng.normal(0, 1, coords.shape) * scale[idx][:, None] * 0.5
+        # Rings are closed: the last vertex of each must stay equal to its (jittered) first one.
+        starts = np.flatnonzero(np.r_[True, idx[1:] != idx[:-1]])
+        ends = np.r_[starts[1:], len(idx)] - 1
+        coords[ends] = coords[starts]
         rebuilt = shapely.polygons(shapely.linearrings(coords, indices=idx))
         obj.loc[polys, "geometry_wkb"] = shapely.to_wkb(rebuilt)
     flip = rng.random(len(obj)) >= np.sqrt(acc[obj["ann"].to_numpy()])  # box classes are easier than scenes

@@ -1,6 +1,5 @@
 """Anonymization wiring: only what leaves here may ever reach a vendor."""
 
-from __future__ import annotations
 
 import dagster as dg
 import pandas as pd

@@ -1,6 +1,5 @@
 """The nightly schedule and the sensors that watch runs."""
 
-from __future__ import annotations
 
 import dagster as dg
 

@@ -1,6 +1,5 @@
 """Consensus wiring: merged labels, agreement metrics and the review queue."""
 
-from __future__ import annotations
 
 import dagster as dg
 import pandas as pd

@@ -1,6 +1,5 @@
 """Ingestion wiring: a day's landing folder becomes ``raw_items``."""
 
-from __future__ import annotations
 
 import dagster as dg
 import pandas as pd

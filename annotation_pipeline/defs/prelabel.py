@@ -1,6 +1,5 @@
 """Pre-labeling and active-learning wiring."""
 
-from __future__ import annotations
 
 import dagster as dg
 import pandas as pd
@@ -71,7 +70,7 @@ class LabelingBudget(dg.Config):
     description="Active learning: the items the model is least sure of, most informative first, up to "
                 "the day's labeling budget.\n\n" + LABELING_QUEUE.markdown(),
 )
-def labeling_queue(config: LabelingBudget, context: dg.AssetExecutionContext,
+def labeling_queue(context: dg.AssetExecutionContext, config: LabelingBudget,
                    prelabels: pd.DataFrame) -> dg.Output[pd.DataFrame]:
     queue = select_for_labeling(prelabels, context.partition_key, config.budget)
     n_items = prelabels["item_id"].nunique()

@@ -6,7 +6,6 @@ the failing rows), and batch health is ``blocking=True``, so a failing batch nev
 consensus.
 """
 
-from __future__ import annotations
 
 import dagster as dg
 import pandas as pd

@@ -1,6 +1,5 @@
 """Release wiring: the day's consensus becomes a DVC-versioned dataset release."""
 
-from __future__ import annotations
 
 import dagster as dg
 import pandas as pd

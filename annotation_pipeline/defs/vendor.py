@@ -3,7 +3,6 @@
 The vendor side reads only ``anonymized_items`` (never ``raw_items``); a test holds this.
 """
 
-from __future__ import annotations
 
 import dagster as dg
 import pandas as pd
@@ -14,7 +13,9 @@ from annotation_pipeline.defs.resources import DataRoot, VendorExchange
 from annotation_pipeline.formats import intake_vendor_returns
 from annotation_pipeline.handoff import build_vendor_batch
 from annotation_pipeline.project_files import load_guidelines, load_ontology
-from annotation_pipeline.qa import QAThresholds, validate_annotations
+from annotation_pipeline.qa import QAThresholds, batch_health, row_rules, validate_annotations
+from annotation_pipeline.contracts import QUARANTINE
+from annotation_pipeline.defs.consensus import read_gold
 
 
 class HandoffConfig(dg.Config):
@@ -67,20 +68,60 @@ def _ledger_path(data_root: DataRoot, vendor: str):
     return data_root.root / "intake_ledger" / f"{vendor}.parquet"
 
 
+# The batch gate trips when the batch as a whole is poor. One spammer in five annotators drags
+# raw gold accuracy to ~0.65 while the others sit near 0.9; that is a per-annotator warning and
+# consensus down-weights them, so the batch gate sits below it at 0.5.
+_THRESHOLDS = QAThresholds(min_gold_accuracy=0.5)
+# (name, blocking, description) of the outcomes qa.batch_health returns; a run fails loudly if
+# the two lists drift apart (Dagster rejects a check result without a spec).
+BATCH_HEALTH_CHECKS = [
+    ("accepted_rows_meet_contract", True, "Rows left after quarantine still satisfy the annotations contract."),
+    ("batch_completeness", True, "Every non-gold task has scene answers from k distinct annotators."),
+    ("gold_accuracy_overall", True, "Accuracy of the batch on hidden gold tasks is above the threshold "
+                                    "(class match; objects need IoU >= 0.5)."),
+    ("quarantine_share", True, "The share of received records quarantined is below the limit."),
+    ("annotator_gold_accuracy", False, "Each annotator's gold accuracy is above the threshold (warning)."),
+    ("lead_time_outliers", False, "Annotators whose time per task is mostly an outlier (warning)."),
+]
+# Check names are fixed by the ontology (row rules) and the batch-health list, so the UI shows
+# every check before the first run.
+ROW_CHECKS = [(f"rows_{r.reason}", r.description) for r in row_rules(load_ontology().raw, _THRESHOLDS)]
+CHECK_SPECS = (
+    [dg.AssetCheckSpec(name, asset="returned_annotations", blocking=False,
+                       description=f"Great Expectations row rule: {desc}. Failing rows are quarantined; "
+                                   "the batch goes on.") for name, desc in ROW_CHECKS]
+    + [dg.AssetCheckSpec(name, asset="returned_annotations", blocking=blocking, description=desc)
+       for name, blocking, desc in BATCH_HEALTH_CHECKS]
+)
+
+
+def _check_result(outcome) -> dg.AssetCheckResult:
+    metadata = {k: (dg.MetadataValue.json(v) if isinstance(v, (dict, list)) else v)
+                for k, v in outcome.metadata.items() if v is not None}
+    if metadata.get("data_docs"):
+        metadata["data_docs"] = dg.MetadataValue.url("file://" + str(metadata["data_docs"]).removeprefix("file://"))
+    if outcome.failing_examples:
+        metadata["failing_examples"] = dg.MetadataValue.md(
+            pd.DataFrame(outcome.failing_examples).to_markdown(index=False))
+    return dg.AssetCheckResult(
+        check_name=outcome.name, passed=outcome.passed, metadata=metadata,
+        severity=dg.AssetCheckSeverity.ERROR if outcome.severity == "ERROR" else dg.AssetCheckSeverity.WARN)
+
+
 @dg.asset(
     group_name="vendor", partitions_def=daily_partitions, owners=OWNERS, kinds={"labelstudio", "parquet"},
+    check_specs=CHECK_SPECS,
     description="Vendor answers read from the inbox (Label Studio JSON or COCO), mapped to one contract "
-                "in pixel coordinates, and validated row by row by the Great Expectations suite. Rows that "
-                "fail, and files that cannot be read, go to the quarantine with a reason; a resubmitted "
-                "identical file is recognized by its sha256 and not counted twice.\n\n"
-                + ANNOTATIONS.markdown(),
+                "in pixel coordinates, and validated row by row by the Great Expectations suite (Data Docs "
+                "linked from each check). Rows that fail, and files that cannot be read, go to the "
+                "quarantine with a reason; a resubmitted identical file is recognized by its sha256 and not "
+                "counted twice. Batch-health checks are blocking: a failing batch never reaches consensus."
+                "\n\n" + ANNOTATIONS.markdown(),
 )
 def returned_annotations(context: dg.AssetExecutionContext, data_root: DataRoot, vendor: VendorExchange,
-                         vendor_batches: pd.DataFrame) -> dg.Output[pd.DataFrame]:
+                         vendor_batches: pd.DataFrame):
     date = context.partition_key
     ontology = load_ontology().raw
-    if vendor_batches.empty:
-        return dg.Output(ANNOTATIONS.empty(), metadata=counts_metadata(0, 0, 0))
     frames, quarantines, file_reports = [], [], []
     ledger_path = _ledger_path(data_root, vendor.vendor)
     ledger = pd.read_parquet(ledger_path) if ledger_path.exists() else \
@@ -92,26 +133,38 @@ def returned_annotations(context: dg.AssetExecutionContext, data_root: DataRoot,
         intake = intake_vendor_returns(files, inbox, tasks, ontology, vendor=vendor.vendor,
                                        already_ingested_sha256=seen, partition_date=date)
         frames.append(intake.annotations); quarantines.append(intake.quarantine); file_reports.append(intake.files)
-    parsed = pd.concat(frames, ignore_index=True)
-    files_report = pd.concat(file_reports, ignore_index=True)
-    validation = validate_annotations(parsed, vendor_batches, ontology, thresholds=QAThresholds())
-    quarantine = pd.concat([*quarantines, validation.quarantined], ignore_index=True)
+    parsed = pd.concat(frames, ignore_index=True) if frames else ANNOTATIONS.empty()
+    files_report = pd.concat(file_reports, ignore_index=True) if file_reports else pd.DataFrame(
+        {"status": pd.Series(dtype=str), "n_received": pd.Series(dtype=int), "source_sha256": pd.Series(dtype=str)})
+    docs_dir = data_root.root / "qa" / "data_docs"
+    validation = validate_annotations(parsed, vendor_batches, ontology, thresholds=_THRESHOLDS,
+                                      partition_date=date, docs_dir=docs_dir, run_name=f"returned_annotations-{date}")
+    intake_quarantine = pd.concat(quarantines, ignore_index=True) if quarantines else QUARANTINE.empty()
+    quarantine = pd.concat([intake_quarantine, validation.quarantined], ignore_index=True)
     data_root.write_quarantine("intake", date, quarantine)
     new_ledger = pd.concat([ledger[ledger["partition_date"] != date],
                             files_report.loc[files_report["status"] == "accepted", ["source_sha256"]]
                             .assign(partition_date=date)], ignore_index=True)
     ledger_path.parent.mkdir(parents=True, exist_ok=True)
     new_ledger.to_parquet(ledger_path, index=False)
-    n_rows_received = int(files_report["n_received"].sum())
+
     accepted = validation.accepted
-    return dg.Output(accepted, metadata={
-        **counts_metadata(n_rows_received, len(accepted), n_rows_received - len(accepted)),
+    received = int(files_report["n_received"].sum())
+    health = batch_health(accepted, quarantine, received, vendor_batches, read_gold(data_root), ontology,
+                          thresholds=_THRESHOLDS)
+    yield dg.Output(accepted, metadata={
+        **counts_metadata(received, len(accepted), len(intake_quarantine) + len(validation.quarantined)),
         "files_received": len(files_report),
         "files_by_status": dg.MetadataValue.json(files_report["status"].value_counts().to_dict()),
         "quarantine_reasons": dg.MetadataValue.json(quarantine["reason"].value_counts().to_dict()),
         "answers_by_annotator": dg.MetadataValue.json(accepted["annotator_id"].value_counts().to_dict()),
+        "gx_suite": validation.suite_name,
+        **({"data_docs": dg.MetadataValue.url("file://" + validation.data_docs_url.removeprefix("file://"))}
+           if validation.data_docs_url else {}),
         **table_metadata(accepted.drop(columns=["geometry_wkb"])),
     })
+    for outcome in [*validation.check_outcomes(), *health]:
+        yield _check_result(outcome)
 
 
 defs = dg.Definitions(assets=[vendor_batches, returned_annotations])

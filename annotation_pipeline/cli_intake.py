@@ -1,0 +1,118 @@
+"""``annotation-pipeline intake FILE...``: parse vendor returns and report, row by row.
+
+The same path as the ``returned_annotations`` asset: intake (formats) then the row-level QA
+suite (qa). Files must sit in ``ROOT/vendors/<vendor>/inbox/<batch_id>/``; the batch's handoff
+tasks are read from ``ROOT/handoff/<batch_id>/tasks.parquet``. When that file is missing the
+rows cannot be matched to tasks and are reported quarantined as ``unknown_task`` (the report
+says which file was looked for), rather than guessed. Exit 0 whenever a report was produced,
+also with quarantined rows; exit 1 only when none of the files exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from annotation_pipeline.cli import CliError, add_root_option, default_root, emit
+from annotation_pipeline.contracts import VENDOR_TASKS
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "intake", help="parse vendor return files; report accepted / quarantined rows with reasons",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("files", nargs="+", type=Path, metavar="FILE",
+                        help="Label Studio JSON export or COCO JSON in ROOT/vendors/<vendor>/inbox/<batch_id>/")
+    add_root_option(parser)
+    parser.add_argument("--vendor", default=None,
+                        help="vendor name (default: read from the path .../vendors/<vendor>/inbox/...)")
+    parser.add_argument("--ontology", type=Path, default=None, help="ontology JSON (default: data/ontology/v1.json)")
+    parser.add_argument("--no-qa", action="store_true", help="intake only, skip the row-level QA suite")
+    parser.set_defaults(func=run_intake)
+
+
+def _vendor_from_paths(files: list[Path]) -> str | None:
+    found = set()
+    for f in files:
+        parts = Path(os.path.abspath(f)).parts
+        for i in range(len(parts) - 2):
+            if parts[i] == "vendors" and parts[i + 2] == "inbox":
+                found.add(parts[i + 1])
+    return found.pop() if len(found) == 1 else None
+
+
+def _load_tasks(root: Path, batch_ids: list[str]) -> tuple[pd.DataFrame, list[str]]:
+    frames, missing = [], []
+    for batch_id in batch_ids:
+        path = root / "handoff" / batch_id / "tasks.parquet"
+        if path.is_file():
+            frames.append(VENDOR_TASKS.conform(pd.read_parquet(path)))
+        else:
+            missing.append(str(path))
+    return (pd.concat(frames, ignore_index=True) if frames else VENDOR_TASKS.empty()), missing
+
+
+def run_intake(args: argparse.Namespace) -> int:
+    from annotation_pipeline.formats import intake_vendor_returns
+    from annotation_pipeline.project_files import ONTOLOGY_PATH, load_ontology
+
+    files: list[Path] = list(args.files)
+    if not any(f.exists() for f in files):
+        raise CliError(*(f"{f}: no such file" for f in files))
+    root = Path(args.root) if args.root else default_root()
+    vendor = args.vendor or _vendor_from_paths(files)
+    if not vendor:
+        raise CliError("cannot tell the vendor from the paths; pass --vendor NAME")
+    ontology_path = args.ontology or ONTOLOGY_PATH
+    if not Path(ontology_path).is_file():
+        raise CliError(f"{ontology_path}: ontology file not found; pass --ontology PATH")
+    ontology = load_ontology(ontology_path)
+    inbox = root / "vendors" / vendor / "inbox"
+    batch_ids = sorted({Path(os.path.abspath(f)).relative_to(os.path.abspath(inbox)).parts[0]
+                        for f in files if Path(os.path.abspath(f)).is_relative_to(os.path.abspath(inbox))
+                        and len(Path(os.path.abspath(f)).relative_to(os.path.abspath(inbox)).parts) > 1})
+    tasks, missing_handoffs = _load_tasks(root, batch_ids)
+
+    intake = intake_vendor_returns(files, inbox, tasks, ontology, vendor=vendor)
+    quarantine = intake.quarantine
+    accepted = intake.annotations
+    expectations: list[dict[str, Any]] = []
+    if not args.no_qa and len(accepted):
+        from annotation_pipeline.qa import validate_annotations
+        rows = validate_annotations(accepted, tasks, ontology)
+        accepted = rows.accepted
+        quarantine = pd.concat([quarantine, rows.quarantined], ignore_index=True)
+        expectations = [{"reason": o.reason, "success": o.success, "unexpected_count": o.unexpected_count}
+                        for o in rows.expectations]
+    result = {
+        "vendor": vendor, "inbox": str(inbox), "missing_handoff_tasks": missing_handoffs,
+        "received": intake.n_received, "accepted": len(accepted), "quarantined": len(quarantine),
+        "duplicate_files": intake.n_duplicate_files,
+        "files": intake.files.where(intake.files.notna(), None).to_dict("records"),
+        "quarantine": quarantine[["stage", "source_file", "record_ref", "reason", "detail"]].to_dict("records"),
+        "expectations": expectations,
+    }
+    emit(result, args.json, _render)
+    return 0
+
+
+def _render(result: dict[str, Any]) -> str:
+    lines = [f"vendor {result['vendor']}: received {result['received']}, accepted {result['accepted']}, "
+             f"quarantined {result['quarantined']}, duplicate files {result['duplicate_files']}"]
+    for path in result["missing_handoff_tasks"]:
+        lines.append(f"warning: no handoff tasks at {path}; its rows are reported as unknown_task")
+    lines.append("files:")
+    for f in result["files"]:
+        lines.append(f"  {f['status']:<14} {f['source_file']}  rows {f['n_received']} = "
+                     f"{f['n_accepted']} accepted + {f['n_quarantined']} quarantined"
+                     + (f"  [{f['reason']}]" if f["reason"] else ""))
+    if result["quarantine"]:
+        lines.append("quarantined:")
+        for q in result["quarantine"]:
+            where = f" {q['record_ref']}" if q["record_ref"] else ""
+            lines.append(f"  [{q['stage']}] {q['reason']}: {q['source_file']}{where}: {q['detail']}")
+    return "\n".join(lines)

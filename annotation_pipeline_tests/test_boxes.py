@@ -1,0 +1,141 @@
+"""Box and polygon merging: one object per annotator per cluster, quorum, weights, provenance."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import shapely
+
+from annotation_pipeline.boxes import (
+    GeometryError,
+    box_iou,
+    candidate_pairs,
+    join_strings_by_group,
+    merge_boxes_by_iou,
+    merge_polygons_by_iou,
+)
+
+
+def frame(rows, columns=("item_id", "annotator_id", "label", "x_min", "y_min", "x_max", "y_max")):
+    return pd.DataFrame(rows, columns=list(columns))
+
+
+def test_box_iou_matches_shapely_on_random_boxes():
+    rng = np.random.default_rng(0)
+    a = np.sort(rng.uniform(0, 100, (500, 2, 2)), axis=1).reshape(500, 4)
+    b = np.sort(rng.uniform(0, 100, (500, 2, 2)), axis=1).reshape(500, 4)
+    pa_, pb_ = shapely.box(*a.T), shapely.box(*b.T)
+    inter = shapely.area(shapely.intersection(pa_, pb_))
+    expected = inter / (shapely.area(pa_) + shapely.area(pb_) - inter)
+    np.testing.assert_allclose(box_iou(a, b), expected, atol=1e-12)
+
+
+def test_candidate_pairs_cover_every_cross_annotator_pair_inside_a_group():
+    group = np.array([0, 0, 0, 1, 1, 2])
+    annotator = np.array([0, 1, 0, 0, 1, 0])
+    i, j = candidate_pairs(group, annotator)
+    assert sorted(zip(i.tolist(), j.tolist())) == [(0, 1), (1, 2), (3, 4)]
+
+
+def test_two_boxes_of_the_same_annotator_never_merge_into_one_object():
+    # a0 drew the same car twice; WBF would fuse both. Here one of them stays apart.
+    rows = [("img", "a0", "car", 10, 10, 50, 50), ("img", "a0", "car", 11, 11, 51, 51),
+            ("img", "a1", "car", 10, 10, 50, 50), ("img", "a2", "car", 10, 11, 50, 50)]
+    result = merge_boxes_by_iou(frame(rows))
+    assert len(result.merged) == 1 and result.merged.loc[0, "n_annotators"] == 3
+    assert len(result.below_quorum) == 1 and result.below_quorum.loc[0, "n_annotators"] == 1
+    for _, cluster in result.members.groupby("cluster"):
+        assert cluster["annotator_id"].is_unique
+
+
+def test_quorum_is_a_majority_of_the_annotators_who_saw_the_item():
+    rows = [("img", "a0", "car", 0, 0, 10, 10), ("img", "a1", "car", 0, 0, 10, 10)]
+    saw = pd.DataFrame({"item_id": "img", "annotator_id": ["a0", "a1", "a2", "a3", "a4"]})
+    result = merge_boxes_by_iou(frame(rows), assignments=saw)
+    assert result.merged.empty  # 2 of 5 is below a majority of 3
+    assert result.below_quorum.loc[0, "n_assigned"] == 5
+    assert len(merge_boxes_by_iou(frame(rows), assignments=saw, quorum=2).merged) == 1
+
+
+def test_fused_box_is_the_reliability_weighted_mean_and_confidence_drops_with_support():
+    rows = [("img", "a0", "car", 0, 0, 10, 10), ("img", "a1", "car", 2, 0, 12, 10),
+            ("img", "a2", "car", 1, 0, 11, 10)]
+    result = merge_boxes_by_iou(frame(rows), annotator_weights={"a0": 3.0, "a1": 1.0, "a2": 0.0})
+    merged = result.merged.iloc[0]
+    # a2's weight 0 is floored at 1e-3 so an all-zero cluster still has a geometry
+    expected = (3 * 0 + 1 * 2 + 1e-3 * 1) / (4 + 1e-3)
+    assert merged["x_min"] == pytest.approx(expected)
+    saw = pd.DataFrame({"item_id": "img", "annotator_id": [f"a{k}" for k in range(5)]})
+    fewer = merge_boxes_by_iou(frame(rows), assignments=saw).merged.iloc[0]
+    all_seen = merge_boxes_by_iou(frame(rows)).merged.iloc[0]
+    assert fewer["confidence"] < all_seen["confidence"] <= 1.0
+
+
+def test_every_box_is_either_in_a_merged_object_or_below_quorum_with_its_annotation_id():
+    rng = np.random.default_rng(1)
+    truth = rng.uniform(0, 500, (100, 2))
+    rows = []
+    for item in range(100):
+        for annotator in range(5):
+            if rng.random() < 0.2:
+                continue  # a miss
+            x, y = truth[item] + rng.normal(0, 1, 2)
+            rows.append((f"i{item}", f"a{annotator}", "car", x, y, x + 40, y + 30))
+        rows.append((f"i{item}", "spam", "car", *rng.uniform(0, 500, 2), 600, 600))
+    boxes = frame(rows).assign(annotation_id=[f"id{k}" for k in range(len(rows))])
+    result = merge_boxes_by_iou(boxes)
+    ids = " ".join(pd.concat([result.merged["annotation_ids"],
+                              result.below_quorum["annotation_ids"]])).split()
+    assert sorted(ids) == sorted(boxes["annotation_id"])
+    assert result.counts["objects_received"] == len(boxes)
+    assert (result.merged["n_annotators"].sum() + result.below_quorum["n_annotators"].sum()
+            == len(boxes))
+    assert len(result.merged) >= 95  # almost every true object reaches a 3-of-6 majority
+
+
+def test_labels_are_never_mixed_and_items_never_mixed():
+    rows = [("img1", "a0", "car", 0, 0, 10, 10), ("img1", "a1", "person", 0, 0, 10, 10),
+            ("img2", "a1", "car", 0, 0, 10, 10)]
+    result = merge_boxes_by_iou(frame(rows), quorum=1)
+    assert len(result.merged) == 3 and result.merged["n_annotators"].eq(1).all()
+
+
+def test_non_numeric_coordinates_are_rejected_naming_the_rows():
+    rows = [("img", "a0", "car", 0, 0, 10, 10), ("img", "a1", "car", "x", 0, 10, 10)]
+    with pytest.raises(GeometryError, match=r"non-numeric coordinate \(first rows \[1\]\)"):
+        merge_boxes_by_iou(frame(rows))
+    with pytest.raises(GeometryError, match="missing column"):
+        merge_boxes_by_iou(frame(rows).drop(columns="y_max"))
+
+
+def test_polygons_merge_to_the_medoid_drawn_by_one_annotator():
+    # a2's outline sits between a0's and a1's and has an extra vertex: vertex averaging would
+    # not even be defined, the medoid is simply a2's polygon
+    shapes = [shapely.box(0, 0, 10, 10), shapely.box(2, 0, 12, 10),
+              shapely.Polygon([(1, 0), (6, 0), (11, 0), (11, 10), (1, 10)]),
+              shapely.Polygon([(50, 50), (60, 50), (55, 60)])]
+    polygons = pd.DataFrame({"item_id": "img", "annotator_id": ["a0", "a1", "a2", "a1"],
+                             "label": "sign", "geometry_wkb": shapely.to_wkb(shapes)})
+    result = merge_polygons_by_iou(polygons)
+    assert len(result.merged) == 1 and len(result.below_quorum) == 1
+    fused = shapely.from_wkb(result.merged.loc[0, "geometry_wkb"])
+    assert fused.equals(shapes[2])
+    assert result.merged.loc[0, "x_min"] == pytest.approx(1.0)
+    members = result.members[result.members.accepted].set_index("annotator_id")
+    assert members.loc["a0", "iou_to_fused"] == pytest.approx(9 / 11)
+
+
+def test_a_self_intersecting_polygon_is_repaired_not_dropped():
+    bowtie = shapely.Polygon([(0, 0), (10, 10), (10, 0), (0, 10)])
+    square = shapely.box(0, 0, 10, 10)
+    polygons = pd.DataFrame({"item_id": "img", "annotator_id": ["a0", "a1"], "label": "sign",
+                             "geometry_wkb": shapely.to_wkb([bowtie, square])})
+    result = merge_polygons_by_iou(polygons, quorum=1)
+    assert result.counts["objects_received"] == 2
+
+
+def test_join_strings_by_group_keeps_input_order_inside_each_group():
+    joined = join_strings_by_group(np.array(["a", "b", "c", "d"], dtype=object),
+                                   np.array([1, 0, 1, 1]), 3)
+    assert joined.tolist() == ["b", "a c d", ""]

@@ -1,0 +1,113 @@
+"""The consensus, agreement and merge-boxes commands, through ``cli.main``."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from annotation_pipeline.agreement import krippendorff_alpha_nominal
+from annotation_pipeline.cli import main
+
+
+@pytest.fixture
+def answers_csv(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(60):
+        truth = ["day", "night", "fog"][i % 3]
+        for a in range(4):
+            label = truth if rng.random() < 0.85 else "rain"
+            rows.append((f"item{i}", f"ann{a}", label))
+    path = tmp_path / "answers.csv"
+    pd.DataFrame(rows, columns=["item_id", "annotator_id", "label"]).to_csv(path, index=False)
+    return path
+
+
+def test_consensus_writes_one_label_per_item_with_confidence(answers_csv, tmp_path, capsys):
+    out = tmp_path / "labels.csv"
+    assert main(["consensus", "--input", str(answers_csv), "--output", str(out),
+                 "--method", "mv", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    labels = pd.read_csv(out)
+    assert list(labels.columns) == ["item_id", "label", "confidence"]
+    assert len(labels) == summary["items"] == 60
+    assert summary["method"] == "mv"
+    assert labels["confidence"].between(0, 1).all()
+
+
+def test_consensus_with_gold_and_wmv_uses_the_gold_weighted_vote(answers_csv, tmp_path, capsys):
+    gold = tmp_path / "gold.csv"
+    pd.DataFrame({"item_id": ["item0", "item1"], "label": ["day", "night"]}).to_csv(gold, index=False)
+    assert main(["consensus", "--input", str(answers_csv), "--output", str(tmp_path / "l.csv"),
+                 "--gold", str(gold), "--method", "wmv"]) == 0
+    assert "with wmv" in capsys.readouterr().out
+
+
+def test_agreement_prints_the_three_figures_and_per_class(answers_csv, capsys):
+    assert main(["agreement", "--input", str(answers_csv), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    expected = krippendorff_alpha_nominal(pd.read_csv(answers_csv))
+    assert result["krippendorff_alpha"] == pytest.approx(expected)
+    assert {row["label"] for row in result["per_class"]} == {"day", "night", "fog", "rain"}
+    assert main(["agreement", "--input", str(answers_csv)]) == 0
+    assert "Fleiss' kappa" in capsys.readouterr().out
+
+
+def test_a_file_without_the_label_column_is_named_in_a_one_line_error(tmp_path, capsys):
+    path = tmp_path / "bad.csv"
+    path.write_text("item_id,annotator_id\na,b\n")
+    assert main(["consensus", "--input", str(path), "--output", str(tmp_path / "o.csv")]) == 1
+    err = capsys.readouterr().err
+    assert "bad.csv: missing column(s) label" in err and "Traceback" not in err
+
+
+def test_an_unreadable_csv_is_a_clear_error(tmp_path, capsys):
+    path = tmp_path / "binary.csv"
+    path.write_bytes(b"\xff\xfe\x00garbage\x00\xff")
+    assert main(["agreement", "--input", str(path)]) == 1
+    assert "binary.csv" in capsys.readouterr().err
+
+
+def test_a_missing_input_file_exits_1(tmp_path, capsys):
+    assert main(["agreement", "--input", str(tmp_path / "nope.csv")]) == 1
+    assert "nope.csv" in capsys.readouterr().err
+
+
+def test_merge_boxes_merges_three_annotators_and_leaves_out_a_stray_box(tmp_path, capsys):
+    path = tmp_path / "boxes.csv"
+    rows = [("img1", f"a{k}", "car", 10 + k, 10, 50 + k, 40) for k in range(3)]
+    rows.append(("img1", "a0", "person", 200, 200, 220, 260))
+    pd.DataFrame(rows, columns=["item_id", "annotator_id", "label", "x_min", "y_min", "x_max",
+                                "y_max"]).to_csv(path, index=False)
+    out = tmp_path / "merged.csv"
+    assert main(["merge-boxes", "--input", str(path), "--output", str(out), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    merged = pd.read_csv(out)
+    assert list(merged.columns) == ["item_id", "label", "x_min", "y_min", "x_max", "y_max",
+                                    "confidence", "n_annotators"]
+    assert len(merged) == 1 and merged.loc[0, "x_min"] == pytest.approx(11.0)
+    assert summary["objects_received"] == summary["objects_in_merged"] + summary["objects_below_quorum"]
+    assert summary["clusters_below_quorum"] == 1
+
+
+def test_merge_boxes_names_file_column_and_line_of_a_non_numeric_coordinate(tmp_path, capsys):
+    path = tmp_path / "boxes.csv"
+    path.write_text("item_id,annotator_id,label,x_min,y_min,x_max,y_max\n"
+                    "img1,a0,car,1,2,3,4\nimg1,a1,car,1,two,3,4\n")
+    assert main(["merge-boxes", "--input", str(path), "--output", str(tmp_path / "m.csv")]) == 1
+    err = capsys.readouterr().err
+    assert "boxes.csv: column y_min is not a number on line 3 ('two')" in err
+
+
+def test_merge_boxes_quorum_option_overrides_the_majority(tmp_path, capsys):
+    path = tmp_path / "boxes.csv"
+    rows = [("img1", "a0", "car", 10, 10, 50, 40), ("img1", "a1", "bike", 0, 0, 5, 5),
+            ("img1", "a2", "bike", 100, 100, 150, 150)]
+    pd.DataFrame(rows, columns=["item_id", "annotator_id", "label", "x_min", "y_min", "x_max",
+                                "y_max"]).to_csv(path, index=False)
+    out = tmp_path / "m.csv"
+    assert main(["merge-boxes", "--input", str(path), "--output", str(out), "--quorum", "1"]) == 0
+    assert len(pd.read_csv(out)) == 3
