@@ -267,7 +267,7 @@ def obscure_regions(rgb: np.ndarray, boxes: np.ndarray, settings: ImageSettings 
 def encode_png(rgb: np.ndarray, compress_level: int = 1) -> bytes:
     """PNG from bare pixels: only IHDR, IDAT and IEND chunks (no metadata is ever written).
 
-    The SUB filter with zlib's RLE strategy encodes camera images about 1.7x faster than
+    The SUB filter with zlib's RLE strategy encodes camera images about 1.3x faster (CPU) than
     libpng's adaptive filtering at the same level, for files about 20 % larger.
     """
     ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [

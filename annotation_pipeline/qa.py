@@ -267,7 +267,7 @@ def row_rules(ontology: Any, thresholds: QAThresholds) -> list[RowRule]:
         RowRule("outside_image", "outside_image_px", "between",
                 f"geometry inside the image within {tol} px",
                 lambda c: "extends " + _fmt(c["outside_image_px"]) + " px outside the "
-                + c["image_width"].astype(int).astype(str) + "×" + c["image_height"].astype(int).astype(str)
+                + _fmt(c["image_width"], 0) + "×" + _fmt(c["image_height"], 0)
                 + f" image (tolerance {tol} px)", max_value=tol),
         RowRule("below_min_size", "min_side_px", "a_at_least_b",
                 "shortest side at least the class minimum size (ontology min_size_px)",
@@ -305,31 +305,49 @@ def _group_codes(*columns: pd.Series) -> np.ndarray:
     return code
 
 
+def _codes(values: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    codes, uniques = pd.factorize(values)  # NA -> -1
+    return codes.astype(np.int64), pd.Index(uniques)
+
+
+def _per_category(codes: np.ndarray, categories: pd.Index, lookup: dict[str, float]) -> np.ndarray:
+    """Look a per-class number up once per category, then broadcast by code (NaN if unknown)."""
+    table = np.append(np.array([lookup.get(str(c), np.nan) for c in categories], dtype=float), np.nan)
+    return table[codes]  # code -1 picks the trailing NaN
+
+
 def derive_check_columns(annotations: pd.DataFrame, tasks: pd.DataFrame, ontology: Any) -> pd.DataFrame:
-    """The narrow frame the row suite validates, one row per annotation, same order."""
+    """The narrow frame the row suite validates, one row per annotation, same order.
+
+    Only numbers, booleans and categoricals: Great Expectations copies the frame once per
+    expectation, and string columns make that copy dominate. ``first_source_row`` points at
+    the row of the annotator's first answer to the task (for the duplicate message).
+    """
     a = annotations.reset_index(drop=True)
     n = len(a)
     objects = ontology_dict(ontology)["objects"]
-    kind = a["kind"]
-    is_box = (kind == "box").fillna(False).to_numpy(dtype=bool)
-    is_poly = (kind == "polygon").fillna(False).to_numpy(dtype=bool)
+    kind_codes, kinds = _codes(a["kind"])
+    label_codes, labels = _codes(a["label"])
+    kind_list = list(kinds)
+    is_box = kind_codes == (kind_list.index("box") if "box" in kind_list else -2)
+    is_poly = kind_codes == (kind_list.index("polygon") if "polygon" in kind_list else -2)
+    is_choice = kind_codes == (kind_list.index("choice") if "choice" in kind_list else -2)
     geometric = is_box | is_poly
-    c = pd.DataFrame(index=a.index)
+    c = pd.DataFrame(index=pd.RangeIndex(n))
 
     required = [name for name, col in ANNOTATIONS.columns.items() if not col.nullable and name in a]
-    missing = a[required].isna()
-    c["n_missing_required"] = missing.sum(axis=1).to_numpy(dtype=np.int64)
-    c["missing_fields"] = ""
-    if c["n_missing_required"].any():
-        rows = missing.any(axis=1).to_numpy()
-        c.loc[rows, "missing_fields"] = missing[rows].apply(lambda r: ", ".join(r.index[r]), axis=1)
+    c["n_missing_required"] = np.sum([a[name].isna().to_numpy() for name in required], axis=0).astype(np.int64) \
+        if n else np.zeros(0, dtype=np.int64)
+    c["kind"] = pd.Categorical.from_codes(kind_codes, categories=kinds) if len(kinds) else pd.Categorical([None] * n)
+    both = (kind_codes >= 0) & (label_codes >= 0)
+    pair_codes = np.where(both, kind_codes * max(len(labels), 1) + label_codes, -1)
+    pair_names = [f"{k}:{lab}" for k in kinds for lab in labels]
+    c["kind_label"] = pd.Categorical.from_codes(pair_codes, categories=pd.Index(pair_names).unique()) \
+        if pair_names and len(set(pair_names)) == len(pair_names) else pd.Categorical([None] * n)
 
-    c["kind"] = pd.Categorical(kind)
-    c["kind_label"] = pd.Categorical(kind.astype("string") + ":" + a["label"].astype("string"))
-
-    keys = a[["batch_id", "task_id"]].astype("string")
+    keys = a[["batch_id", "task_id"]]
     handoff = tasks[["batch_id", "task_id", "image_width", "image_height"]].drop_duplicates(["batch_id", "task_id"])
-    joined = keys.merge(handoff.astype({"batch_id": "string", "task_id": "string"}),
+    joined = keys.merge(handoff.astype({"batch_id": keys["batch_id"].dtype, "task_id": keys["task_id"].dtype}),
                         on=["batch_id", "task_id"], how="left", indicator=True)
     c["task_known"] = (joined["_merge"] == "both").to_numpy()
     width = a["image_width"].to_numpy(dtype=float, na_value=np.nan)
@@ -339,68 +357,78 @@ def derive_check_columns(annotations: pd.DataFrame, tasks: pd.DataFrame, ontolog
 
     answer = _group_codes(a["batch_id"], a["task_id"], a["annotator_id"])
     source = _group_codes(a["source_file"])
-    first_source_row = pd.Series(np.arange(n)).groupby(answer).transform("first").to_numpy()
+    first_source_row = pd.Series(np.arange(n)).groupby(answer).transform("first").to_numpy() if n else np.zeros(0, int)
     from_later_file = source != source[first_source_row]
-    is_choice = (kind == "choice").fillna(False).to_numpy(dtype=bool)
     second_choice = np.zeros(n, dtype=bool)
     second_choice[is_choice] = pd.Series(answer[is_choice]).duplicated().to_numpy()
     c["is_duplicate_answer"] = from_later_file | second_choice
-    c["first_source_file"] = a["source_file"].to_numpy()[first_source_row]
+    c["first_source_row"] = first_source_row
     c["answer_has_scene"] = np.isin(answer, answer[is_choice])
 
     x0, y0 = a["x_min"].to_numpy(dtype=float, na_value=np.nan), a["y_min"].to_numpy(dtype=float, na_value=np.nan)
     x1, y1 = a["x_max"].to_numpy(dtype=float, na_value=np.nan), a["y_max"].to_numpy(dtype=float, na_value=np.nan)
-    bounds = np.column_stack([x0, y0, x1, y1])
-    nonfinite = (~np.isfinite(bounds)).sum(axis=1).astype(float)
-    wkb = a["geometry_wkb"].to_numpy(dtype=object)
+    nonfinite = ((~np.isfinite(x0)).astype(float) + ~np.isfinite(y0) + ~np.isfinite(x1) + ~np.isfinite(y1))
     poly_rows = np.flatnonzero(is_poly)
-    geoms = shapely.from_wkb(wkb[poly_rows], on_invalid="ignore") if len(poly_rows) else np.array([], dtype=object)
-    nonfinite[poly_rows[shapely.is_missing(geoms)]] = 4.0  # no readable polygon at all
+    wkb = a["geometry_wkb"].to_numpy(dtype=object)[poly_rows]
+    geoms = shapely.from_wkb(wkb, on_invalid="ignore") if len(poly_rows) else np.array([], dtype=object)
+    readable = ~shapely.is_missing(geoms)
+    nonfinite[poly_rows[~readable]] = 4.0  # no readable polygon at all
     c["n_nonfinite_coords"] = np.where(geometric, nonfinite, np.nan)
     finite = geometric & (nonfinite == 0)
 
     w, h = x1 - x0, y1 - y0
     c["min_signed_extent_px"] = np.where(finite, np.fmin(w, h), np.nan)
-    poly_valid = pd.array([pd.NA] * n, dtype="boolean")
-    poly_reason = np.full(n, "", dtype=object)
-    area = np.where(finite, np.clip(w, 0, None) * np.clip(h, 0, None), np.nan)
+    area = np.clip(w, 0, None) * np.clip(h, 0, None)
+    valid_values, valid_mask = np.zeros(n, dtype=bool), np.ones(n, dtype=bool)  # mask = not applicable
     if len(poly_rows):
-        readable = ~shapely.is_missing(geoms)
         valid = shapely.is_valid(geoms) & readable
-        poly_valid[poly_rows[readable]] = valid[readable]
-        broken = poly_rows[readable & ~valid]
-        poly_reason[broken] = shapely.is_valid_reason(geoms[readable & ~valid])
+        valid_values[poly_rows[readable]] = valid[readable]
+        valid_mask[poly_rows[readable]] = False
         area[poly_rows[readable]] = shapely.area(geoms[readable])
-    c["polygon_is_valid"] = poly_valid
-    c["polygon_reason"] = poly_reason
+        broken = readable & ~valid
+        c.attrs["polygon_reason"] = dict(zip(poly_rows[broken].tolist(), shapely.is_valid_reason(geoms[broken])))
+    c["polygon_is_valid"] = pd.arrays.BooleanArray(valid_values, valid_mask)
     c["area_px"] = np.where(finite, area, np.nan)
     with np.errstate(invalid="ignore"):
         outside = np.fmax.reduce([-x0, -y0, x1 - width, y1 - height])
     c["outside_image_px"] = np.where(finite, outside, np.nan)
-    c["image_width"], c["image_height"] = np.nan_to_num(width), np.nan_to_num(height)
 
-    label = a["label"].astype("object")
     min_size = {k: float(v.get("min_size_px", 0)) for k, v in objects.items()}
     max_aspect = {k: float(v.get("max_aspect_ratio", np.inf)) for k, v in objects.items()}
     short, long = np.fmin(np.abs(w), np.abs(h)), np.fmax(np.abs(w), np.abs(h))
     proper = finite & (w >= 0) & (h >= 0)
     c["min_side_px"] = np.where(proper, short, np.nan)
-    c["min_size_px"] = np.where(proper, label.map(min_size).to_numpy(dtype=float, na_value=np.nan), np.nan)
+    c["min_size_px"] = np.where(proper, _per_category(label_codes, labels, min_size), np.nan)
     with np.errstate(divide="ignore", invalid="ignore"):
         aspect = np.where(short > 0, long / short, np.inf)
     positive = proper & (short > 0)
     c["aspect_ratio"] = np.where(positive, aspect, np.nan)
-    c["max_aspect_ratio"] = np.where(positive, label.map(max_aspect).to_numpy(dtype=float, na_value=np.nan), np.nan)
+    c["max_aspect_ratio"] = np.where(positive, _per_category(label_codes, labels, max_aspect), np.nan)
 
-    obj_key = pd.DataFrame({"answer": answer, "source": source, "label": _group_codes(a["kind"], a["label"]),
-                            "x0": x0, "y0": y0, "x1": x1, "y1": y1, "area": area})
     dup_obj = np.zeros(n, dtype=bool)
-    dup_obj[finite] = obj_key[finite].duplicated().to_numpy()
+    if finite.any():
+        obj_key = pd.DataFrame({"answer": answer[finite], "source": source[finite],
+                                "label": pair_codes[finite], "x0": x0[finite], "y0": y0[finite],
+                                "x1": x1[finite], "y1": y1[finite], "area": area[finite]})
+        dup_obj[finite] = obj_key.duplicated().to_numpy()
     c["is_duplicate_object"] = dup_obj
     c["lead_time_s"] = a["lead_time_s"].to_numpy(dtype=float, na_value=np.nan)
-    for col in ("annotation_id", "source_file", "task_id", "batch_id", "annotator_id", "label"):
-        c[col] = a[col].to_numpy()
     return c
+
+
+def _failing_context(annotations: pd.DataFrame, checks: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
+    """Checks plus identifying columns, for the failing rows only (messages and examples)."""
+    ids = annotations.iloc[rows][["annotation_id", "source_file", "task_id", "batch_id", "annotator_id",
+                                  "label", "image_width", "image_height"]].reset_index(drop=True)
+    sub = checks.iloc[rows].drop(columns=["kind"]).reset_index(drop=True)
+    sub["kind"] = annotations["kind"].iloc[rows].to_numpy()
+    required = [name for name, col in ANNOTATIONS.columns.items() if not col.nullable and name in annotations]
+    missing = annotations.iloc[rows][required].isna()
+    sub["missing_fields"] = [", ".join(np.array(required)[m]) for m in missing.to_numpy()]
+    sub["first_source_file"] = annotations["source_file"].to_numpy()[checks["first_source_row"].to_numpy()[rows]]
+    reasons = checks.attrs.get("polygon_reason", {})
+    sub["polygon_reason"] = [reasons.get(int(r), "") for r in rows]
+    return pd.concat([ids.drop(columns=["label"]), sub.assign(label=ids["label"].to_numpy())], axis=1)
 
 
 # ---------------------------------------------------------------- row validation
@@ -440,14 +468,14 @@ def validate_annotations(annotations: pd.DataFrame, tasks: pd.DataFrame, ontolog
         examples: list[dict[str, Any]] = []
         if failing.any():
             rows = np.flatnonzero(failing)
-            sentences = rule.detail(checks.iloc[rows]).to_numpy(dtype=object)
+            context = _failing_context(a, checks, rows)
+            sentences = rule.detail(context).to_numpy(dtype=object)
             new = first_reason[rows] == ""
             first_reason[rows[new]] = rule.reason
             detail[rows[new]] = sentences[new]
             later = rows[~new]
             also[later] = np.where(also[later] == "", rule.reason, also[later] + ", " + rule.reason)
-            head = rows[:n_examples]
-            sample = checks.iloc[head][_EXAMPLE_COLUMNS + [rule.column]]
+            sample = context.head(n_examples)[_EXAMPLE_COLUMNS + [rule.column]]
             examples = [{**{k: _plain(v) for k, v in rec.items()}, "detail": s}
                         for rec, s in zip(sample.to_dict("records"), sentences[:n_examples])]
         outcomes.append(ExpectationOutcome(

@@ -46,13 +46,21 @@ class ReleaseInfo:
 
 
 def labels_fingerprint(labels: pd.DataFrame) -> str:
-    """Content hash of a labels table, independent of row order."""
-    ordered = labels.sort_values(["item_id", "kind", "label", "x_min", "y_min"], kind="stable").reset_index(drop=True)
-    hashed = pd.util.hash_pandas_object(ordered.drop(columns=["geometry_wkb"], errors="ignore").astype(str), index=False)
-    digest = hashlib.sha256(hashed.to_numpy().tobytes())
-    if "geometry_wkb" in ordered:
-        digest.update(b"".join(w for w in ordered["geometry_wkb"] if isinstance(w, bytes)))
-    return digest.hexdigest()[:16]
+    """Content hash of a labels table, independent of row order and of float noise.
+
+    Floats are rounded to 6 decimals: EM posteriors summed in another order differ in the
+    16th digit, and that must not make a new release.
+    """
+    table = labels.drop(columns=["geometry_wkb"], errors="ignore").copy()
+    for col in table.columns:
+        if pd.api.types.is_float_dtype(table[col]):
+            table[col] = table[col].round(6)
+    text = table.astype(str).fillna("")
+    if "geometry_wkb" in labels:
+        text["geometry_wkb"] = [w.hex() if isinstance(w, bytes) else "" for w in labels["geometry_wkb"]]
+    text = text.sort_values(list(text.columns), kind="stable").reset_index(drop=True)
+    hashed = pd.util.hash_pandas_object(text, index=False)
+    return hashlib.sha256(hashed.to_numpy().tobytes()).hexdigest()[:16]
 
 
 def append_audit_event(root: Path, event: str, **fields) -> None:

@@ -12,7 +12,7 @@ def _pg_instance(home: Path):
 
     (home / "dagster.yaml").write_text(
         "telemetry:\n  enabled: false\n"
-        "storage:\n  postgres:\n    postgres_url: postgresql://postgres@127.0.0.1:5432/test\n")
+        "storage:\n  postgres:\n    postgres_url: postgresql+psycopg2://postgres@127.0.0.1:5432/test\n")
     return dg.DagsterInstance.from_config(str(home))
 
 
@@ -26,6 +26,7 @@ def test_runs_and_materializations_are_stored_in_postgres(gold_root, tmp_path):
     instance = _pg_instance(tmp_path)
     # gold_root is shared read-only; train into a copy of it
     root = tmp_path / "root"
+    root.mkdir()
     (root / "gold").symlink_to(gold_root / "gold")
     defs = build_definitions("local", root)
     result = defs.get_job_def("train_prelabel_model").execute_in_process(instance=instance)

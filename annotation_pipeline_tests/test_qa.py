@@ -46,11 +46,16 @@ def _reasons(validation) -> dict[str, int]:
     return validation.quarantined["reason"].value_counts().to_dict()
 
 
-def test_the_malformed_corpus_ends_quarantined_with_reasons_and_every_valid_row_accepted(tmp_path, ontology):
-    inbox = tmp_path / "vendors" / VENDOR / "inbox"
+@pytest.fixture(scope="module")
+def corpus_run(tmp_path_factory, ontology):
+    inbox = tmp_path_factory.mktemp("corpus") / "vendors" / VENDOR / "inbox"
     files, cases = write_corpus(inbox)
     intake = intake_vendor_returns(files, inbox, make_tasks(), ontology, vendor=VENDOR)
-    rows = validate_annotations(intake.annotations, make_tasks(), ontology)
+    return cases, intake, validate_annotations(intake.annotations, make_tasks(), ontology)
+
+
+def test_the_malformed_corpus_ends_quarantined_with_reasons_and_every_valid_row_accepted(corpus_run):
+    cases, intake, rows = corpus_run
 
     quarantine = pd.concat([intake.quarantine, rows.quarantined], ignore_index=True)
     for case in cases:
@@ -68,11 +73,8 @@ def test_the_malformed_corpus_ends_quarantined_with_reasons_and_every_valid_row_
     ANNOTATIONS.validate(rows.accepted)
 
 
-def test_great_expectations_counts_agree_with_the_quarantine_masks(tmp_path, ontology):
-    inbox = tmp_path / "vendors" / VENDOR / "inbox"
-    files, _ = write_corpus(inbox)
-    intake = intake_vendor_returns(files, inbox, make_tasks(), ontology, vendor=VENDOR)
-    rows = validate_annotations(intake.annotations, make_tasks(), ontology)
+def test_great_expectations_counts_agree_with_the_quarantine_masks(corpus_run):
+    _, _, rows = corpus_run
     for outcome in rows.expectations:
         assert outcome.unexpected_count == outcome.quarantined_count, outcome.reason
         assert outcome.success == (outcome.unexpected_count == 0), outcome.reason
@@ -166,17 +168,19 @@ def test_data_docs_are_built_and_linked_from_the_outcomes(tmp_path, ontology):
 
 # ---------------------------------------------------------------- batch health
 
-def _health(tmp_path, exports, ontology, **kw):
+def _health(tmp_path, exports, ontology, row_qa: bool = True):
+    """Intake, the row suite (skipped for batches that are clean row by row), batch health."""
     intake = _ingest(tmp_path, exports, ontology)
-    rows = validate_annotations(intake.annotations, make_tasks(), ontology)
-    quarantine = pd.concat([intake.quarantine, rows.quarantined], ignore_index=True)
-    outcomes = batch_health(rows.accepted, quarantine, intake.n_received, make_tasks(), gold_labels(),
-                            ontology, **kw)
-    return {o.name: o for o in outcomes}, rows, quarantine
+    accepted, quarantine = intake.annotations, intake.quarantine
+    if row_qa:
+        rows = validate_annotations(intake.annotations, make_tasks(), ontology)
+        accepted, quarantine = rows.accepted, pd.concat([quarantine, rows.quarantined], ignore_index=True)
+    outcomes = batch_health(accepted, quarantine, intake.n_received, make_tasks(), gold_labels(), ontology)
+    return {o.name: o for o in outcomes}, accepted, quarantine
 
 
 def test_a_complete_accurate_batch_is_healthy(tmp_path, ontology):
-    checks, _, _ = _health(tmp_path, _three_good(), ontology)
+    checks, _, _ = _health(tmp_path, _three_good(), ontology, row_qa=False)
     assert all(o.passed for o in checks.values()), {n: o.metadata for n, o in checks.items() if not o.passed}
     assert checks["gold_accuracy_overall"].metadata["gold_accuracy"] == 1.0
     assert checks["batch_completeness"].metadata == {"n_tasks": 4, "n_complete": 4, "n_incomplete": 0, "data_docs": ""}
@@ -186,7 +190,7 @@ def test_a_complete_accurate_batch_is_healthy(tmp_path, ontology):
 def test_a_missing_annotator_makes_the_batch_incomplete_and_blocks_consensus(tmp_path, ontology):
     exports = _three_good()
     exports["ann-03.json"] = valid_export("ann-03", task_ids=(1, 2, 5, 6))  # skipped tasks 3 and 4
-    checks, _, _ = _health(tmp_path, exports, ontology)
+    checks, _, _ = _health(tmp_path, exports, ontology, row_qa=False)
     completeness = checks["batch_completeness"]
     assert not completeness.passed and completeness.blocking
     assert completeness.metadata["n_incomplete"] == 2
@@ -203,7 +207,7 @@ def test_a_careless_annotator_triggers_warnings_and_drags_gold_accuracy_below_th
     for t in careless:
         t["annotations"][0]["result"][0]["value"]["choices"] = ["fog"]
     exports["ann-03.json"] = careless
-    checks, _, _ = _health(tmp_path, exports, ontology)
+    checks, _, _ = _health(tmp_path, exports, ontology, row_qa=False)
     per_annotator = checks["annotator_gold_accuracy"]
     assert not per_annotator.passed and not per_annotator.blocking
     assert per_annotator.metadata["below"] == ["ann-03"]
@@ -259,17 +263,17 @@ def test_scorecards_report_gold_accuracy_rework_and_agreement_with_consensus(tmp
     exports["ann-03.json"] = valid_export("ann-03")
     exports["ann-03.json"][0]["annotations"][0]["result"].append(box("car", 0, 0, 0, 0, rid="z"))
     exports["ann-03.json"][1]["annotations"][0]["result"][0]["value"]["choices"] = ["fog"]  # task 2 is night
-    _, rows, quarantine = _health(tmp_path, exports, ontology)
+    _, accepted, quarantine = _health(tmp_path, exports, ontology)
     consensus = CONSENSUS_LABELS.conform(pd.DataFrame({
         "item_id": [f"item000{i}" for i in range(1, 7)], "kind": "choice",
         "label": ["day", "night", "fog", "rain", "day", "night"], "x_min": np.nan, "y_min": np.nan,
         "x_max": np.nan, "y_max": np.nan, "geometry_wkb": None, "confidence": 1.0, "n_annotators": 3,
         "n_assigned": 3, "method": "mv", "annotation_ids": ""}))
-    cards = annotator_scorecards(rows.accepted, quarantine, make_tasks(), gold_labels(), consensus).set_index("annotator_id")
+    cards = annotator_scorecards(accepted, quarantine, make_tasks(), gold_labels(), consensus).set_index("annotator_id")
     assert cards.loc["ann-03", "n_answers"] == 19 and cards.loc["ann-03", "rework_rate"] == pytest.approx(1 / 19)
     assert cards.loc["ann-01", "rework_rate"] == 0.0 and cards.loc["ann-01", "gold_tasks"] == 2
     assert cards.loc["ann-03", "agreement_with_consensus"] == pytest.approx(5 / 6)
     assert cards.loc["ann-01", "agreement_with_consensus"] == 1.0
     assert cards.loc["ann-01", "gold_accuracy"] == 1.0 and cards.loc["ann-01", "median_lead_time_s"] == 30.0
-    before = annotator_scorecards(rows.accepted, quarantine, make_tasks(), gold_labels())
+    before = annotator_scorecards(accepted, quarantine, make_tasks(), gold_labels())
     assert before["agreement_with_consensus"].isna().all()
