@@ -84,10 +84,10 @@ def run_demo(args: argparse.Namespace) -> int:
     instance = _instance(root)
     defs = build_definitions("local", root)
     if not (root / "models" / "prelabel_model.pkl").exists():  # trained once; reruns reuse it
-        trained = defs.get_job_def("train_prelabel_model").execute_in_process(instance=instance, raise_on_error=False, run_config=_QUIET)
+        trained = defs.resolve_job_def("train_prelabel_model").execute_in_process(instance=instance, raise_on_error=False, run_config=_QUIET)
         if not trained.success:
             raise CliError("training the pre-label model failed; see the run in the Dagster UI")
-    result = defs.get_job_def("annotation_lifecycle").execute_in_process(
+    result = defs.resolve_job_def("annotation_lifecycle").execute_in_process(
         partition_key=partition, instance=instance, raise_on_error=False, run_config=_QUIET)
     summary = _summarize(result, root, partition, generated.n_files)
     emit(summary, args.json, _render_demo)

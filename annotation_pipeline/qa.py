@@ -300,7 +300,8 @@ def _group_codes(*columns: pd.Series) -> np.ndarray:
     """One int64 code per distinct combination of the columns (nulls get their own code)."""
     code = np.zeros(len(columns[0]), dtype=np.int64)
     for col in columns:
-        codes, uniques = pd.factorize(col, use_na_sentinel=False)
+        codes, uniques = pd.factorize(col)  # arrow-backed strings factorize natively
+        codes = np.where(codes < 0, len(uniques), codes).astype(np.int64)
         code = code * (len(uniques) + 1) + codes
     return code
 
@@ -385,8 +386,6 @@ def derive_check_columns(annotations: pd.DataFrame, tasks: pd.DataFrame, ontolog
         valid_values[poly_rows[readable]] = valid[readable]
         valid_mask[poly_rows[readable]] = False
         area[poly_rows[readable]] = shapely.area(geoms[readable])
-        broken = readable & ~valid
-        c.attrs["polygon_reason"] = dict(zip(poly_rows[broken].tolist(), shapely.is_valid_reason(geoms[broken])))
     c["polygon_is_valid"] = pd.arrays.BooleanArray(valid_values, valid_mask)
     c["area_px"] = np.where(finite, area, np.nan)
     with np.errstate(invalid="ignore"):
@@ -407,8 +406,8 @@ def derive_check_columns(annotations: pd.DataFrame, tasks: pd.DataFrame, ontolog
 
     dup_obj = np.zeros(n, dtype=bool)
     if finite.any():
-        obj_key = pd.DataFrame({"answer": answer[finite], "source": source[finite],
-                                "label": pair_codes[finite], "x0": x0[finite], "y0": y0[finite],
+        owner = _group_codes(pd.Series(answer[finite]), pd.Series(source[finite]), pd.Series(pair_codes[finite]))
+        obj_key = pd.DataFrame({"owner": owner, "x0": x0[finite], "y0": y0[finite],
                                 "x1": x1[finite], "y1": y1[finite], "area": area[finite]})
         dup_obj[finite] = obj_key.duplicated().to_numpy()
     c["is_duplicate_object"] = dup_obj
@@ -418,17 +417,23 @@ def derive_check_columns(annotations: pd.DataFrame, tasks: pd.DataFrame, ontolog
 
 def _failing_context(annotations: pd.DataFrame, checks: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
     """Checks plus identifying columns, for the failing rows only (messages and examples)."""
-    ids = annotations.iloc[rows][["annotation_id", "source_file", "task_id", "batch_id", "annotator_id",
-                                  "label", "image_width", "image_height"]].reset_index(drop=True)
+    picked = annotations.iloc[rows]
+    ids = picked[["annotation_id", "source_file", "task_id", "batch_id", "annotator_id",
+                  "image_width", "image_height"]].reset_index(drop=True)
     sub = checks.iloc[rows].drop(columns=["kind"]).reset_index(drop=True)
-    sub["kind"] = annotations["kind"].iloc[rows].to_numpy()
+    sub["kind"] = picked["kind"].to_numpy()
+    sub["label"] = picked["label"].to_numpy()
     required = [name for name, col in ANNOTATIONS.columns.items() if not col.nullable and name in annotations]
-    missing = annotations.iloc[rows][required].isna()
-    sub["missing_fields"] = [", ".join(np.array(required)[m]) for m in missing.to_numpy()]
-    sub["first_source_file"] = annotations["source_file"].to_numpy()[checks["first_source_row"].to_numpy()[rows]]
-    reasons = checks.attrs.get("polygon_reason", {})
-    sub["polygon_reason"] = [reasons.get(int(r), "") for r in rows]
-    return pd.concat([ids.drop(columns=["label"]), sub.assign(label=ids["label"].to_numpy())], axis=1)
+    missing = picked[required].isna().to_numpy()
+    sub["missing_fields"] = [", ".join(np.array(required)[m]) for m in missing]
+    sub["first_source_file"] = annotations["source_file"].iloc[checks["first_source_row"].to_numpy()[rows]].to_numpy()
+    reasons = np.full(len(rows), "", dtype=object)
+    is_poly = (picked["kind"] == "polygon").fillna(False).to_numpy(dtype=bool) & picked["geometry_wkb"].notna().to_numpy()
+    if is_poly.any():
+        reasons[is_poly] = shapely.is_valid_reason(
+            shapely.from_wkb(picked["geometry_wkb"].to_numpy(dtype=object)[is_poly], on_invalid="ignore"))
+    sub["polygon_reason"] = reasons
+    return pd.concat([ids, sub], axis=1)
 
 
 # ---------------------------------------------------------------- row validation

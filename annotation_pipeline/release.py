@@ -14,8 +14,11 @@ its labels: publishing content equal to the latest release returns that release.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
+import logging
 import os
 import shutil
 from dataclasses import asdict, dataclass
@@ -93,9 +96,13 @@ class DvcReleaseStore:
     def _repo(self):
         from dvc.repo import Repo  # heavy import, only where releases are made
 
+        # DVC logs progress at INFO to stdout; our callers own stdout (e.g. `--json`).
+        logging.getLogger("dvc").setLevel(logging.WARNING)
+
         if not (self.root / ".dvc").exists():
             self.root.mkdir(parents=True, exist_ok=True)
-            Repo.init(str(self.root), no_scm=True)
+            with contextlib.redirect_stdout(io.StringIO()):  # DVC prints a banner; stdout is the caller's
+                Repo.init(str(self.root), no_scm=True)
         repo = Repo(str(self.root))
         with repo.config.edit() as conf:
             conf["core"]["analytics"] = False
@@ -154,8 +161,9 @@ class DvcReleaseStore:
         staging.rename(final)  # atomic on one filesystem: the release appears whole or not at all
 
         repo = self._repo()
-        repo.add([str(final)])
-        repo.push()
+        with contextlib.redirect_stdout(io.StringIO()):
+            repo.add([str(final)])
+            repo.push()
         dvc_md5 = _dvc_md5(self.releases_dir / f"{version}.dvc")
         for path in [final, *final.rglob("*")]:  # releases are immutable on disk too
             path.chmod(0o555 if path.is_dir() else 0o444)

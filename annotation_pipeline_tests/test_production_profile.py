@@ -29,7 +29,7 @@ def test_runs_and_materializations_are_stored_in_postgres(gold_root, tmp_path):
     root.mkdir()
     (root / "gold").symlink_to(gold_root / "gold")
     defs = build_definitions("local", root)
-    result = defs.get_job_def("train_prelabel_model").execute_in_process(instance=instance)
+    result = defs.resolve_job_def("train_prelabel_model").execute_in_process(instance=instance)
     assert result.success
     reloaded = _pg_instance(tmp_path)  # a second process would see the same through Postgres
     record = reloaded.get_run_record_by_id(result.run_id)
