@@ -11,9 +11,10 @@ from annotation_pipeline.defs.resources import build_resources
 STAGES = [ingestion, anonymization, prelabel, vendor, qa, consensus, release, automation]
 
 
-def build_definitions(profile: str | None = None, root=None) -> dg.Definitions:
+def build_definitions(profile: str | None = None, root=None, resources: dict | None = None) -> dg.Definitions:
+    """The definitions of a profile; ``resources`` replaces some of them (tests swap seams here)."""
     return dg.Definitions.merge(*(stage.defs for stage in STAGES),
-                                dg.Definitions(resources=build_resources(profile, root)))
+                                dg.Definitions(resources={**build_resources(profile, root), **(resources or {})}))
 
 
 defs = build_definitions()

@@ -21,6 +21,8 @@ import numpy as np
 import pandas as pd
 import shapely
 
+from annotation_pipeline.handoff import polygon_percent_points
+
 SCENE_FROM_NAME = "scene"
 
 
@@ -148,8 +150,7 @@ def write_label_studio_exports(answers: pd.DataFrame, tasks: pd.DataFrame, profi
                                              "height": 100 * (a.y_max - a.y_min) / h,
                                              "rotation": 0, "rectanglelabels": [a.label]}})
                 else:
-                    coords = shapely.get_coordinates(shapely.get_exterior_ring(shapely.from_wkb(a.geometry_wkb)))[:-1]
-                    points = (coords / np.array([w, h]) * 100).round(4).tolist()
+                    points = polygon_percent_points(a.geometry_wkb, w, h)
                     result.append({"id": rid, "from_name": "outline", "to_name": "image", "type": "polygonlabels",
                                    "original_width": int(w), "original_height": int(h), "image_rotation": 0,
                                    "value": {"points": points, "polygonlabels": [a.label]}})

@@ -142,3 +142,27 @@ def test_the_vendor_side_never_imports_the_raw_store():
             "print(','.join(bad))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == ""
+
+
+def test_the_face_in_the_shipped_photo_is_blurred_in_the_outbox(demo_run):
+    import cv2
+    import numpy as np
+    from PIL import Image
+
+    root, (first, _), _ = demo_run
+    raw = table(root, "raw_items")
+    astronaut = raw[raw["source_file"] == "photo_astronaut.jpg"].iloc[0]
+    tasks = pd.read_parquet(root / "handoff" / first["handoff"]["batch_id"] / "tasks.parquet")
+    shipped = tasks.loc[tasks["item_id"] == astronaut["item_id"], "image_file"]
+    if shipped.empty:
+        pytest.skip("active learning did not select the photo for this batch")
+    outbox = root / "vendors" / "simvendor" / "outbox" / first["handoff"]["batch_id"] / "images" / shipped.iloc[0]
+    before = np.asarray(Image.open(root / astronaut["raw_path"]).convert("L"))
+    after = np.asarray(Image.open(outbox).convert("L"))
+    # The face found by the anchor's own detector on the raw photo (skimage astronaut: one face).
+    cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
+    (x, y, w, h), = cascade.detectMultiScale(before, 1.1, 5, minSize=(24, 24))
+    sharp = cv2.Laplacian(before[y:y + h, x:x + w], cv2.CV_64F).var()
+    blurred = cv2.Laplacian(after[y:y + h, x:x + w], cv2.CV_64F).var()
+    assert blurred < sharp / 5
+    assert len(cascade.detectMultiScale(after, 1.1, 5, minSize=(24, 24))) == 0

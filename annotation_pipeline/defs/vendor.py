@@ -151,7 +151,7 @@ def returned_annotations(context: dg.AssetExecutionContext, data_root: DataRoot,
     accepted = validation.accepted
     received = int(files_report["n_received"].sum())
     health = batch_health(accepted, quarantine, received, vendor_batches, read_gold(data_root), ontology,
-                          thresholds=_THRESHOLDS)
+                          thresholds=_THRESHOLDS, docs_dir=docs_dir, run_name=f"batch_health-{date}")
     yield dg.Output(accepted, metadata={
         **counts_metadata(received, len(accepted), len(intake_quarantine) + len(validation.quarantined)),
         "files_received": len(files_report),

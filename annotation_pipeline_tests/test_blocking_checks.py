@@ -1,0 +1,52 @@
+"""A batch that fails its blocking QA checks never reaches consensus, in a real Dagster run."""
+
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from annotation_pipeline.defs.resources import LocalFolderVendor
+from annotation_pipeline.definitions import build_definitions
+from annotation_pipeline.handoff import VendorBatch
+from annotation_pipeline.sample_data import generate_gold_set, generate_partition
+
+pytestmark = pytest.mark.slow
+DATE = "2026-11-19"
+
+
+class VendorReturningGarbage(LocalFolderVendor):
+    """A vendor whose export is cut off mid-file: every return file is unreadable."""
+
+    def deliver(self, batch: VendorBatch) -> str:
+        location = super().deliver(batch)
+        inbox = Path(self.root) / "vendors" / self.vendor / "inbox" / batch.batch_id
+        for export in inbox.glob("*.json"):
+            export.write_bytes(export.read_bytes()[:200])  # truncated JSON
+        return location
+
+
+def test_a_failing_blocking_check_stops_consensus_for_the_partition(tmp_path, monkeypatch):
+    monkeypatch.setenv("ANNOTATION_PIPELINE_PSEUDONYM_SECRET", "x" * 40)
+    root = tmp_path / "root"
+    generate_partition(root, DATE, 6)
+    generate_gold_set(root, n_items=20)
+    vendor = VendorReturningGarbage(vendor="simvendor", root=str(root))
+    defs = build_definitions("local", root, resources={"vendor": vendor})
+    instance = dg.DagsterInstance.ephemeral()
+    assert defs.resolve_job_def("train_prelabel_model").execute_in_process(instance=instance).success
+
+    result = defs.resolve_job_def("annotation_lifecycle").execute_in_process(
+        partition_key=DATE, instance=instance, raise_on_error=False)
+
+    assert not result.success
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert not checks["quarantine_share"].passed
+    assert checks["quarantine_share"].severity == dg.AssetCheckSeverity.ERROR
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert "returned_annotations" in materialized  # the evidence is kept...
+    assert not materialized & {"consensus_labels", "review_queue", "dataset_release"}  # ...the gate holds
+    assert not (root / "releases").exists()
+    quarantined = root / "quarantine" / "intake" / f"{DATE}.parquet"
+    reasons = set(pd.read_parquet(quarantined)["reason"])
+    assert reasons and reasons <= {"truncated_json", "invalid_json"}
