@@ -1,0 +1,91 @@
+"""The production seams against S3, served by moto on loopback: vendor exchange and DVC remote."""
+
+import json
+import urllib.request
+
+import boto3
+import numpy as np
+import pandas as pd
+import pytest
+
+from annotation_pipeline.contracts import CONSENSUS_LABELS, VENDOR_TASKS
+from annotation_pipeline.defs.resources import S3Vendor
+from annotation_pipeline.handoff import VendorBatch
+from annotation_pipeline.release import DvcReleaseStore, merge_into_dataset
+
+BUCKET = "annotation-program"
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint():
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    yield endpoint
+    server.stop()
+
+
+@pytest.fixture
+def s3(s3_endpoint, monkeypatch):
+    for key, value in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+                       "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(key, value)
+    client = boto3.client("s3", endpoint_url=s3_endpoint)
+    try:
+        client.create_bucket(Bucket=BUCKET)
+    except client.exceptions.BucketAlreadyOwnedByYou:
+        pass
+    return client
+
+
+def _batch(tmp_path) -> VendorBatch:
+    folder = tmp_path / "staging" / "acme-2026-11-21-abcd"
+    (folder / "images").mkdir(parents=True)
+    (folder / "images" / "t00001.png").write_bytes(b"\x89PNG fake image bytes")
+    (folder / "tasks.json").write_text(json.dumps([{"id": 1, "data": {"image": "images/t00001.png"}}]))
+    (folder / "manifest.json").write_text("{}")
+    tasks = VENDOR_TASKS.conform(pd.DataFrame({
+        "batch_id": [folder.name], "task_id": ["1"], "item_id": ["i1"], "is_gold": [False], "vendor": ["acme"],
+        "image_file": ["t00001.png"], "image_width": [320.0], "image_height": [240.0], "overlap": [3],
+        "ontology_version": ["1.0.0"], "guidelines_version": ["1.0.0"], "model_version": ["m"]}))
+    return VendorBatch(folder.name, folder, tasks)
+
+
+def test_a_batch_goes_to_the_vendor_prefix_with_presigned_image_urls(s3, s3_endpoint, tmp_path):
+    vendor = S3Vendor(vendor="acme", bucket=BUCKET, endpoint_url=s3_endpoint, download_dir=str(tmp_path / "dl"))
+    batch = _batch(tmp_path)
+    location = vendor.deliver(batch)
+    assert location == f"s3://{BUCKET}/vendors/acme/outbox/{batch.batch_id}"
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="vendors/acme/outbox/")["Contents"]}
+    base = f"vendors/acme/outbox/{batch.batch_id}"
+    assert keys == {f"{base}/images/t00001.png", f"{base}/tasks.json", f"{base}/manifest.json",
+                    f"{base}/presigned_urls.json"}
+    urls = json.loads(s3.get_object(Bucket=BUCKET, Key=f"{base}/presigned_urls.json")["Body"].read())
+    with urllib.request.urlopen(urls["t00001.png"], timeout=10) as response:  # the vendor needs no credentials
+        assert response.read() == b"\x89PNG fake image bytes"
+
+
+def test_vendor_returns_are_collected_from_the_inbox_prefix(s3, s3_endpoint, tmp_path):
+    vendor = S3Vendor(vendor="acme", bucket=BUCKET, endpoint_url=s3_endpoint, download_dir=str(tmp_path / "dl"))
+    s3.put_object(Bucket=BUCKET, Key="vendors/acme/inbox/b1/export-1.json", Body=b"[]")
+    s3.put_object(Bucket=BUCKET, Key="vendors/acme/inbox/b1/late/export-2.json", Body=b"[1]")
+    inbox, files = vendor.collect_returns("b1")
+    assert [f.name for f in files] == ["export-1.json", "late_export-2.json"]
+    assert all(f.is_relative_to(inbox / "b1") for f in files)
+    assert files[1].read_bytes() == b"[1]"
+    assert vendor.collect_returns("no-such-batch")[1] == []
+
+
+def test_releases_push_to_an_s3_dvc_remote(s3, s3_endpoint, tmp_path):
+    store = DvcReleaseStore(tmp_path / "root", f"s3://{BUCKET}/dvc", endpoint_url=s3_endpoint)
+    labels = merge_into_dataset(None, CONSENSUS_LABELS.conform(pd.DataFrame({
+        "item_id": ["i1"], "kind": ["box"], "label": ["car"], "x_min": [1.0], "y_min": [2.0], "x_max": [9.0],
+        "y_max": [8.0], "geometry_wkb": [None], "confidence": [0.9], "n_annotators": [3], "n_assigned": [3],
+        "method": ["iou_cluster"], "annotation_ids": ["a b c"]})), "2026-11-21")
+    info = store.publish(labels, pd.DataFrame({"item_id": ["i1"]}), {}, ["2026-11-21"], {})
+    pushed = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="dvc/")["Contents"]]
+    assert any(k.endswith(".dir") for k in pushed) and len(pushed) >= 6
+    assert info.remote == f"s3://{BUCKET}/dvc"
