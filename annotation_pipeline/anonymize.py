@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import pandas as pd
 
@@ -392,8 +393,16 @@ def _process_images(raw: pd.DataFrame, rows: np.ndarray, root: Path, out_dir: st
             os.replace(tmp, target)  # a crash never leaves a half-written image for the vendor
         return result
 
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        return dict(zip(rows.tolist(), pool.map(process, rows.tolist())))
+    # Our workers already keep every core busy: OpenCV's own thread pool on top of them only
+    # adds contention (640x480 on 2 cores: 19.7 img/s before, 25 and 33 in two runs after), so it is off meanwhile.
+    previous_threads = cv2.getNumThreads()
+    if workers > 1:
+        cv2.setNumThreads(1)
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            return dict(zip(rows.tolist(), pool.map(process, rows.tolist())))
+    finally:
+        cv2.setNumThreads(previous_threads)
 
 
 def _image_log(outcomes: dict[int, AnonymizedImage], item_ids: np.ndarray) -> pd.DataFrame:
