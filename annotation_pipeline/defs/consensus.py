@@ -8,6 +8,7 @@ from annotation_pipeline.consensus import run_consensus
 from annotation_pipeline.contracts import AGREEMENT_METRICS, CONSENSUS_LABELS, GOLD_LABELS, REVIEW_QUEUE
 from annotation_pipeline.defs.common import OWNERS, daily_partitions, table_metadata
 from annotation_pipeline.defs.resources import DataRoot
+from annotation_pipeline.plots import bar_chart, histogram, markdown_image
 
 
 class ConsensusConfig(dg.Config):
@@ -47,7 +48,24 @@ def consensus(context: dg.AssetExecutionContext, config: ConsensusConfig, data_r
                            iou_threshold=config.iou_threshold, min_confidence=config.min_confidence)
     batch_metrics = result.agreement[result.agreement["scope"] == "batch"]
     headline = {f"{r.metric}": float(r.value) for r in batch_metrics.itertuples() if pd.notna(r.value)}
+    labels, agreement = result.labels, result.agreement
+    per_annotator = agreement[agreement["scope"] == "annotator"].pivot_table(
+        index="key", columns="metric", values="value", dropna=False)
+    per_class = agreement[agreement["scope"] == "class"].pivot_table(
+        index="key", columns="metric", values="value", dropna=False)
+    charts = {}
+    if "kappa_vs_consensus" in per_annotator:
+        charts["chart_kappa_per_annotator"] = dg.MetadataValue.md(markdown_image(bar_chart(
+            per_annotator["kappa_vs_consensus"], "Cohen's kappa of each annotator vs consensus", "kappa",
+            reference=0.6), "kappa per annotator"))
+    if "krippendorff_alpha" in per_class:
+        charts["chart_alpha_per_class"] = dg.MetadataValue.md(markdown_image(bar_chart(
+            per_class["krippendorff_alpha"], "Krippendorff's alpha per class (one vs rest)", "alpha",
+            reference=0.667), "alpha per class"))
     yield dg.Output(result.labels, output_name="consensus_labels", metadata={
+        **({"chart_confidence": dg.MetadataValue.md(markdown_image(histogram(
+            labels["confidence"], "Confidence of released labels", "confidence"), "confidence"))}
+           if len(labels) else {}),
         "method": result.method, **{k: int(v) for k, v in result.counts.items()},
         "labels_by_kind": dg.MetadataValue.json(result.labels["kind"].value_counts().to_dict()),
         "mean_confidence": float(result.labels["confidence"].mean()) if len(result.labels) else 0.0,
@@ -58,11 +76,9 @@ def consensus(context: dg.AssetExecutionContext, config: ConsensusConfig, data_r
         **table_metadata(result.review_queue),
     })
     yield dg.Output(result.agreement, output_name="agreement_metrics", metadata={
-        **headline,
-        "per_annotator": dg.MetadataValue.md(
-            result.agreement[result.agreement["scope"] == "annotator"]
-            .pivot_table(index="key", columns="metric", values="value").round(3).to_markdown()
-            if (result.agreement["scope"] == "annotator").any() else "(none)"),
+        **headline, **charts,
+        "per_annotator": dg.MetadataValue.md(per_annotator.round(3).to_markdown() if len(per_annotator) else "(none)"),
+        "per_class": dg.MetadataValue.md(per_class.round(3).to_markdown() if len(per_class) else "(none)"),
         "annotator_reliability": dg.MetadataValue.md(result.annotator_reliability.round(3).to_markdown()),
         **table_metadata(result.agreement),
     })

@@ -14,6 +14,7 @@ from annotation_pipeline.contracts import QUARANTINE
 from annotation_pipeline.defs.common import OWNERS, daily_partitions, table_metadata
 from annotation_pipeline.defs.consensus import read_gold
 from annotation_pipeline.defs.resources import DataRoot
+from annotation_pipeline.plots import bar_chart, markdown_image
 from annotation_pipeline.qa import annotator_scorecards as score_annotators
 
 
@@ -44,8 +45,13 @@ def annotator_scorecards(data_root: DataRoot, returned_annotations: pd.DataFrame
                          vendor_batches: pd.DataFrame, consensus_labels: pd.DataFrame) -> dg.Output[pd.DataFrame]:
     cards = score_annotators(returned_annotations, quarantine, vendor_batches, read_gold(data_root),
                              consensus_labels=consensus_labels)
+    chart = {}
+    if len(cards) and cards["gold_accuracy"].notna().any():
+        chart["chart_gold_accuracy"] = dg.MetadataValue.md(markdown_image(bar_chart(
+            cards.set_index("annotator_id")["gold_accuracy"], "Accuracy on hidden gold tasks", "gold accuracy",
+            reference=0.6), "gold accuracy per annotator"))
     return dg.Output(cards, metadata={
-        "annotators": len(cards),
+        "annotators": len(cards), **chart,
         "scorecards": dg.MetadataValue.md(cards.round(3).to_markdown(index=False) if len(cards) else "(none)"),
         **table_metadata(cards),
     })
