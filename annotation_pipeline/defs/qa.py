@@ -1,38 +1,20 @@
-"""QA wiring: the quarantine and the annotator scorecards.
+"""QA wiring: the annotator scorecards.
 
-The Great Expectations suites run inside ``returned_annotations`` (defs/vendor.py), which
-declares them as its asset checks: the row-level suite reports (it has already quarantined
-the failing rows), and batch health is ``blocking=True``, so a failing batch never reaches
-consensus.
+The Great Expectations suites run in the intake step (defs/vendor.py), which declares them as
+checks of ``returned_annotations`` (the row-level suite reports, having quarantined the failing
+rows; batch health is ``blocking=True``, so a failing batch never reaches consensus) and writes
+the ``quarantine`` asset before the checks can stop the run.
 """
 
 
 import dagster as dg
 import pandas as pd
 
-from annotation_pipeline.contracts import QUARANTINE
 from annotation_pipeline.defs.common import OWNERS, daily_partitions, table_metadata
 from annotation_pipeline.defs.consensus import read_gold
 from annotation_pipeline.defs.resources import DataRoot
 from annotation_pipeline.plots import bar_chart, markdown_image
 from annotation_pipeline.qa import annotator_scorecards as score_annotators
-
-
-@dg.asset(
-    group_name="qa", partitions_def=daily_partitions, owners=OWNERS, kinds={"parquet"},
-    deps=["raw_items", "anonymized_items", "returned_annotations"],
-    description="Everything received but not accepted on this day, from every stage (ingestion, "
-                "anonymization, vendor intake, row-level QA), with a reason a person can act on.\n\n"
-                + QUARANTINE.markdown(),
-)
-def quarantine(context: dg.AssetExecutionContext, data_root: DataRoot) -> dg.Output[pd.DataFrame]:
-    rows = data_root.read_quarantine(context.partition_key)
-    by_stage = rows.groupby(["stage", "reason"]).size().reset_index(name="count")
-    return dg.Output(rows, metadata={
-        "by_stage": dg.MetadataValue.json(rows["stage"].value_counts().to_dict()),
-        "by_reason": dg.MetadataValue.md(by_stage.to_markdown(index=False) if len(by_stage) else "(nothing quarantined)"),
-        **table_metadata(rows),
-    })
 
 
 @dg.asset(
@@ -57,4 +39,4 @@ def annotator_scorecards(data_root: DataRoot, returned_annotations: pd.DataFrame
     })
 
 
-defs = dg.Definitions(assets=[quarantine, annotator_scorecards])
+defs = dg.Definitions(assets=[annotator_scorecards])

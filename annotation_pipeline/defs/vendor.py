@@ -3,19 +3,17 @@
 The vendor side reads only ``anonymized_items`` (never ``raw_items``); a test holds this.
 """
 
-
 import dagster as dg
 import pandas as pd
 
-from annotation_pipeline.contracts import ANNOTATIONS, VENDOR_TASKS
+from annotation_pipeline.contracts import ANNOTATIONS, QUARANTINE, VENDOR_TASKS
 from annotation_pipeline.defs.common import OWNERS, counts_metadata, daily_partitions, table_metadata
+from annotation_pipeline.defs.consensus import read_gold
 from annotation_pipeline.defs.resources import DataRoot, VendorExchange
 from annotation_pipeline.formats import intake_vendor_returns
 from annotation_pipeline.handoff import build_vendor_batch
 from annotation_pipeline.project_files import load_guidelines, load_ontology
 from annotation_pipeline.qa import QAThresholds, batch_health, row_rules, validate_annotations
-from annotation_pipeline.contracts import QUARANTINE
-from annotation_pipeline.defs.consensus import read_gold
 
 
 class HandoffConfig(dg.Config):
@@ -105,17 +103,26 @@ def _check_result(outcome) -> dg.AssetCheckResult:
         severity=dg.AssetCheckSeverity.ERROR if outcome.severity == "ERROR" else dg.AssetCheckSeverity.WARN)
 
 
-@dg.asset(
-    group_name="vendor", partitions_def=daily_partitions, owners=OWNERS, kinds={"labelstudio", "parquet"},
-    check_specs=CHECK_SPECS,
-    description="Vendor answers read from the inbox (Label Studio JSON or COCO), mapped to one contract "
-                "in pixel coordinates, and validated row by row by the Great Expectations suite (Data Docs "
-                "linked from each check). Rows that fail, and files that cannot be read, go to the "
-                "quarantine with a reason; a resubmitted identical file is recognized by its sha256 and not "
-                "counted twice. Batch-health checks are blocking: a failing batch never reaches consensus."
-                "\n\n" + ANNOTATIONS.markdown(),
+@dg.multi_asset(
+    partitions_def=daily_partitions, can_subset=False, check_specs=CHECK_SPECS,
+    outs={
+        "returned_annotations": dg.AssetOut(
+            group_name="vendor", owners=OWNERS, kinds={"labelstudio", "parquet"},
+            description="Vendor answers read from the inbox (Label Studio JSON or COCO), mapped to one "
+                        "contract in pixel coordinates, and validated row by row by the Great Expectations "
+                        "suite (Data Docs linked from each check). Rows that fail, and files that cannot be "
+                        "read, go to the quarantine with a reason; a resubmitted identical file is recognized "
+                        "by its sha256 and not counted twice. Batch-health checks are blocking: a failing "
+                        "batch never reaches consensus.\n\n" + ANNOTATIONS.markdown()),
+        "quarantine": dg.AssetOut(
+            group_name="qa", owners=OWNERS, kinds={"parquet"},
+            description="Everything received for the day but not accepted, from every stage (ingestion, "
+                        "anonymization, vendor intake, row-level QA), with a reason a person can act on. "
+                        "Written by the intake step, before the blocking checks, so it is there precisely "
+                        "when a batch is stopped.\n\n" + QUARANTINE.markdown()),
+    },
 )
-def returned_annotations(context: dg.AssetExecutionContext, data_root: DataRoot, vendor: VendorExchange,
+def intake_vendor_returns_and_validate(context: dg.AssetExecutionContext, data_root: DataRoot, vendor: VendorExchange,
                          vendor_batches: pd.DataFrame):
     date = context.partition_key
     ontology = load_ontology().raw
@@ -149,7 +156,14 @@ def returned_annotations(context: dg.AssetExecutionContext, data_root: DataRoot,
     received = int(files_report["n_received"].sum())
     health = batch_health(accepted, quarantine, received, vendor_batches, read_gold(data_root), ontology,
                           thresholds=_THRESHOLDS, docs_dir=docs_dir, run_name=f"batch_health-{date}")
-    yield dg.Output(accepted, metadata={
+    day = data_root.read_quarantine(date)  # every stage's rows for the day, this one's included
+    by_stage = day.groupby(["stage", "reason"]).size().reset_index(name="count")
+    yield dg.Output(day, output_name="quarantine", metadata={
+        "by_stage": dg.MetadataValue.json(day["stage"].value_counts().to_dict()),
+        "by_reason": dg.MetadataValue.md(by_stage.to_markdown(index=False) if len(by_stage) else "(nothing quarantined)"),
+        **table_metadata(day),
+    })
+    yield dg.Output(accepted, output_name="returned_annotations", metadata={
         **counts_metadata(received, len(accepted), len(intake_quarantine) + len(validation.quarantined)),
         "files_received": len(files_report),
         "files_by_status": dg.MetadataValue.json(files_report["status"].value_counts().to_dict()),
@@ -164,4 +178,4 @@ def returned_annotations(context: dg.AssetExecutionContext, data_root: DataRoot,
         yield _check_result(outcome)
 
 
-defs = dg.Definitions(assets=[vendor_batches, returned_annotations])
+defs = dg.Definitions(assets=[vendor_batches, intake_vendor_returns_and_validate])
