@@ -47,3 +47,28 @@ def test_a_nightly_schedule_runs_the_daily_lifecycle():
     schedule = defs.resolve_schedule_def("annotation_lifecycle_schedule")
     assert schedule.cron_schedule == "0 2 * * *"
     assert defs.resolve_job_def("annotation_lifecycle").partitions_def is not None
+
+
+def test_the_production_profile_swaps_resources_not_assets(monkeypatch):
+    from annotation_pipeline.defs.resources import LocalFolderVendor, S3Vendor, build_resources
+
+    monkeypatch.setenv("ANNOTATION_PIPELINE_S3_BUCKET", "annotation-program")
+    production = build_resources("production", "/tmp/annotation-pipeline-unused-root")
+    local = build_resources("local", "/tmp/annotation-pipeline-unused-root")
+    assert isinstance(production["vendor"], S3Vendor) and isinstance(local["vendor"], LocalFolderVendor)
+    assert production["releases"].remote_url == "s3://annotation-program/dvc"
+    assert local["releases"].remote_url.endswith("/dvc-remote")
+    assert set(production) == set(local)
+    defs = build_definitions("production", "/tmp/annotation-pipeline-unused-root")
+    assert {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()} == \
+        {k.to_user_string() for k in _graph()[1].get_all_asset_keys()}
+
+
+def test_an_unknown_profile_is_refused_with_the_variable_named(monkeypatch):
+    import pytest
+
+    from annotation_pipeline.defs.resources import current_profile
+
+    monkeypatch.setenv("ANNOTATION_PIPELINE_PROFILE", "staging")
+    with pytest.raises(ValueError, match="ANNOTATION_PIPELINE_PROFILE='staging'"):
+        current_profile()

@@ -49,6 +49,9 @@ def prelabel_model(context: dg.AssetExecutionContext, data_root: DataRoot) -> dg
                 "and object boxes, each with a score and the model version.\n\n" + PRELABELS.markdown(),
 )
 def prelabels(data_root: DataRoot, anonymized_items: pd.DataFrame) -> dg.Output[pd.DataFrame]:
+    if not _model_path(data_root).exists():
+        raise dg.Failure(f"no pre-label model at {_model_path(data_root)}: materialize `prelabel_model` "
+                         "first (job `train_prelabel_model`)")
     model = PrelabelModel.load(_model_path(data_root))
     images = {row.item_id: load_rgb(data_root.root / row.image_path)
               for row in anonymized_items[["item_id", "image_path"]].itertuples(index=False)}
