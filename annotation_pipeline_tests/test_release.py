@@ -52,19 +52,20 @@ def test_publishing_identical_content_reuses_the_release(store):
     assert changed.version == "v0002" and changed.parent == "v0001"
 
 
-def test_a_crash_before_registration_leaves_no_half_release(store, monkeypatch):
-    from annotation_pipeline import release as release_mod
-
-    def crash(*args, **kwargs):
-        raise RuntimeError("power cut")
-
-    monkeypatch.setattr(release_mod, "_dvc_md5", crash)
-    with pytest.raises(RuntimeError):
-        _publish(store, _labels())
-    assert store.list_releases() == []  # not registered: no consumer sees it
-    monkeypatch.undo()
+def test_what_a_crash_leaves_behind_is_never_a_release_and_a_rerun_finishes_cleanly(store):
+    # A crash while staging, and one after the rename but before registration, leave these:
+    staging = store.releases_dir / ".staging-v0001"
+    staging.mkdir(parents=True)
+    (staging / "labels.parquet").write_bytes(b"half a parquet file")
+    renamed = store.releases_dir / "v0001"
+    renamed.mkdir()
+    (renamed / "labels.parquet").write_bytes(b"not registered")
+    assert store.list_releases() == [] and store.latest() is None  # consumers see no release
     info = _publish(store, _labels())
-    assert info.version == "v0001" and store.verify("v0001") == []
+    assert info.version == "v0001" and info.created
+    assert store.verify("v0001") == []
+    assert not staging.exists()
+    assert [r.version for r in store.list_releases()] == ["v0001"]
 
 
 def test_tampering_with_a_released_file_is_detected(store):
