@@ -10,10 +10,10 @@ from annotation_pipeline.contracts import ANNOTATIONS, QUARANTINE, VENDOR_TASKS
 from annotation_pipeline.defs.common import OWNERS, counts_metadata, daily_partitions, table_metadata
 from annotation_pipeline.defs.consensus import read_gold
 from annotation_pipeline.defs.resources import DataRoot, VendorExchange
-from annotation_pipeline.formats import intake_vendor_returns
 from annotation_pipeline.handoff import build_vendor_batch
 from annotation_pipeline.project_files import load_guidelines, load_ontology
-from annotation_pipeline.qa import QAThresholds, batch_health, row_rules, validate_annotations
+from annotation_pipeline.qa import QAThresholds, row_rules
+from annotation_pipeline.vendor_returns import IntakeLedger, process_vendor_returns
 
 
 class HandoffConfig(dg.Config):
@@ -60,10 +60,6 @@ def vendor_batches(context: dg.AssetExecutionContext, config: HandoffConfig, dat
         "answers_expected": len(batch.tasks) * config.overlap,
         **table_metadata(batch.tasks),
     })
-
-
-def _ledger_path(data_root: DataRoot, vendor: str):
-    return data_root.root / "intake_ledger" / f"{vendor}.parquet"
 
 
 _THRESHOLDS = QAThresholds()
@@ -122,40 +118,18 @@ def _check_result(outcome) -> dg.AssetCheckResult:
                         "when a batch is stopped.\n\n" + QUARANTINE.markdown()),
     },
 )
-def intake_vendor_returns_and_validate(context: dg.AssetExecutionContext, data_root: DataRoot, vendor: VendorExchange,
-                         vendor_batches: pd.DataFrame):
+def intake_vendor_returns_and_validate(context: dg.AssetExecutionContext, data_root: DataRoot,
+                                       vendor: VendorExchange, vendor_batches: pd.DataFrame):
     date = context.partition_key
-    ontology = load_ontology().raw
-    frames, quarantines, file_reports = [], [], []
-    ledger_path = _ledger_path(data_root, vendor.vendor)
-    ledger = pd.read_parquet(ledger_path) if ledger_path.exists() else \
-        pd.DataFrame({"source_sha256": pd.Series(dtype=str), "partition_date": pd.Series(dtype=str)})
-    # Files ingested for other days count as seen; this day's own files are re-read on a rerun.
-    seen = set(ledger.loc[ledger["partition_date"] != date, "source_sha256"])
-    for batch_id, tasks in vendor_batches.groupby("batch_id"):
-        inbox, files = vendor.collect_returns(batch_id)
-        intake = intake_vendor_returns(files, inbox, tasks, ontology, vendor=vendor.vendor,
-                                       already_ingested_sha256=seen, partition_date=date)
-        frames.append(intake.annotations); quarantines.append(intake.quarantine); file_reports.append(intake.files)
-    parsed = pd.concat(frames, ignore_index=True) if frames else ANNOTATIONS.empty()
-    files_report = pd.concat(file_reports, ignore_index=True) if file_reports else pd.DataFrame(
-        {"status": pd.Series(dtype=str), "n_received": pd.Series(dtype=int), "source_sha256": pd.Series(dtype=str)})
-    docs_dir = data_root.root / "qa" / "data_docs"
-    validation = validate_annotations(parsed, vendor_batches, ontology, thresholds=_THRESHOLDS,
-                                      partition_date=date, docs_dir=docs_dir, run_name=f"returned_annotations-{date}")
-    intake_quarantine = pd.concat(quarantines, ignore_index=True) if quarantines else QUARANTINE.empty()
-    quarantine = pd.concat([intake_quarantine, validation.quarantined], ignore_index=True)
-    data_root.write_quarantine("intake", date, quarantine)
-    new_ledger = pd.concat([ledger[ledger["partition_date"] != date],
-                            files_report.loc[files_report["status"] == "accepted", ["source_sha256"]]
-                            .assign(partition_date=date)], ignore_index=True)
-    ledger_path.parent.mkdir(parents=True, exist_ok=True)
-    new_ledger.to_parquet(ledger_path, index=False)
+    ledger = IntakeLedger(data_root.root / "intake_ledger" / f"{vendor.vendor}.parquet")
+    returns = {batch_id: vendor.collect_returns(batch_id) for batch_id in sorted(vendor_batches["batch_id"].unique())}
+    report = process_vendor_returns(returns, vendor_batches, read_gold(data_root), load_ontology().raw,
+                                    vendor=vendor.vendor, already_ingested_sha256=ledger.seen_before(date),
+                                    partition_date=date, thresholds=_THRESHOLDS,
+                                    docs_dir=data_root.root / "qa" / "data_docs")
+    data_root.write_quarantine("intake", date, report.quarantine)
+    ledger.record(date, report.accepted_sha256)
 
-    accepted = validation.accepted
-    received = int(files_report["n_received"].sum())
-    health = batch_health(accepted, quarantine, received, vendor_batches, read_gold(data_root), ontology,
-                          thresholds=_THRESHOLDS, docs_dir=docs_dir, run_name=f"batch_health-{date}")
     day = data_root.read_quarantine(date)  # every stage's rows for the day, this one's included
     by_stage = day.groupby(["stage", "reason"]).size().reset_index(name="count")
     yield dg.Output(day, output_name="quarantine", metadata={
@@ -163,18 +137,18 @@ def intake_vendor_returns_and_validate(context: dg.AssetExecutionContext, data_r
         "by_reason": dg.MetadataValue.md(by_stage.to_markdown(index=False) if len(by_stage) else "(nothing quarantined)"),
         **table_metadata(day),
     })
+    accepted, docs_url = report.accepted, report.validation.data_docs_url
     yield dg.Output(accepted, output_name="returned_annotations", metadata={
-        **counts_metadata(received, len(accepted), len(intake_quarantine) + len(validation.quarantined)),
-        "files_received": len(files_report),
-        "files_by_status": dg.MetadataValue.json(files_report["status"].value_counts().to_dict()),
-        "quarantine_reasons": dg.MetadataValue.json(quarantine["reason"].value_counts().to_dict()),
+        **counts_metadata(report.received, len(accepted), report.quarantined),
+        "files_received": len(report.files),
+        "files_by_status": dg.MetadataValue.json(report.files["status"].value_counts().to_dict()),
+        "quarantine_reasons": dg.MetadataValue.json(report.quarantine["reason"].value_counts().to_dict()),
         "answers_by_annotator": dg.MetadataValue.json(accepted["annotator_id"].value_counts().to_dict()),
-        "gx_suite": validation.suite_name,
-        **({"data_docs": dg.MetadataValue.url("file://" + validation.data_docs_url.removeprefix("file://"))}
-           if validation.data_docs_url else {}),
+        "gx_suite": report.validation.suite_name,
+        **({"data_docs": dg.MetadataValue.url("file://" + docs_url.removeprefix("file://"))} if docs_url else {}),
         **table_metadata(accepted.drop(columns=["geometry_wkb"])),
     })
-    for outcome in [*validation.check_outcomes(), *health]:
+    for outcome in [*report.validation.check_outcomes(), *report.health]:
         yield _check_result(outcome)
 
 
