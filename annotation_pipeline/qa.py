@@ -317,6 +317,32 @@ def _per_category(codes: np.ndarray, categories: pd.Index, lookup: dict[str, flo
     return table[codes]  # code -1 picks the trailing NaN
 
 
+def _duplicate_rows(key: np.ndarray) -> np.ndarray:
+    """Rows equal to an earlier row (keep-first semantics of ``DataFrame.duplicated``), exactly.
+
+    One 64-bit hash per row finds candidates in a single hash-table pass (DataFrame.duplicated
+    factorizes every column: 0.7 s at 1M rows); each candidate is then compared with the first
+    row of its hash, so a hash collision can never mark a distinct object as a duplicate.
+    """
+    if not len(key):
+        return np.zeros(0, dtype=bool)
+    hashed = pd.util.hash_array(np.ascontiguousarray(key).view(np.uint64).ravel(), categorize=False)
+    hashed = hashed.reshape(key.shape)
+    row_hash = hashed[:, 0]
+    for col in range(1, key.shape[1]):  # order-sensitive mix of the column hashes
+        row_hash = row_hash * np.uint64(0x100000001B3) ^ hashed[:, col]
+    codes, _ = pd.factorize(row_hash)
+    first = np.full(codes.max() + 1, -1, dtype=np.int64)
+    order = np.arange(len(codes))
+    first[codes[::-1]] = order[::-1]  # the last write per code wins: the earliest row
+    candidate = first[codes] != order
+    rows = np.flatnonzero(candidate)
+    same = (key[rows] == key[first[codes[rows]]]).all(axis=1)
+    out = np.zeros(len(key), dtype=bool)
+    out[rows[same]] = True
+    return out
+
+
 def derive_check_columns(annotations: pd.DataFrame, tasks: pd.DataFrame, ontology: Any) -> pd.DataFrame:
     """The narrow frame the row suite validates, one row per annotation, same order.
 
@@ -364,7 +390,12 @@ def derive_check_columns(annotations: pd.DataFrame, tasks: pd.DataFrame, ontolog
     second_choice[is_choice] = pd.Series(answer[is_choice]).duplicated().to_numpy()
     c["is_duplicate_answer"] = from_later_file | second_choice
     c["first_source_row"] = first_source_row
-    c["answer_has_scene"] = np.isin(answer, answer[is_choice])
+    # answer codes are sparse products of three factorizations: densify once, then mark the
+    # answers holding a scene choice by direct indexing (np.isin sorted both sides: 0.3 s at 1M)
+    dense_answer = pd.factorize(answer)[0]
+    has_scene = np.zeros(int(dense_answer.max()) + 1 if n else 0, dtype=bool)
+    has_scene[dense_answer[is_choice]] = True
+    c["answer_has_scene"] = has_scene[dense_answer]
 
     x0, y0 = a["x_min"].to_numpy(dtype=float, na_value=np.nan), a["y_min"].to_numpy(dtype=float, na_value=np.nan)
     x1, y1 = a["x_max"].to_numpy(dtype=float, na_value=np.nan), a["y_max"].to_numpy(dtype=float, na_value=np.nan)
@@ -407,9 +438,9 @@ def derive_check_columns(annotations: pd.DataFrame, tasks: pd.DataFrame, ontolog
     dup_obj = np.zeros(n, dtype=bool)
     if finite.any():
         owner = _group_codes(pd.Series(answer[finite]), pd.Series(source[finite]), pd.Series(pair_codes[finite]))
-        obj_key = pd.DataFrame({"owner": owner, "x0": x0[finite], "y0": y0[finite],
-                                "x1": x1[finite], "y1": y1[finite], "area": area[finite]})
-        dup_obj[finite] = obj_key.duplicated().to_numpy()
+        key = np.column_stack([owner.astype(np.float64), x0[finite], y0[finite], x1[finite], y1[finite],
+                               area[finite]]) + 0.0  # + 0.0 folds -0.0 into 0.0 before hashing bits
+        dup_obj[finite] = _duplicate_rows(key)
     c["is_duplicate_object"] = dup_obj
     c["lead_time_s"] = a["lead_time_s"].to_numpy(dtype=float, na_value=np.nan)
     return c

@@ -291,3 +291,18 @@ def test_scorecards_report_gold_accuracy_rework_and_agreement_with_consensus(tmp
     assert cards.loc["ann-01", "gold_accuracy"] == 1.0 and cards.loc["ann-01", "median_lead_time_s"] == 30.0
     before = annotator_scorecards(accepted, quarantine, make_tasks(), gold_labels())
     assert before["agreement_with_consensus"].isna().all()
+
+
+def test_duplicate_object_detection_agrees_with_pandas_duplicated():
+    from annotation_pipeline.qa import _duplicate_rows
+
+    rng = np.random.default_rng(0)
+    for _ in range(10):  # few distinct values: many exact duplicates, in any order
+        key = rng.integers(0, 4, (3000, 6)).astype(float)
+        np.testing.assert_array_equal(_duplicate_rows(key), pd.DataFrame(key).duplicated().to_numpy())
+    key = rng.random((50, 6))
+    key[[30, 41]] = key[3]
+    key[44, 0] = -0.0
+    key[45] = key[44]
+    key[45, 0] = 0.0  # -0.0 and 0.0 are the same coordinate
+    assert np.flatnonzero(_duplicate_rows(key + 0.0)).tolist() == [30, 41, 45]
