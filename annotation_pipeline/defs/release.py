@@ -33,6 +33,10 @@ def dataset_release(context: dg.AssetExecutionContext, data_root: DataRoot, rele
     quarantine = data_root.read_quarantine(date)
     report = build_quality_report(labels, date, consensus_labels, review_queue, agreement_metrics,
                                   annotator_scorecards, quarantine)
+    if labels.empty:  # a day with nothing labeled and no earlier release: nothing to version
+        context.log.warning(f"no labels for {date} and no earlier release: no release made")
+        return dg.MaterializeResult(metadata={"version": "", "new_release": False, "labels": 0,
+                                              "reason": "the dataset would be empty"})
     ontology, guidelines = load_ontology(), load_guidelines()
     info = store.publish(labels, provenance, report, sorted(labels["partition_date"].unique()),
                          {"ontology": ontology.version, "guidelines": guidelines.version,

@@ -1,4 +1,4 @@
-"""A batch that fails its blocking QA checks never reaches consensus, in a real Dagster run."""
+"""Edges of the nightly run, in real Dagster runs: a blocked batch, an empty day."""
 
 from pathlib import Path
 
@@ -50,3 +50,21 @@ def test_a_failing_blocking_check_stops_consensus_for_the_partition(tmp_path, mo
     quarantined = root / "quarantine" / "intake" / f"{DATE}.parquet"
     reasons = set(pd.read_parquet(quarantined)["reason"])
     assert reasons and reasons <= {"truncated_json", "invalid_json"}
+
+
+def test_a_day_with_no_uploads_runs_through_and_makes_no_empty_release(tmp_path, monkeypatch):
+    monkeypatch.setenv("ANNOTATION_PIPELINE_PSEUDONYM_SECRET", "x" * 40)
+    root = tmp_path / "root"
+    generate_gold_set(root, n_items=20)
+    defs = build_definitions("local", root)
+    instance = dg.DagsterInstance.ephemeral()
+    assert defs.resolve_job_def("train_prelabel_model").execute_in_process(instance=instance).success
+
+    result = defs.resolve_job_def("annotation_lifecycle").execute_in_process(partition_key=DATE, instance=instance)
+
+    assert result.success
+    meta = {e.asset_key.to_user_string(): e.step_materialization_data.materialization.metadata
+            for e in result.get_asset_materialization_events()}
+    assert meta["raw_items"]["received"].value == 0 and meta["raw_items"]["reconciled"].value
+    assert meta["dataset_release"]["new_release"].value is False
+    assert not (root / "releases" / "index.jsonl").exists()
