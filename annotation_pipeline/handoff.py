@@ -128,6 +128,24 @@ def build_vendor_batch(queue: pd.DataFrame, items: pd.DataFrame, prelabels: pd.D
     return VendorBatch(batch_id, folder, VENDOR_TASKS.conform(tasks))
 
 
+def tasks_sent(handoff_dir: Path, vendor: str, partition_date: str) -> pd.DataFrame:
+    """VENDOR_TASKS of every batch already delivered to ``vendor`` for a day (empty if none)."""
+    paths = sorted(Path(handoff_dir).glob(f"{vendor}-{partition_date}-*/tasks.parquet"))
+    if not paths:
+        return VENDOR_TASKS.empty()
+    return VENDOR_TASKS.conform(pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True))
+
+
+def record_sent(handoff_dir: Path, batch: VendorBatch) -> Path:
+    """Remember a delivered batch (written only after delivery succeeded)."""
+    path = Path(handoff_dir) / batch.batch_id / "tasks.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(".tasks.parquet.tmp")
+    batch.tasks.to_parquet(tmp, index=False)
+    tmp.replace(path)
+    return path
+
+
 def verify_manifest(folder: Path) -> list[str]:
     """Problems with a delivered batch folder (missing or altered files); empty when intact."""
     manifest = json.loads((folder / "manifest.json").read_text())

@@ -68,3 +68,45 @@ def test_a_day_with_no_uploads_runs_through_and_makes_no_empty_release(tmp_path,
     assert meta["raw_items"]["received"].value == 0 and meta["raw_items"]["reconciled"].value
     assert meta["dataset_release"]["new_release"].value is False
     assert not (root / "releases" / "index.jsonl").exists()
+
+
+def test_late_uploads_go_out_as_a_second_batch_without_resending_the_first(tmp_path, monkeypatch):
+    import shutil
+
+    monkeypatch.setenv("ANNOTATION_PIPELINE_PSEUDONYM_SECRET", "x" * 40)
+    root = tmp_path / "root"
+    generate_partition(root, DATE, 6)
+    generate_gold_set(root, n_items=20)
+    defs = build_definitions("local", root)
+    instance = dg.DagsterInstance.ephemeral()
+    assert defs.resolve_job_def("train_prelabel_model").execute_in_process(instance=instance).success
+    job = defs.resolve_job_def("annotation_lifecycle")
+
+    def run():
+        result = job.execute_in_process(partition_key=DATE, instance=instance)
+        meta = {e.asset_key.to_user_string(): e.step_materialization_data.materialization.metadata
+                for e in result.get_asset_materialization_events()}
+        return meta, pd.read_parquet(root / "tables" / "vendor_batches" / f"{DATE}.parquet")
+
+    first_meta, first = run()
+    # Uploads that land late for the same day (another day's generated files, renamed).
+    late = generate_partition(root, "2026-11-18", 3, seed=5)
+    for f in sorted(late.landing_dir.glob("cam_*")):
+        shutil.copy(f, root / "landing" / DATE / f"late_{f.name}")
+    second_meta, second = run()
+
+    assert second_meta["vendor_batches"]["new_batch"].value is True
+    assert second["batch_id"].nunique() == 2
+    new = second[second["batch_id"] == second_meta["vendor_batches"]["batch_id"].value]
+    old_items = set(first.loc[~first["is_gold"], "item_id"])
+    assert not old_items & set(new.loc[~new["is_gold"], "item_id"])  # nothing labeled twice
+    assert len(new[~new["is_gold"]]) == 3
+    outbox = root / "vendors" / "simvendor" / "outbox"
+    assert len(list(outbox.iterdir())) == 2
+    labels = pd.read_parquet(root / "releases" / "v0002" / "labels.parquet")
+    assert old_items | set(new.loc[~new["is_gold"], "item_id"]) >= set(labels["item_id"])
+
+    third_meta, third = run()  # and a plain rerun sends nothing
+    assert third_meta["vendor_batches"]["new_batch"].value is False
+    pd.testing.assert_frame_equal(third, second)
+    assert third_meta["dataset_release"]["new_release"].value is False

@@ -10,7 +10,7 @@ from annotation_pipeline.contracts import ANNOTATIONS, QUARANTINE, VENDOR_TASKS
 from annotation_pipeline.defs.common import OWNERS, counts_metadata, daily_partitions, table_metadata
 from annotation_pipeline.defs.consensus import read_gold
 from annotation_pipeline.defs.resources import DataRoot, VendorExchange
-from annotation_pipeline.handoff import build_vendor_batch
+from annotation_pipeline.handoff import build_vendor_batch, record_sent, tasks_sent
 from annotation_pipeline.project_files import load_guidelines, load_ontology
 from annotation_pipeline.qa import QAThresholds, row_rules
 from annotation_pipeline.vendor_returns import IntakeLedger, process_vendor_returns
@@ -43,22 +43,31 @@ def vendor_batches(context: dg.AssetExecutionContext, config: HandoffConfig, dat
                    vendor: VendorExchange, labeling_queue: pd.DataFrame, anonymized_items: pd.DataFrame,
                    prelabels: pd.DataFrame) -> dg.Output[pd.DataFrame]:
     date = context.partition_key
-    if labeling_queue.empty:
+    handoff_dir = data_root.root / "handoff"
+    sent = tasks_sent(handoff_dir, vendor.vendor, date)
+    # Only items not yet sent for this day go out: a rerun sends nothing again, and uploads that
+    # land late make a second, smaller batch instead of paying to label the first one twice.
+    new_items = labeling_queue[~labeling_queue["item_id"].isin(sent.loc[~sent["is_gold"], "item_id"])]
+    new_batch, location = None, ""
+    if len(new_items):
+        new_batch = build_vendor_batch(
+            new_items, anonymized_items, prelabels, gold_items(data_root), data_root.root,
+            handoff_dir / ".staging", vendor=vendor.vendor, partition_date=date, overlap=config.overlap,
+            n_gold=config.gold_tasks, ontology=load_ontology(), guidelines=load_guidelines())
+        location = vendor.deliver(new_batch)
+        record_sent(handoff_dir, new_batch)
+    elif labeling_queue.empty:
         context.log.warning("labeling queue is empty: no batch to send")
-        return dg.Output(VENDOR_TASKS.empty(), metadata={"tasks": 0})
-    batch = build_vendor_batch(
-        labeling_queue, anonymized_items, prelabels, gold_items(data_root), data_root.root,
-        data_root.root / "handoff" / ".staging", vendor=vendor.vendor, partition_date=date,
-        overlap=config.overlap, n_gold=config.gold_tasks, ontology=load_ontology(), guidelines=load_guidelines())
-    tasks_path = data_root.root / "handoff" / batch.batch_id / "tasks.parquet"
-    tasks_path.parent.mkdir(parents=True, exist_ok=True)
-    batch.tasks.to_parquet(tasks_path, index=False)
-    location = vendor.deliver(batch)
-    return dg.Output(batch.tasks, metadata={
-        "batch_id": batch.batch_id, "delivered_to": location, "tasks": len(batch.tasks),
-        "gold_tasks": int(batch.tasks["is_gold"].sum()), "overlap": config.overlap,
-        "answers_expected": len(batch.tasks) * config.overlap,
-        **table_metadata(batch.tasks),
+    tasks = pd.concat([sent, new_batch.tasks] if new_batch else [sent], ignore_index=True)
+    tasks = VENDOR_TASKS.conform(tasks.sort_values(["batch_id", "task_id"], kind="stable"))  # same rows, same order
+    batches = sorted(tasks["batch_id"].unique())
+    return dg.Output(tasks, metadata={
+        "batch_id": new_batch.batch_id if new_batch else (batches[-1] if batches else ""),
+        "new_batch": new_batch is not None, "delivered_to": location, "batches": dg.MetadataValue.json(batches),
+        "tasks": len(tasks), "new_tasks": len(new_batch.tasks) if new_batch else 0,
+        "gold_tasks": int(tasks["is_gold"].sum()), "overlap": config.overlap,
+        "answers_expected": int(tasks["overlap"].sum()),
+        **table_metadata(tasks),
     })
 
 
