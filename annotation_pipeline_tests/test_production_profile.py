@@ -39,21 +39,14 @@ def test_runs_and_materializations_are_stored_in_postgres(gold_root, tmp_path):
     instance.dispose(); reloaded.dispose()
 
 
-@pytest.mark.rabbitmq
-def test_the_celery_broker_of_the_production_executor_is_reachable():
+@pytest.mark.parametrize("broker, backend", [
+    pytest.param("pyamqp://guest:guest@127.0.0.1:5672//", "rpc://", marks=pytest.mark.rabbitmq, id="rabbitmq"),
+    pytest.param("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/1", marks=pytest.mark.redis, id="redis"),
+])
+def test_the_celery_broker_of_the_production_executor_is_reachable(broker, backend):
     from dagster_celery.make_app import make_app
 
-    app = make_app({"broker": "pyamqp://guest:guest@127.0.0.1:5672//", "backend": "rpc://"})
-    with app.connection_for_write() as conn:
-        conn.ensure_connection(max_retries=2)
-        assert conn.connected
-
-
-@pytest.mark.redis
-def test_the_celery_result_backend_on_redis_is_reachable():
-    from dagster_celery.make_app import make_app
-
-    app = make_app({"broker": "redis://127.0.0.1:6379/0", "backend": "redis://127.0.0.1:6379/1"})
+    app = make_app({"broker": broker, "backend": backend})
     with app.connection_for_write() as conn:
         conn.ensure_connection(max_retries=2)
         assert conn.connected
