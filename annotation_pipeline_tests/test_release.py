@@ -1,5 +1,5 @@
 import json
-import os
+import stat
 
 import numpy as np
 import pandas as pd
@@ -39,7 +39,9 @@ def test_a_release_is_written_whole_dvc_tracked_and_pushed(store, tmp_path):
     pushed = [p for p in (tmp_path / "remote").rglob("*") if p.is_file()]
     assert len(pushed) >= 6  # five files and the directory listing
     assert store.verify("v0001") == []
-    assert not os.access(folder / "labels.parquet", os.W_OK) or os.geteuid() == 0  # read-only (root ignores modes)
+    # read-only on disk (checked by mode bits: as root, os.access would say writable anyway)
+    assert {stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir()} == {0o444}
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o555
     assert (store.root / "audit" / "audit.jsonl").read_text().count("release_published") == 1
 
 
