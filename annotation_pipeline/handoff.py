@@ -48,7 +48,8 @@ def _ls_prediction_results(pre: pd.DataFrame, width: float, height: float, ontol
             results.append({"from_name": ontology.raw["scene"]["from_name"], "to_name": "image",
                             "type": "choices", "value": {"choices": [row.label]}, "score": row.score})
         elif ontology.object_geometry.get(row.label) == "box":
-            results.append({"from_name": "objects", "to_name": "image", "type": "rectanglelabels",
+            results.append({"from_name": ontology.raw["objects"][row.label]["from_name"], "to_name": "image",
+                            "type": "rectanglelabels",
                             "original_width": int(width), "original_height": int(height),
                             "value": {"x": 100 * row.x_min / width, "y": 100 * row.y_min / height,
                                       "width": 100 * (row.x_max - row.x_min) / width,

@@ -9,6 +9,7 @@ reason.
 
 from __future__ import annotations
 
+import io
 import json
 import warnings
 from dataclasses import dataclass
@@ -17,12 +18,12 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
+from annotation_pipeline.anonymize_image import SUPPORTED_FORMATS, ImageSettings
 from annotation_pipeline.contracts import RAW_ITEMS, quarantine_rows
 from annotation_pipeline.sample_data import item_id_for_bytes
 
-SUPPORTED_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "TIFF": "image/tiff"}
-# 40 MP: above any camera we label; larger files are decompression bombs until shown otherwise.
-MAX_PIXELS = 40_000_000
+# One list of formats and one pixel limit for the whole pipeline: the anonymizer's.
+MAX_PIXELS = ImageSettings().max_pixels
 MAX_BYTES = 50 * 2**20
 
 
@@ -40,13 +41,17 @@ class IngestionResult:
 
 
 def _inspect_image(content: bytes) -> tuple[str, int, int] | str:
-    """(media type, width, height) of a decodable image, else the reason it is not one."""
+    """(media type, width, height) of a structurally sound image, else the reason it is not one.
+
+    ``verify()`` walks the file's structure (PNG chunks and their CRCs, JPEG markers) without
+    decoding pixels: anonymization decodes every image in full anyway, and quarantines what
+    only a full decode can catch (a JPEG cut off inside its scan data), so decoding here too
+    would do that work twice.
+    """
     if not content:
         return "empty_file: the file has zero bytes; re-upload it"
     if len(content) > MAX_BYTES:
         return f"too_large: {len(content)} bytes exceeds the {MAX_BYTES} byte limit"
-    import io
-
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -56,14 +61,14 @@ def _inspect_image(content: bytes) -> tuple[str, int, int] | str:
                     return f"unsupported_format: {fmt} is not one of {', '.join(SUPPORTED_FORMATS)}"
                 if width * height > MAX_PIXELS:
                     return f"decompression_bomb: {width}x{height} exceeds {MAX_PIXELS} pixels"
-                img.load()  # decode every byte: a truncated upload fails here, not downstream
+                img.verify()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         return f"decompression_bomb: {exc}"
     except UnidentifiedImageError:
         return "not_an_image: no image decoder recognizes this file"
     except (OSError, SyntaxError, ValueError) as exc:
         return f"corrupt_image: {exc}"
-    return SUPPORTED_FORMATS[fmt], width, height
+    return Image.MIME.get(fmt, f"image/{fmt.lower()}"), width, height
 
 
 def _read_sidecar(path: Path) -> tuple[str, str | None] | str:

@@ -133,10 +133,11 @@ class DvcReleaseStore:
                 partitions: list[str], versions: dict[str, str]) -> ReleaseInfo:
         """Publish ``labels`` as a new release unless the latest release holds the same content."""
         fingerprint = labels_fingerprint(labels)
-        latest = self.latest()
+        releases = self.list_releases()
+        latest = releases[-1] if releases else None
         if latest is not None and latest.fingerprint == fingerprint:
             return ReleaseInfo(**{**asdict(latest), "created": False})
-        version = f"v{len(self.list_releases()) + 1:04d}"
+        version = f"v{len(releases) + 1:04d}"
         final = self.releases_dir / version
         if final.exists():  # a crash after the rename and before the index: redo from scratch
             shutil.rmtree(final)

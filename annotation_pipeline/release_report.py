@@ -18,8 +18,7 @@ def build_provenance(labels: pd.DataFrame, annotations: pd.DataFrame, raw_items:
     ``item_id`` is the sha256 of the raw file's bytes, so the trace ends in a file whose
     identity anyone can recompute.
     """
-    exploded = (labels.assign(label_index=np.arange(len(labels)),
-                              annotation_id=labels["annotation_ids"].str.split(" "))
+    exploded = (labels.assign(annotation_id=labels["annotation_ids"].str.split(" "))
                 .explode("annotation_id")[["item_id", "kind", "label", "annotation_id"]]
                 .rename(columns={"kind": "label_kind"}))
     answers = annotations[["annotation_id", "annotator_id", "vendor", "batch_id", "task_id", "label", "source_file",

@@ -46,9 +46,12 @@ def _user(annotator: str, index: int, vendor: str) -> dict:
 
 
 def simulate_answers(tasks: pd.DataFrame, truth: pd.DataFrame, profiles: list[AnnotatorProfile],
-                     overlap: int, scene_classes: list[str], object_classes: list[str],
+                     overlap: int, scene_classes: list[str], object_geometry: dict[str, str],
                      seed: int) -> pd.DataFrame:
     """One row per (task, annotator, answer): kind, label, box or polygon points, lead time.
+
+    ``object_geometry`` maps each object class to "box" or "polygon" (the ontology's): a
+    mistaken class is always one drawn with the same tool.
 
     ``tasks``: task_id, image_file, image_width, image_height. ``truth``: image_file, kind,
     label, x_min.., geometry_wkb.
@@ -105,17 +108,20 @@ def simulate_answers(tasks: pd.DataFrame, truth: pd.DataFrame, profiles: list[An
         rebuilt = shapely.polygons(shapely.linearrings(coords, indices=idx))
         obj.loc[polys, "geometry_wkb"] = shapely.to_wkb(rebuilt)
     flip = rng.random(len(obj)) >= np.sqrt(acc[obj["ann"].to_numpy()])  # box classes are easier than scenes
-    swap = np.asarray(object_classes, dtype=object)[rng.integers(0, len(object_classes), len(obj))]
-    same_geometry = (obj["geometry_wkb"].notna().to_numpy() == np.isin(swap, ["sign"]))
+    object_classes = np.asarray(list(object_geometry), dtype=object)
+    polygon_classes = [c for c, g in object_geometry.items() if g == "polygon"]
+    swap = object_classes[rng.integers(0, len(object_classes), len(obj))]
+    same_geometry = (obj["geometry_wkb"].notna().to_numpy() == np.isin(swap, polygon_classes))
     obj["label"] = np.where(flip & same_geometry, swap, obj["label"])
     # A spammer also draws boxes where there is nothing.
     spam_pairs = pairs[spam[ann]]
+    box_classes = np.asarray([c for c, g in object_geometry.items() if g == "box"], dtype=object)
     if len(spam_pairs):
         w = tasks.set_index("task_id").loc[spam_pairs["task_id"], "image_width"].to_numpy(float)
         h = tasks.set_index("task_id").loc[spam_pairs["task_id"], "image_height"].to_numpy(float)
         x0, y0 = rng.uniform(0, 0.8, len(w)) * w, rng.uniform(0, 0.8, len(h)) * h
-        fake = spam_pairs.assign(kind="box", label=np.asarray(["car", "person", "bike"], dtype=object)[
-            rng.integers(0, 3, len(w))], x_min=x0, y_min=y0, x_max=x0 + 0.15 * w, y_max=y0 + 0.15 * h,
+        fake = spam_pairs.assign(kind="box", label=box_classes[
+            rng.integers(0, len(box_classes), len(w))], x_min=x0, y_min=y0, x_max=x0 + 0.15 * w, y_max=y0 + 0.15 * h,
             geometry_wkb=None)
         obj = pd.concat([obj, fake], ignore_index=True)
     cols = ["task_id", "ann", "lead_time", "kind", "label", "x_min", "y_min", "x_max", "y_max", "geometry_wkb"]

@@ -64,7 +64,7 @@ def test_the_simulated_workforce_answers_every_task_k_times_with_profile_quality
     profiles = [AnnotatorProfile("good", 1.0, 0.0, 0.0, 10), AnnotatorProfile("ok", 0.9, 2, 0.1, 10),
                 AnnotatorProfile("spam", 0.25, 20, 0.5, 2, spammer=True)]
     answers = simulate_answers(batch.tasks, truth, profiles, 3, ["day", "night", "fog", "rain"],
-                               ["car", "person", "bike", "sign"], seed=1)
+                               load_ontology().object_geometry, seed=1)
     choices = answers[answers["kind"] == "choice"]
     assert (choices.groupby("task_id")["ann"].nunique() == 3).all()
     right = truth[truth["kind"] == "choice"].set_index("image_file")["label"]

@@ -150,15 +150,14 @@ class LocalFolderVendor(VendorExchange):
         truth = truth.merge(batch.tasks[["item_id", "image_file"]], on="item_id")  # the simulator's eyes
         ontology = load_ontology()
         answers = simulate_answers(batch.tasks, truth, profiles, int(batch.tasks["overlap"].iloc[0]),
-                                   list(ontology.scene_classes), list(ontology.object_classes),
+                                   list(ontology.scene_classes), ontology.object_geometry,
                                    seed=seed_for_batch(batch.batch_id) + self.seed)
         write_label_studio_exports(answers, batch.tasks, profiles, self._dir("inbox") / batch.batch_id, self.vendor)
 
     def collect_returns(self, batch_id: str) -> tuple[Path, list[Path]]:
         inbox = self._dir("inbox")
-        folder = inbox / batch_id
-        return inbox, sorted(p for p in folder.glob("*") if p.is_file() and not p.name.startswith(".")) \
-            if folder.exists() else []
+        files = sorted(p for p in (inbox / batch_id).glob("*") if p.is_file() and not p.name.startswith("."))
+        return inbox, files
 
 
 class S3Vendor(VendorExchange):
