@@ -69,6 +69,21 @@ def test_counts_reconcile_at_every_stage(demo_run):
     assert len(q[q["stage"] == "ingestion"]) == first["items"]["quarantined"]
 
 
+def test_every_stage_writes_its_table_to_contract(demo_run):
+    from annotation_pipeline import contracts as c
+
+    root, _, _ = demo_run
+    by_asset = {"raw_items": c.RAW_ITEMS, "anonymized_items": c.ANONYMIZED_ITEMS, "redaction_log": c.REDACTION_LOG,
+                "prelabels": c.PRELABELS, "labeling_queue": c.LABELING_QUEUE, "vendor_batches": c.VENDOR_TASKS,
+                "returned_annotations": c.ANNOTATIONS, "quarantine": c.QUARANTINE,
+                "consensus_labels": c.CONSENSUS_LABELS, "review_queue": c.REVIEW_QUEUE,
+                "agreement_metrics": c.AGREEMENT_METRICS}
+    for asset, contract in by_asset.items():
+        df = table(root, asset)
+        assert len(df), asset
+        contract.validate(df)
+
+
 def test_a_second_demo_run_changes_nothing(demo_run):
     root, (first, second), _ = demo_run
     assert second["release"]["version"] == first["release"]["version"]
