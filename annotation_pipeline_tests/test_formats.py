@@ -207,7 +207,7 @@ def test_the_simulated_vendor_exports_are_read_without_loss(tmp_path, ontology):
         truth_rows.append({"image_file": f, "kind": "polygon", "label": "sign", "x_min": 200.0, "y_min": 40.0,
                            "x_max": 240.0, "y_max": 90.0, "geometry_wkb": shapely.to_wkb(shapely.Polygon(SIGN))})
     profiles = [AnnotatorProfile(f"ann-0{i}", 0.9, 1.0, 0.0, 30.0) for i in range(1, 4)]
-    answers = simulate_answers(tasks, pd.DataFrame(truth_rows), profiles, 3, ["day", "night"], ["car", "sign"], seed=1)
+    answers = simulate_answers(tasks, pd.DataFrame(truth_rows), profiles, 3, ["day", "night"], {"car": "box", "sign": "polygon"}, seed=1)
     inbox = tmp_path / "vendors" / VENDOR / "inbox"
     files = write_label_studio_exports(answers, tasks, profiles, inbox / BATCH, VENDOR)
     result = intake_vendor_returns(files, inbox, tasks, ontology, vendor=VENDOR)
