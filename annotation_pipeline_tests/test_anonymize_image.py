@@ -18,6 +18,7 @@ from annotation_pipeline.anonymize_image import (
     ImageSettings,
     anonymize_image,
     decode_image,
+    encode_png,
 )
 
 # Where the astronaut's face is in skimage.data.astronaut() (x, y, w, h), found by OpenCV's
@@ -65,11 +66,13 @@ def test_the_astronauts_face_is_found_and_measurably_blurred() -> None:
     result = anonymize_image(jpeg_with_exif(photo), "astronaut.jpg")
     assert isinstance(result, AnonymizedImage)
     faces = [r for r in result.redactions if r.kind == "face"]
-    assert len(faces) == 1
-    x0, y0, x1, y1 = faces[0].box
     fx, fy, fw, fh = ASTRONAUT_FACE
-    assert x0 <= fx and y0 <= fy and x1 >= fx + fw and y1 >= fy + fh  # padded box covers the face
-    assert faces[0].detector.endswith("haarcascade_frontalface_default.xml")
+    covering = [f for f in faces if f.box[0] <= fx and f.box[1] <= fy and f.box[2] >= fx + fw and f.box[3] >= fy + fh]
+    assert len(covering) == 1  # one padded box covers the whole face
+    # minNeighbors=1 also boxes a patch of the suit (the benchmark counts such false positives
+    # on natural photos: fewer than the anchor's default parameters); nothing else.
+    assert len(faces) <= 2
+    assert all(f.detector.endswith("haarcascade_frontalface_alt2.xml") for f in faces)
     assert cv2.__version__ in faces[0].detector_version
     before = np.asarray(Image.open(io.BytesIO(jpeg_with_exif(photo))).convert("RGB"))
     after = np.asarray(Image.open(io.BytesIO(result.png)))
@@ -202,3 +205,20 @@ def test_a_street_without_a_plate_gets_no_plate_redaction() -> None:
     Image.fromarray(street_with_plate(False)).save(buf, "PNG")
     result = anonymize_image(buf.getvalue(), "street.png")
     assert [r for r in result.redactions if r.kind in ("plate", "face")] == []
+
+
+def test_png_encoder_is_lossless_and_writes_no_chunk_but_header_pixels_and_end() -> None:
+    rng = np.random.default_rng(3)
+    for shape in [(1, 1, 3), (7, 13, 3), (480, 640, 3)]:
+        pixels = rng.integers(0, 256, shape, dtype=np.uint8)
+        png = encode_png(pixels)
+        Image.open(io.BytesIO(png)).verify()  # chunk CRCs and structure
+        assert np.array_equal(np.asarray(Image.open(io.BytesIO(png))), pixels)
+        chunks, pos = [], 8
+        while pos < len(png):
+            (length,) = struct.unpack(">I", png[pos:pos + 4])
+            chunks.append(png[pos + 4:pos + 8])
+            pos += 12 + length
+        assert chunks == [b"IHDR", b"IDAT", b"IEND"]
+    with pytest.raises(ValueError, match="height x width x 3"):
+        encode_png(np.zeros((4, 4), dtype=np.uint8))
