@@ -370,9 +370,14 @@ def _missing_required(a: pd.DataFrame) -> tuple[list[str], np.ndarray]:
     with_nulls = []
     for name in _required_columns(a):
         values = a[name].array
-        if hasattr(values, "__arrow_array__") and values.__arrow_array__().null_count == 0:
-            continue
-        with_nulls.append(name)
+        if isinstance(values, pd.arrays.ArrowExtensionArray):  # Arrow keeps the count of nulls
+            has_nulls = values.__arrow_array__().null_count > 0
+        elif isinstance(values, pd.arrays.NumpyExtensionArray) and values.dtype.kind == "f":
+            has_nulls = bool(np.isnan(np.add.reduce(values.to_numpy())))  # a NaN makes the sum NaN
+        else:
+            has_nulls = a[name].hasnans
+        if has_nulls:
+            with_nulls.append(name)
     if not with_nulls:
         return [], np.zeros((len(a), 0), dtype=bool)
     return with_nulls, a[with_nulls].isna().to_numpy()
@@ -389,28 +394,30 @@ def _per_category(codes: np.ndarray, categories: pd.Index, lookup: dict[str, flo
     return table[codes]  # code -1 picks the trailing NaN
 
 
-def _duplicate_rows(key: np.ndarray) -> np.ndarray:
-    """Rows equal to an earlier row (keep-first semantics of ``DataFrame.duplicated``), exactly.
+def _duplicate_rows(*columns: np.ndarray) -> np.ndarray:
+    """Rows whose values in all ``columns`` equal an earlier row's (keep-first semantics of
+    ``DataFrame.duplicated``), exactly.
 
     One 64-bit hash per row finds candidates in a single hash-table pass (DataFrame.duplicated
     factorizes every column: 0.7 s at 1M rows); each candidate is then compared with the first
     row of its hash, so a hash collision can never mark a distinct object as a duplicate.
+    Columns are hashed one at a time (no stacked copy of the key).
     """
-    if not len(key):
+    n = len(columns[0]) if columns else 0
+    if not n:
         return np.zeros(0, dtype=bool)
-    hashed = pd.util.hash_array(np.ascontiguousarray(key).view(np.uint64).ravel(), categorize=False)
-    hashed = hashed.reshape(key.shape)
-    row_hash = hashed[:, 0]
-    for col in range(1, key.shape[1]):  # order-sensitive mix of the column hashes
-        row_hash = row_hash * np.uint64(0x100000001B3) ^ hashed[:, col]
+    row_hash = np.zeros(n, dtype=np.uint64)
+    for col in columns:  # order-sensitive mix of the column hashes (FNV-style)
+        bits = np.ascontiguousarray(col + 0.0 if col.dtype.kind == "f" else col)  # + 0.0 folds -0.0 into 0.0
+        row_hash *= np.uint64(0x100000001B3)
+        row_hash ^= pd.util.hash_array(bits.view(np.uint64), categorize=False)
     codes, _ = pd.factorize(row_hash)
-    first = np.full(codes.max() + 1, -1, dtype=np.int64)
-    order = np.arange(len(codes))
-    first[codes[::-1]] = order[::-1]  # the last write per code wins: the earliest row
-    candidate = first[codes] != order
-    rows = np.flatnonzero(candidate)
-    same = (key[rows] == key[first[codes[rows]]]).all(axis=1)
-    out = np.zeros(len(key), dtype=bool)
+    first = _first_row_of(codes)
+    rows = np.flatnonzero(first != np.arange(n))
+    same = np.ones(len(rows), dtype=bool)
+    for col in columns:
+        same &= (col[rows] == col[first[rows]])
+    out = np.zeros(n, dtype=bool)
     out[rows[same]] = True
     return out
 
@@ -515,9 +522,8 @@ def derive_check_columns(annotations: pd.DataFrame, tasks: pd.DataFrame, ontolog
     if finite.any():
         n_sources, n_pairs = int(source.max()) + 2, int(pair_codes.max()) + 2
         owner = (answer[finite] * n_sources + (source[finite] + 1)) * n_pairs + (pair_codes[finite] + 1)
-        key = np.column_stack([owner.astype(np.float64), x0[finite], y0[finite], x1[finite], y1[finite],
-                               area[finite]]) + 0.0  # + 0.0 folds -0.0 into 0.0 before hashing bits
-        dup_obj[finite] = _duplicate_rows(key)
+        dup_obj[finite] = _duplicate_rows(owner.astype(np.int64), x0[finite], y0[finite], x1[finite], y1[finite],
+                                           area[finite])
     c["is_duplicate_object"] = dup_obj
     c["lead_time_s"] = a["lead_time_s"].to_numpy(dtype=float, na_value=0.0)  # missing: judged as a required field
     return c
@@ -579,25 +585,23 @@ def validate_annotations(annotations: pd.DataFrame, tasks: pd.DataFrame, ontolog
     checks = derive_check_columns(a, tasks, ontology)
     gx_columns = list(dict.fromkeys([r.column for r in rules] + [r.column_b for r in rules if r.column_b]))
     runner = _GXRunner(docs_dir)
-    # Great Expectations runs on a second thread while this one builds the masks, messages
-    # and the accepted/quarantined split from the same checks frame: the two share no
-    # mutable state, most of the split is Arrow and numpy work that releases the GIL, and
-    # on the 2-core machine the overlap takes about a fifth off the wall time at 1M rows.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gx-validate") as pool:
-        gx_run = pool.submit(runner.validate, checks[gx_columns], suite, run_name)
-        failing_by_reason, examples_by_reason, first_reason, detail = _quarantine_reasons(
-            a, checks, rules, n_examples)
-        bad = first_reason != ""
-        b = a.loc[bad]
-        quarantined = quarantine_rows(
-            STAGE, partition_date, b["source_file"].to_numpy(dtype=object),
-            ("task=" + b["task_id"].astype(str) + " annotation_id=" + b["annotation_id"].astype(str)).to_numpy(dtype=object),
-            "", detail[bad], item_id=b["item_id"].to_numpy(dtype=object),
-            annotator_id=b["annotator_id"].to_numpy(dtype=object),
-            annotation_id=b["annotation_id"].to_numpy(dtype=object))
-        quarantined["reason"] = pd.array(first_reason[bad].astype(str), dtype="string")
-        accepted = ANNOTATIONS.conform(a.loc[~bad]) if bad.any() else ANNOTATIONS.conform(a)
-        result, docs_url = gx_run.result()
+    result, docs_url = runner.validate(checks[gx_columns], suite, run_name)
+    failing_by_reason, examples_by_reason, bad_rows, reasons, details = _quarantine_reasons(
+        a, checks, rules, n_examples)
+    b = a.iloc[bad_rows]
+    quarantined = quarantine_rows(
+        STAGE, partition_date, b["source_file"].to_numpy(dtype=object),
+        ("task=" + b["task_id"].astype(str) + " annotation_id=" + b["annotation_id"].astype(str)).to_numpy(dtype=object),
+        "", details, item_id=b["item_id"].to_numpy(dtype=object),
+        annotator_id=b["annotator_id"].to_numpy(dtype=object),
+        annotation_id=b["annotation_id"].to_numpy(dtype=object))
+    quarantined["reason"] = pd.array(reasons.astype(str), dtype="string")
+    if len(bad_rows):
+        keep = np.ones(len(a), dtype=bool)
+        keep[bad_rows] = False
+        accepted = ANNOTATIONS.conform(a.loc[keep])
+    else:
+        accepted = ANNOTATIONS.conform(a)
 
     gx_by_reason = {r.expectation_config.meta["reason"]: r for r in result.results}
     outcomes = []
@@ -616,40 +620,54 @@ def validate_annotations(annotations: pd.DataFrame, tasks: pd.DataFrame, ontolog
 
 
 def _quarantine_reasons(a: pd.DataFrame, checks: pd.DataFrame, rules: list[RowRule], n_examples: int
-                        ) -> tuple[dict[str, np.ndarray], dict[str, list[dict[str, Any]]], np.ndarray, np.ndarray]:
-    """Per rule: its failing-row mask and examples; per row: the first failed rule and a sentence.
+                        ) -> tuple[dict[str, np.ndarray], dict[str, list[dict[str, Any]]], np.ndarray,
+                                   np.ndarray, np.ndarray]:
+    """Per rule: its failing-row mask and examples. Per failing row: the first rule it fails
+    and a sentence naming the others.
 
+    Returns (failing_by_reason, examples_by_reason, bad_rows, reasons, details), the last two
+    aligned with ``bad_rows``. Which rule a row fails first and which others it fails are kept
+    as small integers and a bitmask per row; strings are built for failing rows only.
     The masks come from each rule's own specification (:meth:`RowRule.failing`), not from
-    Great Expectations' result, so they can be built while GX runs; the caller records both
-    counts side by side.
+    Great Expectations' result; the caller records both counts side by side.
     """
     context_frame = a[_CONTEXT_COLUMNS]
     required, missing = _missing_required(a)
-    first_reason = np.full(len(a), "", dtype=object)
-    also = np.full(len(a), "", dtype=object)   # further expectations the row fails
-    detail = np.full(len(a), "", dtype=object)
+    first_rule = np.full(len(a), -1, dtype=np.int8)
+    failed_rules = np.zeros(len(a), dtype=np.int64)   # bit i: the row fails rules[i]
+    sentence_of: dict[int, np.ndarray] = {}           # rule index -> sentence per row it is first for
+    rows_of: dict[int, np.ndarray] = {}
     failing_by_reason: dict[str, np.ndarray] = {}
     examples_by_reason: dict[str, list[dict[str, Any]]] = {}
-    for rule in rules:
+    for i, rule in enumerate(rules):
         failing = rule.failing(checks)
         failing_by_reason[rule.reason] = failing
         examples: list[dict[str, Any]] = []
         if failing.any():
             rows = np.flatnonzero(failing)
+            failed_rules[rows] |= np.int64(1) << i
             context = _failing_context(context_frame, checks, rows, missing, required, rule.context)
             sentences = rule.detail(context).to_numpy(dtype=object)
-            new = first_reason[rows] == ""
-            first_reason[rows[new]] = rule.reason
-            detail[rows[new]] = sentences[new]
-            later = rows[~new]
-            also[later] = np.where(also[later] == "", rule.reason, also[later] + ", " + rule.reason)
+            new = first_rule[rows] < 0
+            first_rule[rows[new]] = i
+            rows_of[i], sentence_of[i] = rows[new], sentences[new]
             sample = context.head(n_examples)[_EXAMPLE_COLUMNS + [rule.column]]
             examples = [{**{k: _plain(v) for k, v in rec.items()}, "detail": s}
                         for rec, s in zip(sample.to_dict("records"), sentences[:n_examples])]
         examples_by_reason[rule.reason] = examples
-    several = also != ""
-    detail[several] = detail[several] + "; also failed: " + also[several]
-    return failing_by_reason, examples_by_reason, first_reason, detail
+
+    bad_rows = np.flatnonzero(first_rule >= 0)
+    reason_names = np.array([r.reason for r in rules], dtype=object)
+    reasons = reason_names[first_rule[bad_rows]]
+    details = np.empty(len(bad_rows), dtype=object)
+    for i, rows in rows_of.items():
+        details[np.searchsorted(bad_rows, rows)] = sentence_of[i]
+    others = failed_rules[bad_rows] & ~(np.int64(1) << first_rule[bad_rows].astype(np.int64))
+    several = np.flatnonzero(others)
+    for k in several:  # rows failing more than one rule: a few per batch
+        names = [rules[i].reason for i in range(len(rules)) if others[k] >> i & 1]
+        details[k] = f"{details[k]}; also failed: {', '.join(names)}"
+    return failing_by_reason, examples_by_reason, bad_rows, reasons, details
 
 
 def _plain(value: Any) -> Any:

@@ -299,10 +299,11 @@ def test_duplicate_object_detection_agrees_with_pandas_duplicated():
     rng = np.random.default_rng(0)
     for _ in range(10):  # few distinct values: many exact duplicates, in any order
         key = rng.integers(0, 4, (3000, 6)).astype(float)
-        np.testing.assert_array_equal(_duplicate_rows(key), pd.DataFrame(key).duplicated().to_numpy())
+        np.testing.assert_array_equal(_duplicate_rows(key[:, 0].astype(np.int64), *key[:, 1:].T),
+                                      pd.DataFrame(key).duplicated().to_numpy())
     key = rng.random((50, 6))
     key[[30, 41]] = key[3]
     key[44, 0] = -0.0
     key[45] = key[44]
     key[45, 0] = 0.0  # -0.0 and 0.0 are the same coordinate
-    assert np.flatnonzero(_duplicate_rows(key + 0.0)).tolist() == [30, 41, 45]
+    assert np.flatnonzero(_duplicate_rows(*key.T)).tolist() == [30, 41, 45]
