@@ -7,7 +7,7 @@ Pure Python (no Dagster); the asset calls :func:`anonymize_items` once per parti
   that stays (kept or redacted fields, the caption) is scanned by the pattern detectors and
   the name finder of :mod:`annotation_pipeline.anonymize_text`, all rows at once;
 - pixels go through :mod:`annotation_pipeline.anonymize_image` (EXIF/XMP/GPS stripped by
-  re-encoding to PNG, faces and plates found by OpenCV Haar cascades and obscured, plus
+  re-encoding (PNG, or JPEG for JPEG uploads), faces and plates found by OpenCV Haar cascades and obscured, plus
   user-given regions), two images at a time on a 2-core machine;
 - every redaction becomes a row of the redaction log (contract ``REDACTION_LOG``) and every
   pseudonym a row of the re-identification map, which the caller must keep in a restricted
@@ -395,9 +395,9 @@ def _process_images(raw: pd.DataFrame, rows: np.ndarray, root: Path, out_dir: st
             return ImageProblem("unreadable_file", f"{source} cannot be read ({exc.strerror})")
         result = anonymize_image(data, source, settings, regions.get(item_id))
         if isinstance(result, AnonymizedImage):
-            target = out_root / f"{item_id}.png"
-            tmp = target.with_suffix(".png.tmp")
-            tmp.write_bytes(result.png)
+            target = out_root / f"{item_id}{result.suffix}"
+            tmp = out_root / f"{item_id}{result.suffix}.tmp"
+            tmp.write_bytes(result.data)
             os.replace(tmp, target)  # a crash never leaves a half-written image for the vendor
         return result
 
@@ -438,7 +438,8 @@ def anonymize_items(
 ) -> AnonymizationResult:
     """Anonymize one partition of raw items (contract RAW_ITEMS).
 
-    Reads ``root / raw_path`` for each item, writes ``root / out_dir / <item_id>.png``, and
+    Reads ``root / raw_path`` for each item, writes ``root / out_dir / <item_id>.png`` (``.jpg``
+    for JPEG uploads, see ImageSettings.jpeg_quality), and
     returns items (ANONYMIZED_ITEMS, ``image_path`` relative to ``root``), the redaction log,
     the quarantine (stage "anonymization") and the re-identification map.
 
@@ -481,7 +482,7 @@ def anonymize_items(
     items = pd.DataFrame({
         "item_id": item_ids[ok],
         "partition_date": raw["partition_date"].to_numpy()[ok],
-        "image_path": [f"{out_dir.rstrip('/')}/{item_ids[i]}.png" for i in ok],
+        "image_path": [f"{out_dir.rstrip('/')}/{item_ids[i]}{images[i].suffix}" for i in ok],
         "width": [images[i].width for i in ok], "height": [images[i].height for i in ok],
         "metadata_json": [json.dumps(text.documents[i], sort_keys=True, ensure_ascii=False) for i in ok],
         "caption": [text.captions[i] for i in ok],

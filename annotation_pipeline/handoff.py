@@ -87,7 +87,8 @@ def build_vendor_batch(queue: pd.DataFrame, items: pd.DataFrame, prelabels: pd.D
     ], ignore_index=True)
     entries = entries.iloc[rng.permutation(len(entries))].reset_index(drop=True)
     entries["task_id"] = (np.arange(len(entries)) + 1).astype(str)
-    entries["image_file"] = "t" + entries["task_id"].str.zfill(5) + ".png"
+    entries["image_file"] = ("t" + entries["task_id"].str.zfill(5)
+                             + entries["source"].map(lambda p: Path(p).suffix.lower() or ".png"))
 
     folder = staging_dir / batch_id
     if folder.exists():
