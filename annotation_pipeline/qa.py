@@ -551,7 +551,8 @@ def _failing_context(annotations: pd.DataFrame, checks: pd.DataFrame, rows: np.n
         names = np.array(required)
         sub["missing_fields"] = [", ".join(names[m]) for m in missing[rows]]
     if "first_source_file" in extras:
-        sub["first_source_file"] = annotations["source_file"].to_numpy()[checks["first_source_row"].to_numpy()[rows]]
+        first = checks["first_source_row"].to_numpy()[rows]
+        sub["first_source_file"] = annotations["source_file"].take(first).to_numpy()  # failing rows only
     if "polygon_reason" in extras:
         reasons = np.full(len(rows), "", dtype=object)
         is_poly = (picked["kind"] == "polygon").fillna(False).to_numpy(dtype=bool) & picked["geometry_wkb"].notna().to_numpy()
