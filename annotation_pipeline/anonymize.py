@@ -375,7 +375,7 @@ def _redact_text(raw: pd.DataFrame, docs: list[Any], rows: np.ndarray, policy: F
 def _process_images(raw: pd.DataFrame, rows: np.ndarray, root: Path, out_dir: str, settings: ImageSettings,
                     regions: dict[str, np.ndarray], workers: int, meanwhile: Callable[[], T]
                     ) -> tuple[dict[int, AnonymizedImage | ImageProblem], T]:
-    """Anonymize the images of ``rows`` concurrently; write each PNG atomically under out_dir.
+    """Anonymize the images of ``rows`` concurrently; write each image atomically under out_dir.
 
     ``meanwhile`` runs on the calling thread while the workers decode and detect (the text
     redaction: about 6 % of the work, which otherwise waited for the images or they for it);

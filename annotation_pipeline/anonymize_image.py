@@ -41,6 +41,7 @@ import zlib
 import cv2
 import numpy as np
 import PIL
+import isal
 from isal import isal_zlib
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
@@ -346,7 +347,11 @@ def anonymize_image(data: bytes, source: str, settings: ImageSettings = ImageSet
         return decoded
     rgb, inventory = decoded
     height, width = rgb.shape[:2]
-    redactions = [Redaction(kind, count, None, "strip", "pillow-reencode", f"Pillow {PIL.__version__}")
+    # Metadata goes because the output is encoded from bare pixels decoded by Pillow; the log
+    # names the decoder and both encoders (which one wrote the file is in its suffix).
+    redactions = [Redaction(kind, count, None, "strip", "reencode-from-pixels",
+                            f"Pillow {PIL.__version__} decode; PNG via isal {isal.__version__}, "
+                            f"JPEG via opencv {cv2.__version__}")
                   for kind, count in inventory.items()]
     regions = np.empty((0, 4)) if sensitive_regions is None else np.asarray(sensitive_regions, dtype=np.float64).reshape(-1, 4)
     if len(regions):
