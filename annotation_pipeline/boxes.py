@@ -395,7 +395,8 @@ def _polygons_from_wkb(frame: pd.DataFrame) -> np.ndarray:
     return geoms
 
 
-def _polygon_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def polygon_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise IoU of two arrays of shapely polygons (valid ones: GEOS intersection)."""
     if len(a) == 0:
         return np.empty(0)
     inter = shapely.area(shapely.intersection(a, b))
@@ -421,7 +422,7 @@ def merge_polygons_by_iou(polygons: pd.DataFrame, iou_threshold: float = 0.5,
     # only pairs whose bounding boxes overlap can have a positive polygon IoU
     overlap = pair_iou(np.ascontiguousarray(bounds.T), pair_i, pair_j) > 0
     pair_i, pair_j = pair_i[overlap], pair_j[overlap]
-    ious = _polygon_iou(geoms[pair_i], geoms[pair_j])
+    ious = polygon_iou(geoms[pair_i], geoms[pair_j])
     n = len(geoms)
     cluster = cluster_by_iou(n, prep.group, prep.annotator, pair_i, pair_j, ious,
                              iou_threshold)
@@ -435,7 +436,7 @@ def merge_polygons_by_iou(polygons: pd.DataFrame, iou_threshold: float = 0.5,
     first = np.r_[True, cluster_code[order][1:] != cluster_code[order][:-1]]
     medoid = order[first]  # one per cluster, in cluster_code order
     fused_geoms = geoms[medoid]
-    iou_to_fused = _polygon_iou(geoms, fused_geoms[cluster_code])
+    iou_to_fused = polygon_iou(geoms, fused_geoms[cluster_code])
     fb = shapely.bounds(fused_geoms)
     fused_rows = {c: fb[:, k] for k, c in enumerate(COORDS)}
     fused_rows["geometry_wkb"] = shapely.to_wkb(fused_geoms)

@@ -38,6 +38,7 @@ from great_expectations.checkpoint import UpdateDataDocsAction  # noqa: E402
 from great_expectations.core.run_identifier import RunIdentifier  # noqa: E402
 from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: E402
 
+from annotation_pipeline.boxes import box_iou, polygon_iou  # noqa: E402
 from annotation_pipeline.contracts import (  # noqa: E402
     ANNOTATIONS, QUARANTINE, ContractError, quarantine_rows,
 )
@@ -687,23 +688,16 @@ def _plain(value: Any) -> Any:
 # ---------------------------------------------------------------- gold accuracy
 
 def _pairwise_iou(a: pd.DataFrame, b: pd.DataFrame) -> np.ndarray:
-    """IoU of row-aligned pairs: boxes from their edges, polygons through shapely 2."""
-    ax0, ay0, ax1, ay1 = (a[k].to_numpy(dtype=float, na_value=np.nan) for k in ("x_min", "y_min", "x_max", "y_max"))
-    bx0, by0, bx1, by1 = (b[k].to_numpy(dtype=float, na_value=np.nan) for k in ("x_min", "y_min", "x_max", "y_max"))
-    inter = np.clip(np.fmin(ax1, bx1) - np.fmax(ax0, bx0), 0, None) * np.clip(np.fmin(ay1, by1) - np.fmax(ay0, by0), 0, None)
-    union = (ax1 - ax0) * (ay1 - ay0) + (bx1 - bx0) * (by1 - by0) - inter
-    with np.errstate(divide="ignore", invalid="ignore"):
-        iou = np.where(union > 0, inter / union, 0.0)
+    """IoU of row-aligned pairs: boxes from their edges, polygons (both valid) through GEOS."""
+    edges = ["x_min", "y_min", "x_max", "y_max"]
+    iou = box_iou(a[edges].to_numpy(dtype=float, na_value=np.nan), b[edges].to_numpy(dtype=float, na_value=np.nan))
     polys = (a["geometry_wkb"].notna() & b["geometry_wkb"].notna()).to_numpy()
     if polys.any():
         ga = shapely.from_wkb(a["geometry_wkb"].to_numpy(dtype=object)[polys], on_invalid="ignore")
         gb = shapely.from_wkb(b["geometry_wkb"].to_numpy(dtype=object)[polys], on_invalid="ignore")
         usable = shapely.is_valid(ga) & shapely.is_valid(gb)
         p_iou = np.zeros(len(ga))
-        inter_area = shapely.area(shapely.intersection(ga[usable], gb[usable]))
-        union_area = shapely.area(shapely.union(ga[usable], gb[usable]))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            p_iou[usable] = np.where(union_area > 0, inter_area / union_area, 0.0)
+        p_iou[usable] = polygon_iou(ga[usable], gb[usable])
         iou[polys] = p_iou
     return iou
 
