@@ -304,9 +304,9 @@ def build_row_suite(ontology: Any, thresholds: QAThresholds = QAThresholds()) ->
 
 # ---------------------------------------------------------------- derived columns (vectorized)
 
-def _task_keys(a: pd.DataFrame, tasks: pd.DataFrame) -> tuple[np.ndarray, int, np.ndarray]:
-    """Per annotation: a dense code of its (batch_id, task_id), the number of codes, and the
-    row of ``tasks`` that handed that task out (-1 when the handoff never sent it)."""
+def _task_keys(a: pd.DataFrame, tasks: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Per annotation: a dense code of its (batch_id, task_id), and the row of ``tasks`` that
+    handed that task out (-1 when the handoff never sent it)."""
     batch_codes, batches = _codes(a["batch_id"])
     task_codes, task_ids = _codes(a["task_id"])
     raw_key = (batch_codes + 1) * (len(task_ids) + 1) + (task_codes + 1)
@@ -323,7 +323,7 @@ def _task_keys(a: pd.DataFrame, tasks: pd.DataFrame) -> tuple[np.ndarray, int, n
         rows = np.flatnonzero(received)
         # the first handoff row of a key wins, as drop_duplicates(keep="first") would
         handoff_row[sent_key[::-1]] = rows[::-1]
-    return task_key, n_keys, handoff_row[task_key]
+    return task_key, handoff_row[task_key]
 
 
 def _positions_in(values: pd.Series, uniques: pd.Index) -> np.ndarray:
@@ -373,8 +373,6 @@ def _missing_required(a: pd.DataFrame) -> tuple[list[str], np.ndarray]:
         values = a[name].array
         if isinstance(values, pd.arrays.ArrowExtensionArray):  # Arrow keeps the count of nulls
             has_nulls = values.__arrow_array__().null_count > 0
-        elif isinstance(values, pd.arrays.NumpyExtensionArray) and values.dtype.kind == "f":
-            has_nulls = bool(np.isnan(np.add.reduce(values.to_numpy())))  # a NaN makes the sum NaN
         else:
             has_nulls = a[name].hasnans
         if has_nulls:
@@ -462,7 +460,7 @@ def derive_check_columns(annotations: pd.DataFrame, tasks: pd.DataFrame, ontolog
 
     # Task keys: factorized once, looked up in the handoff by code (a merge on two string
     # columns cost as much as all the geometry checks), and reused for the answer keys.
-    task_key, n_task_keys, handoff_row = _task_keys(a, tasks)
+    task_key, handoff_row = _task_keys(a, tasks)
     c["task_known"] = handoff_row >= 0
     width = a["image_width"].to_numpy(dtype=float, na_value=np.nan)
     height = a["image_height"].to_numpy(dtype=float, na_value=np.nan)
