@@ -216,7 +216,8 @@ class RowRule:
 
 
 def _fmt(values: pd.Series, digits: int = 1) -> pd.Series:
-    return values.astype(float).round(digits).astype(str)
+    text = values.astype(float).round(digits).astype(str)
+    return text.str.removesuffix(".0") if digits == 0 else text  # "4 px minimum", not "4.0"
 
 
 def suite_version_tag(ontology: Any) -> str:
@@ -450,7 +451,9 @@ def derive_check_columns(annotations: pd.DataFrame, tasks: pd.DataFrame, ontolog
     pool.shutdown(wait=False)
     c = pd.DataFrame(index=pd.RangeIndex(n))
 
-    c["n_missing_required"] = _missing_required(a)[1].sum(axis=1, dtype=np.int8)
+    # int64, not a narrower int: GX's between-metric is vectorized only for int64 and float64
+    # columns and calls a Python function per row for any other dtype (0.4 s at 1M rows).
+    c["n_missing_required"] = _missing_required(a)[1].sum(axis=1, dtype=np.int64)
     c["kind"] = pd.Categorical.from_codes(kind_codes, categories=kinds) if len(kinds) else pd.Categorical([None] * n)
     both = (kind_codes >= 0) & (label_codes >= 0)
     pair_codes = np.where(both, kind_codes * max(len(labels), 1) + label_codes, -1)
@@ -532,34 +535,31 @@ _CONTEXT_COLUMNS = ["annotation_id", "source_file", "task_id", "batch_id", "anno
                     "image_width", "image_height", "kind", "label", "geometry_wkb"]
 
 
-def _failing_context(annotations: pd.DataFrame, checks: pd.DataFrame, rows: np.ndarray,
-                     missing: np.ndarray, required: list[str], extras: tuple[str, ...]) -> pd.DataFrame:
-    """Checks plus identifying columns, for the failing rows only (messages and examples).
+def _failing_context(bad: pd.DataFrame, local: np.ndarray, source_file: pd.Series, missing: np.ndarray,
+                     required: list[str], extras: tuple[str, ...]) -> pd.DataFrame:
+    """One rule's failing rows with their checks and identifying columns (messages and examples).
 
-    ``annotations`` holds only the context columns and ``missing`` the null mask of the
-    required ones, both computed once per validation: taking whole rows of the wide frame
-    for every rule cost more than all the checks together at 1M rows. ``extras`` names the
-    costlier context a rule's sentence needs; nothing else is computed.
+    ``bad`` holds the context and check columns of every failing row of the batch, taken out
+    of the 1M-row frames once per validation (taking them per rule cost more than all the
+    checks together), ``local`` this rule's rows within it and ``missing`` their null mask of
+    the ``required`` columns. ``extras`` names the costlier context a rule's sentence needs;
+    nothing else is computed. ``source_file`` is the whole batch's column: the first answer
+    a duplicate repeats may itself be accepted.
     """
-    picked = annotations.iloc[rows]
-    ids = picked[_CONTEXT_COLUMNS[:7]].reset_index(drop=True)
-    sub = checks.iloc[rows].drop(columns=["kind"]).reset_index(drop=True)
-    sub["kind"] = picked["kind"].to_numpy()
-    sub["label"] = picked["label"].to_numpy()
+    sub = bad.iloc[local].reset_index(drop=True)
     if "missing_fields" in extras:
         names = np.array(required)
-        sub["missing_fields"] = [", ".join(names[m]) for m in missing[rows]]
+        sub["missing_fields"] = [", ".join(names[m]) for m in missing]
     if "first_source_file" in extras:
-        first = checks["first_source_row"].to_numpy()[rows]
-        sub["first_source_file"] = annotations["source_file"].take(first).to_numpy()  # failing rows only
+        sub["first_source_file"] = source_file.take(sub["first_source_row"].to_numpy()).to_numpy()
     if "polygon_reason" in extras:
-        reasons = np.full(len(rows), "", dtype=object)
-        is_poly = (picked["kind"] == "polygon").fillna(False).to_numpy(dtype=bool) & picked["geometry_wkb"].notna().to_numpy()
+        reasons = np.full(len(sub), "", dtype=object)
+        is_poly = (sub["kind"] == "polygon").fillna(False).to_numpy(dtype=bool) & sub["geometry_wkb"].notna().to_numpy()
         if is_poly.any():
             reasons[is_poly] = shapely.is_valid_reason(
-                shapely.from_wkb(picked["geometry_wkb"].to_numpy(dtype=object)[is_poly], on_invalid="ignore"))
+                shapely.from_wkb(sub["geometry_wkb"].to_numpy(dtype=object)[is_poly], on_invalid="ignore"))
         sub["polygon_reason"] = reasons
-    return pd.concat([ids, sub], axis=1)
+    return sub
 
 
 # ---------------------------------------------------------------- row validation
@@ -583,25 +583,25 @@ def validate_annotations(annotations: pd.DataFrame, tasks: pd.DataFrame, ontolog
     rules = row_rules(ontology, thresholds)
     suite = build_row_suite(ontology, thresholds)
     checks = derive_check_columns(a, tasks, ontology)
-    gx_columns = list(dict.fromkeys([r.column for r in rules] + [r.column_b for r in rules if r.column_b]))
-    runner = _GXRunner(docs_dir)
-    result, docs_url = runner.validate(checks[gx_columns], suite, run_name)
-    failing_by_reason, examples_by_reason, bad_rows, reasons, details = _quarantine_reasons(
-        a, checks, rules, n_examples)
-    b = a.iloc[bad_rows]
-    quarantined = quarantine_rows(
-        STAGE, partition_date, b["source_file"].to_numpy(dtype=object),
-        ("task=" + b["task_id"].astype(str) + " annotation_id=" + b["annotation_id"].astype(str)).to_numpy(dtype=object),
-        "", details, item_id=b["item_id"].to_numpy(dtype=object),
-        annotator_id=b["annotator_id"].to_numpy(dtype=object),
-        annotation_id=b["annotation_id"].to_numpy(dtype=object))
-    quarantined["reason"] = pd.array(reasons.astype(str), dtype="string")
-    if len(bad_rows):
-        keep = np.ones(len(a), dtype=bool)
-        keep[bad_rows] = False
-        accepted = ANNOTATIONS.conform(a.loc[keep])
-    else:
-        accepted = ANNOTATIONS.conform(a)
+    failing_by_reason = {rule.reason: rule.failing(checks) for rule in rules}
+    bad_rows = np.flatnonzero(np.logical_or.reduce(list(failing_by_reason.values())))
+    # The accepted rows are copied out on a worker thread while Great Expectations runs here:
+    # Arrow's take releases the GIL, GX is Python that holds it, so the two overlap.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="qa-accepted") as pool:
+        accepted = pool.submit(_accepted_rows, a, bad_rows)
+        gx_columns = list(dict.fromkeys([r.column for r in rules] + [r.column_b for r in rules if r.column_b]))
+        result, docs_url = _GXRunner(docs_dir).validate(checks[gx_columns], suite, run_name)
+        examples_by_reason, reasons, details = _quarantine_reasons(
+            a, checks, rules, failing_by_reason, bad_rows, n_examples)
+        b = a.iloc[bad_rows]
+        quarantined = quarantine_rows(
+            STAGE, partition_date, b["source_file"].to_numpy(dtype=object),
+            ("task=" + b["task_id"].astype(str) + " annotation_id=" + b["annotation_id"].astype(str)).to_numpy(dtype=object),
+            "", details, item_id=b["item_id"].to_numpy(dtype=object),
+            annotator_id=b["annotator_id"].to_numpy(dtype=object),
+            annotation_id=b["annotation_id"].to_numpy(dtype=object))
+        quarantined["reason"] = pd.array(reasons.astype(str), dtype="string")
+        accepted = accepted.result()
 
     gx_by_reason = {r.expectation_config.meta["reason"]: r for r in result.results}
     outcomes = []
@@ -619,55 +619,61 @@ def validate_annotations(annotations: pd.DataFrame, tasks: pd.DataFrame, ontolog
                          bool(result.success), docs_url)
 
 
-def _quarantine_reasons(a: pd.DataFrame, checks: pd.DataFrame, rules: list[RowRule], n_examples: int
-                        ) -> tuple[dict[str, np.ndarray], dict[str, list[dict[str, Any]]], np.ndarray,
-                                   np.ndarray, np.ndarray]:
-    """Per rule: its failing-row mask and examples. Per failing row: the first rule it fails
-    and a sentence naming the others.
+def _accepted_rows(a: pd.DataFrame, bad_rows: np.ndarray) -> pd.DataFrame:
+    if not len(bad_rows):
+        return ANNOTATIONS.conform(a)
+    keep = np.ones(len(a), dtype=bool)
+    keep[bad_rows] = False
+    return ANNOTATIONS.conform(a.loc[keep])
 
-    Returns (failing_by_reason, examples_by_reason, bad_rows, reasons, details), the last two
-    aligned with ``bad_rows``. Which rule a row fails first and which others it fails are kept
-    as small integers and a bitmask per row; strings are built for failing rows only.
-    The masks come from each rule's own specification (:meth:`RowRule.failing`), not from
-    Great Expectations' result; the caller records both counts side by side.
+
+def _quarantine_reasons(a: pd.DataFrame, checks: pd.DataFrame, rules: list[RowRule],
+                        failing_by_reason: dict[str, np.ndarray], bad_rows: np.ndarray, n_examples: int
+                        ) -> tuple[dict[str, list[dict[str, Any]]], np.ndarray, np.ndarray]:
+    """Per rule: examples of its failing rows. Per failing row (``bad_rows``): the first rule
+    it fails and a sentence naming the others.
+
+    Returns (examples_by_reason, reasons, details), the last two aligned with ``bad_rows``.
+    The masks in ``failing_by_reason`` come from each rule's own specification
+    (:meth:`RowRule.failing`), not from Great Expectations' result; the caller records both
+    counts side by side. Everything here works on the failing rows only: their context is
+    taken out of the batch once, and the "also failed" suffix is built once per distinct
+    combination of rules.
     """
-    context_frame = a[_CONTEXT_COLUMNS]
+    failing = np.stack([mask[bad_rows] for mask in failing_by_reason.values()], axis=1) if rules \
+        else np.zeros((len(bad_rows), 0), dtype=bool)           # failing rows x rules
+    first_rule = failing.argmax(axis=1)                          # suite order: the first rule wins
     required, missing = _missing_required(a)
-    first_rule = np.full(len(a), -1, dtype=np.int8)
-    failed_rules = np.zeros(len(a), dtype=np.int64)   # bit i: the row fails rules[i]
-    sentence_of: dict[int, np.ndarray] = {}           # rule index -> sentence per row it is first for
-    rows_of: dict[int, np.ndarray] = {}
-    failing_by_reason: dict[str, np.ndarray] = {}
+    bad = pd.concat([a[_CONTEXT_COLUMNS].iloc[bad_rows].reset_index(drop=True),
+                     checks.drop(columns=["kind"]).iloc[bad_rows].reset_index(drop=True)], axis=1)
+    details = np.empty(len(bad_rows), dtype=object)
     examples_by_reason: dict[str, list[dict[str, Any]]] = {}
     for i, rule in enumerate(rules):
-        failing = rule.failing(checks)
-        failing_by_reason[rule.reason] = failing
+        local = np.flatnonzero(failing[:, i])
         examples: list[dict[str, Any]] = []
-        if failing.any():
-            rows = np.flatnonzero(failing)
-            failed_rules[rows] |= np.int64(1) << i
-            context = _failing_context(context_frame, checks, rows, missing, required, rule.context)
+        if len(local):
+            context = _failing_context(bad, local, a["source_file"], missing[bad_rows[local]], required, rule.context)
             sentences = rule.detail(context).to_numpy(dtype=object)
-            new = first_rule[rows] < 0
-            first_rule[rows[new]] = i
-            rows_of[i], sentence_of[i] = rows[new], sentences[new]
+            first = first_rule[local] == i
+            details[local[first]] = sentences[first]
             sample = context.head(n_examples)[_EXAMPLE_COLUMNS + [rule.column]]
             examples = [{**{k: _plain(v) for k, v in rec.items()}, "detail": s}
                         for rec, s in zip(sample.to_dict("records"), sentences[:n_examples])]
         examples_by_reason[rule.reason] = examples
 
-    bad_rows = np.flatnonzero(first_rule >= 0)
     reason_names = np.array([r.reason for r in rules], dtype=object)
-    reasons = reason_names[first_rule[bad_rows]]
-    details = np.empty(len(bad_rows), dtype=object)
-    for i, rows in rows_of.items():
-        details[np.searchsorted(bad_rows, rows)] = sentence_of[i]
-    others = failed_rules[bad_rows] & ~(np.int64(1) << first_rule[bad_rows].astype(np.int64))
-    several = np.flatnonzero(others)
-    for k in several:  # rows failing more than one rule: a few per batch
-        names = [rules[i].reason for i in range(len(rules)) if others[k] >> i & 1]
-        details[k] = f"{details[k]}; also failed: {', '.join(names)}"
-    return failing_by_reason, examples_by_reason, bad_rows, reasons, details
+    reasons = reason_names[first_rule]
+    # Rows that fail more rules than their first: one suffix per distinct combination.
+    others = failing.copy()
+    others[np.arange(len(bad_rows)), first_rule] = False
+    several = np.flatnonzero(others.any(axis=1))
+    if len(several):
+        bits = others[several].astype(np.int64) @ (np.int64(1) << np.arange(len(rules), dtype=np.int64))
+        combos, which = np.unique(bits, return_inverse=True)
+        suffixes = np.array(["; also failed: " + ", ".join(reason_names[(combo >> np.arange(len(rules))) & 1 == 1])
+                             for combo in combos], dtype=object)
+        details[several] = details[several] + suffixes[which]
+    return examples_by_reason, reasons, details
 
 
 def _plain(value: Any) -> Any:

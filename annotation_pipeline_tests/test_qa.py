@@ -109,6 +109,22 @@ def test_geometry_rules_follow_the_ontology_limits_and_the_bounds_tolerance(tmp_
     assert _reasons(strict)["outside_image"] == 1
 
 
+def test_a_row_failing_several_rules_is_quarantined_once_under_the_first_and_names_the_others(tmp_path, ontology):
+    results = [choice("day"),
+               box("car", 10, 10, 100, 3, rid="thin"),          # 3 px side and 33:1
+               box("car", 300, 10, 60, 3, rid="thin-outside"),  # also 40 px past the 320 px edge
+               box("car", 10, 100, 90, 3, rid="thin-again")]    # the same two rules as "thin"
+    intake = _ingest(tmp_path, {"a.json": [task(1, [answer("ann-01", results)])]}, ontology)
+    rows = validate_annotations(intake.annotations, make_tasks(), ontology)
+    assert _reasons(rows) == {"below_min_size": 2, "outside_image": 1}
+    details = rows.quarantined.set_index("reason")["detail"]
+    assert details["outside_image"].endswith("; also failed: below_min_size, aspect_ratio_too_large")
+    assert details["below_min_size"].str.endswith("; also failed: aspect_ratio_too_large").all()
+    assert details["below_min_size"].str.startswith("shortest side 3.0 px is below the 4 px minimum").all()
+    counts = {o.reason: o.quarantined_count for o in rows.expectations}
+    assert counts["aspect_ratio_too_large"] == 3 and counts["below_min_size"] == 3 and counts["outside_image"] == 1
+
+
 def test_polygon_validity_and_area_match_shapely_object_by_object(tmp_path, ontology):
     shapes = {"square": SIGN, "bowtie": [(200, 40), (240, 90), (240, 40), (200, 90)],
               "spike": [(10, 10), (60, 10), (60, 60), (10, 60), (60, 60)],
