@@ -352,13 +352,6 @@ def _first_row_of(codes: np.ndarray) -> np.ndarray:
     return first[codes]
 
 
-def _judge_polygons(wkb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Parse polygon WKB; validity and area of the readable ones (GEOS, through shapely 2)."""
-    geoms = shapely.from_wkb(wkb, on_invalid="ignore") if len(wkb) else np.array([], dtype=object)
-    readable = ~shapely.is_missing(geoms)
-    return geoms, readable, shapely.is_valid(geoms[readable]), shapely.area(geoms[readable])
-
-
 def _required_columns(a: pd.DataFrame) -> list[str]:
     return [name for name, col in ANNOTATIONS.columns.items() if not col.nullable and name in a]
 
@@ -422,6 +415,63 @@ def _duplicate_rows(*columns: np.ndarray) -> np.ndarray:
     return out
 
 
+@dataclass
+class _Geometry:
+    """Per-row geometry checks of boxes and polygons (see derive_check_columns for the columns)."""
+    columns: dict[str, np.ndarray]
+    edges: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]   # x_min, y_min, x_max, y_max
+    area: np.ndarray       # px², box or polygon
+    finite: np.ndarray     # a box or polygon whose four edges are finite
+
+
+def _geometry_checks(a: pd.DataFrame, is_box: np.ndarray, is_poly: np.ndarray,
+                     label_codes: np.ndarray, labels: pd.Index, objects: dict[str, Any]) -> _Geometry:
+    """Extent, area, bounds, size, aspect and polygon validity; neutral values where they do not apply."""
+    n = len(a)
+    geometric = is_box | is_poly
+    width = a["image_width"].to_numpy(dtype=float, na_value=np.nan)
+    height = a["image_height"].to_numpy(dtype=float, na_value=np.nan)
+    x0, y0 = a["x_min"].to_numpy(dtype=float, na_value=np.nan), a["y_min"].to_numpy(dtype=float, na_value=np.nan)
+    x1, y1 = a["x_max"].to_numpy(dtype=float, na_value=np.nan), a["y_max"].to_numpy(dtype=float, na_value=np.nan)
+    poly_rows = np.flatnonzero(is_poly)
+    geoms = shapely.from_wkb(a["geometry_wkb"].to_numpy(dtype=object)[poly_rows], on_invalid="ignore") \
+        if len(poly_rows) else np.array([], dtype=object)
+    readable = ~shapely.is_missing(geoms)
+    out: dict[str, np.ndarray] = {}
+
+    nonfinite = ((~np.isfinite(x0)).astype(float) + ~np.isfinite(y0) + ~np.isfinite(x1) + ~np.isfinite(y1))
+    nonfinite[poly_rows[~readable]] = 4.0  # no readable polygon at all
+    out["n_nonfinite_coords"] = np.where(geometric, nonfinite, 0.0)
+    finite = geometric & (nonfinite == 0)
+
+    w, h = x1 - x0, y1 - y0
+    out["min_signed_extent_px"] = np.where(finite, np.fmin(w, h), 0.0)
+    area = np.clip(w, 0, None) * np.clip(h, 0, None)
+    polygon_is_valid = np.ones(n, dtype=bool)  # True where there is no readable polygon to judge
+    if len(poly_rows):
+        polygon_is_valid[poly_rows[readable]] = shapely.is_valid(geoms[readable])
+        area[poly_rows[readable]] = shapely.area(geoms[readable])
+    out["polygon_is_valid"] = polygon_is_valid
+    out["area_px"] = np.where(finite, area, np.inf)
+    with np.errstate(invalid="ignore"):
+        outside = np.fmax.reduce([-x0, -y0, x1 - width, y1 - height])
+    out["outside_image_px"] = np.where(finite, outside, 0.0)
+
+    min_size = {k: float(v.get("min_size_px", 0)) for k, v in objects.items()}
+    max_aspect = {k: float(v.get("max_aspect_ratio", np.inf)) for k, v in objects.items()}
+    short, long = np.fmin(np.abs(w), np.abs(h)), np.fmax(np.abs(w), np.abs(h))
+    proper = finite & (w >= 0) & (h >= 0)
+    out["min_side_px"] = np.where(proper, short, np.inf)
+    out["min_size_px"] = np.nan_to_num(np.where(proper, _per_category(label_codes, labels, min_size), 0.0), nan=0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        aspect = np.where(short > 0, long / short, np.inf)
+    positive = proper & (short > 0)
+    out["aspect_ratio"] = np.where(positive, aspect, 0.0)
+    out["max_aspect_ratio"] = np.nan_to_num(np.where(positive, _per_category(label_codes, labels, max_aspect), np.inf),
+                                            nan=np.inf)
+    return _Geometry(out, (x0, y0, x1, y1), area, finite)
+
+
 def derive_check_columns(annotations: pd.DataFrame, tasks: pd.DataFrame, ontology: Any) -> pd.DataFrame:
     """The narrow frame the row suite validates, one row per annotation, same order.
 
@@ -436,96 +486,61 @@ def derive_check_columns(annotations: pd.DataFrame, tasks: pd.DataFrame, ontolog
     """
     a = annotations.reset_index(drop=True)
     n = len(a)
-    objects = ontology_dict(ontology)["objects"]
     kind_codes, kinds = _codes(a["kind"])
     label_codes, labels = _codes(a["label"])
     kind_list = list(kinds)
     is_box = kind_codes == (kind_list.index("box") if "box" in kind_list else -2)
     is_poly = kind_codes == (kind_list.index("polygon") if "polygon" in kind_list else -2)
     is_choice = kind_codes == (kind_list.index("choice") if "choice" in kind_list else -2)
-    geometric = is_box | is_poly
-    # Polygons are parsed and judged by GEOS on a second thread (shapely releases the GIL)
-    # while this one works on the string keys.
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qa-polygons")
-    polygons = pool.submit(_judge_polygons, a["geometry_wkb"].to_numpy(dtype=object)[is_poly])
-    pool.shutdown(wait=False)
-    c = pd.DataFrame(index=pd.RangeIndex(n))
+    # The geometry is judged on a second thread while this one works on the string keys:
+    # both spend their time in numpy, Arrow and GEOS, which release the GIL.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="qa-geometry") as pool:
+        geometry = pool.submit(_geometry_checks, a, is_box, is_poly, label_codes, labels,
+                               ontology_dict(ontology)["objects"])
+        c = pd.DataFrame(index=pd.RangeIndex(n))
+        c["n_missing_required"] = _missing_required(a)[1].sum(axis=1, dtype=np.int64)
+        c["kind"] = pd.Categorical.from_codes(kind_codes, categories=kinds) if len(kinds) else pd.Categorical([None] * n)
+        both = (kind_codes >= 0) & (label_codes >= 0)
+        pair_codes = np.where(both, kind_codes * max(len(labels), 1) + label_codes, -1)
+        pair_names = [f"{k}:{lab}" for k in kinds for lab in labels]
+        c["kind_label"] = pd.Categorical.from_codes(pair_codes, categories=pd.Index(pair_names).unique()) \
+            if pair_names and len(set(pair_names)) == len(pair_names) else pd.Categorical([None] * n)
 
-    # int64, not a narrower int: GX's between-metric is vectorized only for int64 and float64
-    # columns and calls a Python function per row for any other dtype (0.4 s at 1M rows).
-    c["n_missing_required"] = _missing_required(a)[1].sum(axis=1, dtype=np.int64)
-    c["kind"] = pd.Categorical.from_codes(kind_codes, categories=kinds) if len(kinds) else pd.Categorical([None] * n)
-    both = (kind_codes >= 0) & (label_codes >= 0)
-    pair_codes = np.where(both, kind_codes * max(len(labels), 1) + label_codes, -1)
-    pair_names = [f"{k}:{lab}" for k in kinds for lab in labels]
-    c["kind_label"] = pd.Categorical.from_codes(pair_codes, categories=pd.Index(pair_names).unique()) \
-        if pair_names and len(set(pair_names)) == len(pair_names) else pd.Categorical([None] * n)
+        # Task keys: factorized once, looked up in the handoff by code (a merge on two string
+        # columns cost as much as all the geometry checks), and reused for the answer keys.
+        task_key, handoff_row = _task_keys(a, tasks)
+        c["task_known"] = handoff_row >= 0
+        width = a["image_width"].to_numpy(dtype=float, na_value=np.nan)
+        height = a["image_height"].to_numpy(dtype=float, na_value=np.nan)
+        sent_width = np.append(tasks["image_width"].to_numpy(dtype=float, na_value=np.nan), np.nan)[handoff_row]
+        sent_height = np.append(tasks["image_height"].to_numpy(dtype=float, na_value=np.nan), np.nan)[handoff_row]
+        size_error = np.fmax(np.abs(width - sent_width), np.abs(height - sent_height))
+        c["image_size_error_px"] = np.nan_to_num(size_error, nan=0.0)  # unknown task or size: judged elsewhere
 
-    # Task keys: factorized once, looked up in the handoff by code (a merge on two string
-    # columns cost as much as all the geometry checks), and reused for the answer keys.
-    task_key, handoff_row = _task_keys(a, tasks)
-    c["task_known"] = handoff_row >= 0
-    width = a["image_width"].to_numpy(dtype=float, na_value=np.nan)
-    height = a["image_height"].to_numpy(dtype=float, na_value=np.nan)
-    sent_width = np.append(tasks["image_width"].to_numpy(dtype=float, na_value=np.nan), np.nan)[handoff_row]
-    sent_height = np.append(tasks["image_height"].to_numpy(dtype=float, na_value=np.nan), np.nan)[handoff_row]
-    size_error = np.fmax(np.abs(width - sent_width), np.abs(height - sent_height))
-    c["image_size_error_px"] = np.nan_to_num(size_error, nan=0.0)  # unknown task or size: judged elsewhere
+        annotator_codes, annotators = _codes(a["annotator_id"])
+        answer = pd.factorize(task_key * (len(annotators) + 1) + (annotator_codes + 1))[0]  # dense, first-seen order
+        source = _codes(a["source_file"])[0]
+        first_source_row = _first_row_of(answer)
+        from_later_file = source != source[first_source_row]
+        second_choice = np.zeros(n, dtype=bool)
+        second_choice[is_choice] = pd.Series(answer[is_choice]).duplicated().to_numpy()
+        c["is_duplicate_answer"] = from_later_file | second_choice
+        c["first_source_row"] = first_source_row
+        has_scene = np.zeros(int(answer.max()) + 1 if n else 0, dtype=bool)
+        has_scene[answer[is_choice]] = True
+        c["answer_has_scene"] = has_scene[answer]
+        geometry = geometry.result()
 
-    annotator_codes, annotators = _codes(a["annotator_id"])
-    answer = pd.factorize(task_key * (len(annotators) + 1) + (annotator_codes + 1))[0]  # dense, first-seen order
-    source = _codes(a["source_file"])[0]
-    first_source_row = _first_row_of(answer)
-    from_later_file = source != source[first_source_row]
-    second_choice = np.zeros(n, dtype=bool)
-    second_choice[is_choice] = pd.Series(answer[is_choice]).duplicated().to_numpy()
-    c["is_duplicate_answer"] = from_later_file | second_choice
-    c["first_source_row"] = first_source_row
-    has_scene = np.zeros(int(answer.max()) + 1 if n else 0, dtype=bool)
-    has_scene[answer[is_choice]] = True
-    c["answer_has_scene"] = has_scene[answer]
-
-    x0, y0 = a["x_min"].to_numpy(dtype=float, na_value=np.nan), a["y_min"].to_numpy(dtype=float, na_value=np.nan)
-    x1, y1 = a["x_max"].to_numpy(dtype=float, na_value=np.nan), a["y_max"].to_numpy(dtype=float, na_value=np.nan)
-    nonfinite = ((~np.isfinite(x0)).astype(float) + ~np.isfinite(y0) + ~np.isfinite(x1) + ~np.isfinite(y1))
-    poly_rows = np.flatnonzero(is_poly)
-    geoms, readable, poly_valid, poly_area = polygons.result()
-    nonfinite[poly_rows[~readable]] = 4.0  # no readable polygon at all
-    c["n_nonfinite_coords"] = np.where(geometric, nonfinite, 0.0)
-    finite = geometric & (nonfinite == 0)
-
-    w, h = x1 - x0, y1 - y0
-    c["min_signed_extent_px"] = np.where(finite, np.fmin(w, h), 0.0)
-    area = np.clip(w, 0, None) * np.clip(h, 0, None)
-    polygon_is_valid = np.ones(n, dtype=bool)  # True where there is no readable polygon to judge
-    if len(poly_rows):
-        polygon_is_valid[poly_rows[readable]] = poly_valid
-        area[poly_rows[readable]] = poly_area
-    c["polygon_is_valid"] = polygon_is_valid
-    c["area_px"] = np.where(finite, area, np.inf)
-    with np.errstate(invalid="ignore"):
-        outside = np.fmax.reduce([-x0, -y0, x1 - width, y1 - height])
-    c["outside_image_px"] = np.where(finite, outside, 0.0)
-
-    min_size = {k: float(v.get("min_size_px", 0)) for k, v in objects.items()}
-    max_aspect = {k: float(v.get("max_aspect_ratio", np.inf)) for k, v in objects.items()}
-    short, long = np.fmin(np.abs(w), np.abs(h)), np.fmax(np.abs(w), np.abs(h))
-    proper = finite & (w >= 0) & (h >= 0)
-    c["min_side_px"] = np.where(proper, short, np.inf)
-    c["min_size_px"] = np.nan_to_num(np.where(proper, _per_category(label_codes, labels, min_size), 0.0), nan=0.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        aspect = np.where(short > 0, long / short, np.inf)
-    positive = proper & (short > 0)
-    c["aspect_ratio"] = np.where(positive, aspect, 0.0)
-    c["max_aspect_ratio"] = np.nan_to_num(np.where(positive, _per_category(label_codes, labels, max_aspect), np.inf),
-                                          nan=np.inf)
-
+    for name in ["n_nonfinite_coords", "min_signed_extent_px", "polygon_is_valid", "area_px", "outside_image_px",
+                 "min_side_px", "min_size_px", "aspect_ratio", "max_aspect_ratio"]:
+        c[name] = geometry.columns[name]
+    finite = geometry.finite
     dup_obj = np.zeros(n, dtype=bool)
     if finite.any():
         n_sources, n_pairs = int(source.max()) + 2, int(pair_codes.max()) + 2
         owner = (answer[finite] * n_sources + (source[finite] + 1)) * n_pairs + (pair_codes[finite] + 1)
-        dup_obj[finite] = _duplicate_rows(owner.astype(np.int64), x0[finite], y0[finite], x1[finite], y1[finite],
-                                           area[finite])
+        dup_obj[finite] = _duplicate_rows(owner.astype(np.int64), *(edge[finite] for edge in geometry.edges),
+                                          geometry.area[finite])
     c["is_duplicate_object"] = dup_obj
     c["lead_time_s"] = a["lead_time_s"].to_numpy(dtype=float, na_value=0.0)  # missing: judged as a required field
     return c
