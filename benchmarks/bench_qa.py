@@ -8,7 +8,11 @@ Measures, on the same synthetic batch (contracts.ANNOTATIONS rows: scene choices
              quarantine/accepted frames
   pandas     the same checks in plain pandas/numpy (derive_check_columns + every rule's mask)
   anchor     /work/shared/anchors/gx_1m_rows.py re-implemented here: GX, 11 expectations on
-             its 1M-row frame, and its plain-pandas equivalent
+             its 1M-row frame, and its plain-pandas equivalent; ours and it alternate, and the
+             headline is the median ratio of those pairs (this VM's speed drifts by the minute)
+  script     the anchor script as shipped, in a fresh process before and after: checks that the
+             re-implementation times what the quoted figure timed (its figure depends on the
+             pandas major version: 1.21 s quoted, ~1.2 s here on pandas 2, ~0.35 s on pandas 3)
 Targets (issue): validation <= 5 s and peak memory <= 2.5 GB for 1M rows.
 """
 
@@ -16,7 +20,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import resource
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -142,13 +148,32 @@ def run_anchor(df: pd.DataFrame) -> tuple[float, float]:
     return gx_t, time.perf_counter() - t
 
 
+ANCHOR_SCRIPT = Path(__file__).resolve().parents[2] / "shared" / "anchors" / "gx_1m_rows.py"
+
+
+def run_anchor_script() -> float | None:
+    """The anchor script as shipped, in a fresh process: its own "gx validate" figure (or None
+    when the script is not beside the checkout). Confirms the re-implementation above."""
+    if not ANCHOR_SCRIPT.exists():
+        return None
+    out = subprocess.run([sys.executable, str(ANCHOR_SCRIPT)], capture_output=True, text=True,
+                         env={**os.environ, "GX_ANALYTICS_ENABLED": "false"}, timeout=600).stdout
+    found = re.search(r"gx validate ([0-9.]+)s", out)
+    return float(found.group(1)) if found else None
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--repeat", type=int, default=5, help="timed runs of each; best and median are reported")
+    parser.add_argument("--repeat", type=int, default=7, help="timed runs of each; best and median are reported")
     args = parser.parse_args()
     from annotation_pipeline import qa
 
+    import great_expectations as gx
+
+    print(f"pandas {pd.__version__}, great_expectations {gx.__version__}, numpy {np.__version__}, "
+          f"shapely {shapely.__version__}")
+    script_before = run_anchor_script()
     ontology = load_ontology()
     annotations, tasks = synthetic_batch(args.rows)
     print(f"rows {len(annotations):,}  tasks {len(tasks):,}  cores {os.cpu_count()}  "
@@ -176,6 +201,7 @@ def main() -> int:
         pandas_same.append(time.perf_counter() - t)
         del checks
     peak = peak_rss_gb()
+    script_after = run_anchor_script()
     assert int(bad.sum()) == result.n_quarantined
     for o in result.expectations:
         assert o.unexpected_count == o.quarantined_count, o
@@ -195,6 +221,9 @@ def main() -> int:
           f"target 5 s at the quoted 1.21 s = {5 / 1.21:.2f}x (16 vs 11 expectations, geometry + duplicates derived)")
     print("runs, s: ours " + " ".join(f"{x:.2f}" for x in ours) + " | anchor GX "
           + " ".join(f"{a[0]:.2f}" for a in anchor_runs))
+    if script_before is not None:
+        print(f"anchor script as shipped, fresh process (cold, one run): gx validate {script_before:.2f} s before, "
+              f"{script_after:.2f} s after the runs above; quoted 1.21 s")
     print(f"peak RSS (whole process, data included) {peak:.2f} GB; target <= 2.5 GB; "
           f"validation target <= 5 s: {'met' if min(ours) <= 5 else 'NOT met'}")
     return 0
