@@ -280,6 +280,53 @@ ALL_CONTRACTS = [
 ]
 
 
+PREDICTION_LOG = TableContract(
+    "prediction_log",
+    "Predictions a production model logged, as the serving team writes them under "
+    "monitoring/predictions/<date>/ (and, for its validation set, monitoring/reference/<model_version>).",
+    {
+        "logged_at": _c("string", "when the prediction was made, ISO 8601"),
+        "model_version": _c("string", "the model that predicted"),
+        "image_path": _c("string", "the production image, relative to the data root"),
+        "predicted_label": _c("string", "predicted scene class"),
+        "confidence": _c("float64", "the model's probability for its prediction, in [0, 1]"),
+    },
+)
+
+DRIFT_SIGNALS = TableContract(
+    "drift_signals",
+    "One day of production predictions against the model's reference predictions: one row per "
+    "model version and metric.",
+    {
+        "window": _c("string", "the day judged, YYYY-MM-DD"),
+        "model_version": _c("string", "model whose predictions were compared"),
+        "metric": _c("string", "label_psi (population stability of predicted labels) or confidence_ks"),
+        "value": _c("float64", "PSI, or the Kolmogorov-Smirnov statistic D"),
+        "threshold": _c("float64", "drift above this value"),
+        "p_value": _c("float64", "KS test p-value (empty for PSI)", True),
+        "drifted": _c("boolean", "this metric says the model's inputs have shifted"),
+        "n_reference": _c("Int64", "reference predictions"),
+        "n_current": _c("Int64", "predictions of the day"),
+    },
+)
+
+RELABEL_CAMPAIGN = TableContract(
+    "relabel_campaign",
+    "Production images a drift campaign sent to labeling: landed for ingestion, labeled first.",
+    {
+        "campaign_id": _c("string", "drift-<day>: one campaign per drifted day"),
+        "item_id": _c("string", "sha256 of the image bytes (first 16 hex chars), as ingestion names it"),
+        "image_path": _c("string", "production image it was copied from"),
+        "landing_file": _c("string", "where it landed, relative to the data root"),
+        "model_version": _c("string", "model whose prediction drifted"),
+        "predicted_label": _c("string", "what the model predicted"),
+        "confidence": _c("float64", "how sure it was"),
+        "reason": _c("string", "why this image was chosen"),
+        "priority": _c("Int64", "rank within the campaign, 1 = label first"),
+    },
+)
+
+
 def quarantine_rows(stage: str, partition_date: str, source_file, record_ref, reason,
                     detail, item_id=None, annotator_id=None, annotation_id=None) -> pd.DataFrame:
     """Build QUARANTINE rows; each argument may be a scalar or an array (all arrays of one length)."""

@@ -5,10 +5,10 @@ from __future__ import annotations
 import dagster as dg
 
 from annotation_pipeline.defs import (
-    anonymization, automation, consensus, ingestion, prelabel, qa, release, vendor)
+    anonymization, automation, consensus, ingestion, monitoring, prelabel, qa, release, vendor)
 from annotation_pipeline.defs.resources import build_resources
 
-STAGES = [ingestion, anonymization, prelabel, vendor, qa, consensus, release, automation]
+STAGES = [ingestion, anonymization, prelabel, vendor, qa, consensus, release, monitoring, automation]
 
 
 def build_definitions(profile: str | None = None, root=None, resources: dict | None = None) -> dg.Definitions:

@@ -49,3 +49,18 @@ def histogram(values: pd.Series, title: str, xlabel: str, bins: int = 20, value_
     ax.set_xlabel(xlabel)
     ax.set_ylabel("count")
     return _png(fig)
+
+
+def share_comparison(shares: pd.DataFrame, title: str = "Predicted label shares") -> bytes:
+    """Reference against current share per label (columns label, reference_share, current_share)."""
+    shares = shares.sort_values("label")
+    y = np.arange(len(shares))
+    fig, ax = plt.subplots(figsize=(5.5, 0.45 * max(len(shares), 3) + 0.8))
+    ax.barh(y - 0.2, shares["reference_share"], height=0.4, color="#95a5a6", label="reference")
+    ax.barh(y + 0.2, shares["current_share"], height=0.4, color="#2e86c1", label="this day")
+    ax.set_yticks(y, shares["label"].astype(str))
+    ax.set_xlabel("share of predictions")
+    ax.set_title(title)
+    ax.invert_yaxis()
+    ax.legend(loc="lower right", fontsize=8)
+    return _png(fig)

@@ -180,19 +180,35 @@ def train_prelabel_model(images: dict[str, np.ndarray], labels: pd.DataFrame, se
 
 
 def select_for_labeling(prelabels: pd.DataFrame, partition_date: str, budget: int,
-                        reason: str = "uncertainty") -> pd.DataFrame:
+                        reason: str = "uncertainty", campaign_items: pd.DataFrame | None = None) -> pd.DataFrame:
     """Active learning: rank items by model uncertainty and keep the ``budget`` most useful.
 
     Uncertainty = 1 - (top-1 - top-2) scene margin is not available from one stored score, so
     we use 1 - scene score plus the mean (1 - score) of the item's proposed objects: items
     whose scene or objects the model doubts are where a human label teaches it most.
+
+    ``campaign_items`` (contracts.RELABEL_CAMPAIGN): images a drift campaign landed. Those
+    among today's items go first, in the campaign's order: production is telling us the model
+    is wrong there, which beats any uncertainty estimate. They count against the budget.
     """
     scene = prelabels[prelabels["kind"] == "choice"].set_index("item_id")["score"]
     objects = prelabels[prelabels["kind"] != "choice"]
     object_doubt = (1 - objects["score"]).groupby(objects["item_id"]).mean()
     uncertainty = (1 - scene).add(object_doubt.reindex(scene.index).fillna(0.0), fill_value=0.0)
-    ranked = uncertainty.sort_values(ascending=False, kind="stable").head(max(budget, 0))
-    queue = pd.DataFrame({"item_id": ranked.index, "partition_date": partition_date,
-                          "priority": np.arange(1, len(ranked) + 1), "uncertainty": ranked.to_numpy(),
-                          "reason": reason})
+    why = pd.Series(reason, index=uncertainty.index, dtype=object)
+    first = pd.Series(0, index=uncertainty.index)  # 0 for campaign items, 1 for the rest
+    rank = pd.Series(0, index=uncertainty.index)
+    if campaign_items is not None and len(campaign_items):
+        campaigns = campaign_items.drop_duplicates("item_id").set_index("item_id")
+        chosen = uncertainty.index.intersection(campaigns.index)
+        why[chosen] = "relabel campaign " + campaigns.loc[chosen, "campaign_id"].astype(str)
+        rank[chosen] = campaigns.loc[chosen, "priority"].astype(int)
+        first[uncertainty.index.difference(chosen)] = 1
+    else:
+        first[:] = 1
+    order = pd.DataFrame({"first": first, "rank": rank, "doubt": -uncertainty}).sort_values(
+        ["first", "rank", "doubt"], kind="stable").index[:max(budget, 0)]
+    queue = pd.DataFrame({"item_id": order, "partition_date": partition_date,
+                          "priority": np.arange(1, len(order) + 1), "uncertainty": uncertainty[order].to_numpy(),
+                          "reason": why[order].to_numpy()})
     return LABELING_QUEUE.conform(queue)

@@ -4,7 +4,7 @@ import dagster as dg
 
 from annotation_pipeline.definitions import build_definitions
 
-GROUPS = {"ingestion", "anonymization", "prelabel", "vendor", "qa", "consensus", "release"}
+GROUPS = {"ingestion", "anonymization", "prelabel", "vendor", "qa", "consensus", "release", "monitoring"}
 
 
 def _graph():

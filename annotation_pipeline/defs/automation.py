@@ -8,7 +8,10 @@ from annotation_pipeline.defs.resources import DataRoot
 from annotation_pipeline.release import append_audit_event
 
 lifecycle_job = dg.define_asset_job(
-    "annotation_lifecycle", selection=dg.AssetSelection.all() - dg.AssetSelection.assets("prelabel_model"),
+    # Everything on daily partitions; the model is retrained deliberately and campaigns run
+    # on their own partitions (started by the drift sensor).
+    "annotation_lifecycle",
+    selection=dg.AssetSelection.all() - dg.AssetSelection.assets("prelabel_model", "relabel_campaign"),
     partitions_def=daily_partitions,
     description="The day's partition end to end: ingestion to dataset release.",
 )

@@ -7,6 +7,7 @@ import pandas as pd
 from annotation_pipeline.contracts import LABELING_QUEUE, PRELABELS
 from annotation_pipeline.defs.common import OWNERS, daily_partitions, table_metadata
 from annotation_pipeline.defs.resources import DataRoot
+from annotation_pipeline.drift import campaign_items
 from annotation_pipeline.prelabel import PrelabelModel, load_rgb, select_for_labeling, train_prelabel_model
 
 gold_set = dg.AssetSpec(
@@ -71,15 +72,17 @@ class LabelingBudget(dg.Config):
 @dg.asset(
     group_name="prelabel", partitions_def=daily_partitions, owners=OWNERS, kinds={"pandas"},
     description="Active learning: the items the model is least sure of, most informative first, up to "
-                "the day's labeling budget.\n\n" + LABELING_QUEUE.markdown(),
+                "the day's labeling budget. Images a drift campaign landed come first.\n\n" + LABELING_QUEUE.markdown(),
 )
-def labeling_queue(context: dg.AssetExecutionContext, config: LabelingBudget,
+def labeling_queue(context: dg.AssetExecutionContext, config: LabelingBudget, data_root: DataRoot,
                    prelabels: pd.DataFrame) -> dg.Output[pd.DataFrame]:
-    queue = select_for_labeling(prelabels, context.partition_key, config.budget)
+    queue = select_for_labeling(prelabels, context.partition_key, config.budget,
+                                campaign_items=campaign_items(data_root.root))
     n_items = prelabels["item_id"].nunique()
     return dg.Output(queue, metadata={
         "candidates": n_items, "selected": len(queue), "budget": config.budget,
         "not_selected": n_items - len(queue),
+        "from_campaigns": int(queue["reason"].str.startswith("relabel campaign").sum()),
         "mean_uncertainty_selected": float(queue["uncertainty"].mean()) if len(queue) else 0.0,
         **table_metadata(queue),
     })
