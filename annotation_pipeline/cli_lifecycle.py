@@ -87,6 +87,7 @@ def run_demo(args: argparse.Namespace) -> int:
         trained = defs.resolve_job_def("train_prelabel_model").execute_in_process(instance=instance, raise_on_error=False, run_config=_QUIET)
         if not trained.success:
             raise CliError("training the pre-label model failed; see the run in the Dagster UI")
+    _log_production_predictions(root, partition)
     result = defs.resolve_job_def("annotation_lifecycle").execute_in_process(
         partition_key=partition, instance=instance, raise_on_error=False, run_config=_QUIET)
     summary = _summarize(result, root, partition, generated.n_files)
@@ -96,6 +97,20 @@ def run_demo(args: argparse.Namespace) -> int:
             print(f"error: {problem}", file=sys.stderr)
         return 1
     return 0
+
+
+def _log_production_predictions(root: Path, partition: str) -> None:
+    """Play the serving team: the pre-label model stands in for the production model, logging
+    its reference predictions once and the day's predictions on foggier frames (they drift)."""
+    from annotation_pipeline.prelabel import PrelabelModel
+    from annotation_pipeline.sample_data import generate_prediction_logs, load_sample_settings
+
+    production = load_sample_settings()["production"]
+    model = PrelabelModel.load(root / "models" / "prelabel_model.pkl")
+    size, n = tuple(production["frame_size"]), production["predictions_per_day"]
+    if not (root / "monitoring" / "reference" / f"{model.version}.parquet").exists():
+        generate_prediction_logs(root, model, "reference", n, production["reference_scene_shares"], size=size)
+    generate_prediction_logs(root, model, partition, n, production["scene_shares"], size=size)
 
 
 def _summarize(result, root: Path, partition: str, landed: int) -> dict:
@@ -124,6 +139,7 @@ def _summarize(result, root: Path, partition: str, landed: int) -> dict:
         "consensus": {**pick("consensus_labels", "method", "dagster/row_count", "mean_confidence"),
                       "review_queue": meta.get("review_queue", {}).get("dagster/row_count")},
         "release": pick("dataset_release", "version", "new_release", "labels", "items", "dvc_md5", "path"),
+        "drift": pick("drift_signals", "drifted", "signals", "drifted_labels"),
         "checks": checks, "problems": problems,
     }
 
@@ -146,6 +162,12 @@ def _render_demo(s: dict) -> str:
         lines.append(f"  release      {r['version']} ({state}): {r['labels']} labels on {r['items']} items, "
                      f"dvc md5 {r['dvc_md5']}")
         lines.append(f"               {r['path']}")
+    d = s["drift"]
+    if d.get("drifted") is not None:
+        grown = ", ".join(f"{label} ({model})" for model, labels in (d["drifted_labels"] or {}).items() for label in labels)
+        lines.append(f"  drift        {'DRIFTED' if d['drifted'] else 'stable'}: "
+                     + "  ".join(f"{k} {v}" for k, v in (d["signals"] or {}).items())
+                     + (f"; grew: {grown} -> the drift sensor starts campaign drift-{s['partition']}" if d["drifted"] else ""))
     lines += [f"  problem      {p}" for p in s["problems"]]
     return "\n".join(lines)
 

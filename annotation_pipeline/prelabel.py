@@ -93,16 +93,20 @@ class PrelabelModel:
     trained_on: int
     metrics: dict = field(default_factory=dict)
 
+    def predict_scenes(self, images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Scene label and its probability for each RGB array."""
+        proba = self.scene_model.predict_proba(np.stack([scene_features(image) for image in images]))
+        return self.scene_model.classes_[proba.argmax(1)], proba.max(1)
+
     def predict(self, images: dict[str, np.ndarray]) -> pd.DataFrame:
         """PRELABELS rows for {item_id: rgb array}."""
         ids = list(images)
         if not ids:
             return PRELABELS.empty()
-        scene_proba = self.scene_model.predict_proba(np.stack([scene_features(images[i]) for i in ids]))
-        classes = self.scene_model.classes_
-        rows = pd.DataFrame({"item_id": ids, "kind": "choice", "label": classes[scene_proba.argmax(1)],
+        scene_labels, scene_scores = self.predict_scenes([images[i] for i in ids])
+        rows = pd.DataFrame({"item_id": ids, "kind": "choice", "label": scene_labels,
                              "x_min": np.nan, "y_min": np.nan, "x_max": np.nan, "y_max": np.nan,
-                             "score": scene_proba.max(1)})
+                             "score": scene_scores})
         proposals = [propose_regions(images[i]) for i in ids]
         counts = np.array([len(b) for b, _ in proposals])
         frames = [rows]

@@ -26,7 +26,7 @@ import pandas as pd
 import shapely
 from PIL import Image, ImageDraw
 
-from annotation_pipeline.contracts import GOLD_LABELS
+from annotation_pipeline.contracts import GOLD_LABELS, PREDICTION_LOG
 from annotation_pipeline.project_files import SAMPLE_SETTINGS_PATH
 
 SCENES = ("day", "night", "fog", "rain")
@@ -86,10 +86,12 @@ def _sidecar(rng: np.random.Generator, date: str, index: int) -> dict:
     }
 
 
-def render_scene(rng: np.random.Generator, size: tuple[int, int]) -> tuple[Image.Image, SceneTruth]:
-    """One synthetic street scene and its ground truth (boxes in pixels, signs as polygons)."""
+def render_scene(rng: np.random.Generator, size: tuple[int, int],
+                 scene: str | None = None) -> tuple[Image.Image, SceneTruth]:
+    """One synthetic street scene and its ground truth (boxes in pixels, signs as polygons);
+    the scene is drawn at random unless given."""
     width, height = size
-    scene = str(rng.choice(SCENES))
+    scene = scene or str(rng.choice(SCENES))
     base = np.array(_SCENE_BACKGROUND[scene], dtype=np.float32)
     pixels = base + rng.normal(0, 6, (height, width, 3)).astype(np.float32)
     if scene == "rain":  # streaks make rain distinguishable from a dull day
@@ -254,6 +256,40 @@ def generate_gold_set(root: Path, n_items: int = 60, seed: int = 7,
     GOLD_LABELS.conform(pd.DataFrame(rows)).to_parquet(tmp, index=False)
     tmp.replace(labels_path)
     return gold_dir
+
+
+def generate_prediction_logs(root: Path, model, date: str, n_images: int, scene_shares: dict[str, float],
+                             seed: int = 0, size: tuple[int, int] = (160, 120)) -> Path:
+    """What a production model's serving would log for one day: ``n_images`` frames of ``size``
+    drawn with ``scene_shares``, stored under ``monitoring/images/<date>/``, and ``model``'s
+    scene predictions on them in ``monitoring/predictions/<date>/serving.parquet``
+    (PREDICTION_LOG). ``date="reference"`` writes the model's reference predictions instead
+    (``monitoring/reference/<model.version>.parquet``). Same arguments, same bytes.
+    """
+    rng = np.random.default_rng([seed, int(hashlib.sha256(date.encode()).hexdigest()[:8], 16)])
+    image_dir = root / "monitoring" / "images" / date
+    image_dir.mkdir(parents=True, exist_ok=True)
+    scenes = rng.choice(list(scene_shares), n_images, p=np.array(list(scene_shares.values())) / sum(scene_shares.values()))
+    arrays, paths = [], []
+    for i, scene in enumerate(scenes):
+        image, _ = render_scene(rng, tuple(size), scene=str(scene))
+        path = image_dir / f"frame_{i:05d}.png"
+        path.write_bytes(_png_bytes(image))
+        arrays.append(np.asarray(image))
+        paths.append(str(path.relative_to(root)))
+    labels, scores = model.predict_scenes(arrays)
+    day = "2026-01-01" if date == "reference" else date
+    log = PREDICTION_LOG.conform(pd.DataFrame({
+        "logged_at": [f"{day}T{h:02d}:{m:02d}:00Z" for h, m in zip(rng.integers(0, 24, n_images), rng.integers(0, 60, n_images))],
+        "model_version": model.version, "image_path": paths, "predicted_label": labels.astype(str),
+        "confidence": scores.astype(float)}))
+    target = (root / "monitoring" / "reference" / f"{model.version}.parquet" if date == "reference"
+              else root / "monitoring" / "predictions" / date / "serving.parquet")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    log.to_parquet(tmp, index=False)
+    tmp.replace(target)
+    return target
 
 
 def load_sample_settings(path: Path | None = None) -> dict:

@@ -182,3 +182,13 @@ def test_the_face_in_the_shipped_photo_is_blurred_in_the_outbox(demo_run):
     blurred = cv2.Laplacian(after[y:y + h, x:x + w], cv2.CV_64F).var()
     assert blurred < sharp / 5
     assert len(cascade.detectMultiScale(after, 1.1, 5, minSize=(24, 24))) == 0
+
+
+def test_the_demo_day_drifts_in_production_and_reruns_judge_it_the_same(demo_run):
+    root, (first, second), _ = demo_run
+    assert first["drift"]["drifted"] is True
+    assert [labels for labels in first["drift"]["drifted_labels"].values()] == [["fog"]]
+    assert second["drift"] == first["drift"]
+    signals = table(root, "drift_signals")
+    assert set(signals["metric"]) == {"label_psi", "confidence_ks"} and signals["drifted"].all()
+    assert (root / "monitoring" / "predictions" / DATE / "serving.parquet").exists()
