@@ -83,4 +83,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    # `python -m annotation_pipeline.cli` runs this file as __main__, a second copy of the
+    # module whose CliError is not the one the commands raise: hand over to the real module.
+    from annotation_pipeline.cli import main as _main
+
+    sys.exit(_main())

@@ -44,6 +44,10 @@ def _partition_date(value: str | None) -> str:
         raise CliError(f"--date {value!r}: expected YYYY-MM-DD") from None
     if parsed < date(2026, 1, 1):
         raise CliError(f"--date {value}: partitions start on 2026-01-01")
+    today = datetime.now(timezone.utc).date()
+    if parsed >= today:  # a daily partition exists once its day has ended (UTC)
+        raise CliError(f"--date {value}: the day has not ended yet (UTC); the latest partition is "
+                       f"{(today - timedelta(days=1)).isoformat()}")
     return parsed.isoformat()
 
 

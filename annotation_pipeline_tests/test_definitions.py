@@ -72,3 +72,11 @@ def test_an_unknown_profile_is_refused_with_the_variable_named(monkeypatch):
     monkeypatch.setenv("ANNOTATION_PIPELINE_PROFILE", "staging")
     with pytest.raises(ValueError, match="ANNOTATION_PIPELINE_PROFILE='staging'"):
         current_profile()
+
+
+def test_the_code_location_loads_as_dagster_dev_would_load_it():
+    # what `dagster dev` does on import: every job, sensor and schedule resolved together
+    # (a job named like an asset passes the tests above and still fails to load there)
+    defs, _ = _graph()
+    dg.Definitions.validate_loadable(defs)
+    assert {s.name for s in defs.sensors} >= {"drift_campaign_sensor", "record_failed_runs"}

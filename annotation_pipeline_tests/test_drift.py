@@ -184,7 +184,7 @@ def test_the_sensor_starts_one_campaign_per_drifted_day_in_a_real_dagster_instan
     assert "no new drift_signals" in quiet_tick.skip_message
 
     instance.add_dynamic_partitions("relabel_campaigns", [f"drift-{DRIFTED}"])
-    run = defs.resolve_job_def("relabel_campaign").execute_in_process(
+    run = defs.resolve_job_def("run_relabel_campaign").execute_in_process(
         partition_key=f"drift-{DRIFTED}", instance=instance,
         run_config={"ops": {"relabel_campaign": {"config": {"budget": 25}}}})
     assert run.success

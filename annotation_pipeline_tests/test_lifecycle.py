@@ -192,3 +192,22 @@ def test_the_demo_day_drifts_in_production_and_reruns_judge_it_the_same(demo_run
     signals = table(root, "drift_signals")
     assert set(signals["metric"]) == {"label_psi", "confidence_ks"} and signals["drifted"].all()
     assert (root / "monitoring" / "predictions" / DATE / "serving.parquet").exists()
+
+
+def test_a_drift_campaign_lands_images_that_the_next_day_labels_first(demo_run):
+    from annotation_pipeline.drift import run_campaign
+
+    root, (first, _), _ = demo_run
+    next_day = "2026-11-21"
+    campaign = run_campaign(root, f"drift-{DATE}", budget=6, today=next_day)
+    assert campaign.landing_dir == root / "landing" / next_day and len(campaign.items) == 6
+    proc = subprocess.run([sys.executable, "-m", "annotation_pipeline.cli", "demo", "--root", str(root),
+                           "--images", "4", "--date", next_day, "--json"],
+                          capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "ANNOTATION_PIPELINE_PSEUDONYM_SECRET": SECRET})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    queue = pd.read_parquet(root / "tables" / "labeling_queue" / f"{next_day}.parquet")
+    assert queue["item_id"].head(6).tolist() == campaign.items["item_id"].tolist()
+    assert queue["reason"].head(6).eq(f"relabel campaign drift-{DATE}").all()
+    sent = pd.read_parquet(root / "tables" / "vendor_batches" / f"{next_day}.parquet")
+    assert set(campaign.items["item_id"]) <= set(sent["item_id"])  # anonymized, then handed to the vendor

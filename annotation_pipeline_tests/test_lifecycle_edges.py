@@ -1,5 +1,7 @@
 """Edges of the nightly run, in real Dagster runs: a blocked batch, an empty day."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -114,3 +116,17 @@ def test_late_uploads_go_out_as_a_second_batch_without_resending_the_first(tmp_p
     assert third_meta["vendor_batches"]["new_batch"].value is False
     pd.testing.assert_frame_equal(third, second)
     assert third_meta["dataset_release"]["new_release"].value is False
+
+
+@pytest.mark.parametrize("day, says", [("tomorrow", "the day has not ended yet"), ("2025-12-31", "partitions start"),
+                                       ("22/11/2026", "expected YYYY-MM-DD")])
+def test_the_demo_refuses_a_partition_that_does_not_exist_in_one_line(tmp_path, day, says):
+    from datetime import datetime, timedelta, timezone
+
+    if day == "tomorrow":
+        day = (datetime.now(timezone.utc).date() + timedelta(days=1)).isoformat()
+    # `python -m` as the README's users run it: the same one-line error, no traceback
+    proc = subprocess.run([sys.executable, "-m", "annotation_pipeline.cli", "demo", "--root", str(tmp_path),
+                           "--date", day], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and says in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

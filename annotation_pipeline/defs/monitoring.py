@@ -108,7 +108,7 @@ def relabel_campaign(context: dg.AssetExecutionContext, config: CampaignConfig,
 
 
 relabel_campaign_job = dg.define_asset_job(
-    "relabel_campaign", selection=dg.AssetSelection.assets(relabel_campaign), partitions_def=relabel_campaigns,
+    "run_relabel_campaign", selection=dg.AssetSelection.assets(relabel_campaign), partitions_def=relabel_campaigns,
     description="Land a drifted day's most useful production images for labeling.",
 )
 
