@@ -313,7 +313,7 @@ def run_campaign(root: Path, campaign_id: str, budget: int, today: str,
         item_id = item_id_for_bytes(content)
         name = f"{campaign_id}_{item_id}{source.suffix.lower()}"
         if not (landing / name).exists():
-            _write_atomic(landing / name, lambda tmp: shutil.copyfile(source, tmp))
+            _write_atomic(landing / name, lambda tmp, source=source: shutil.copyfile(source, tmp))
         landed.append({**row._asdict(), "campaign_id": campaign_id, "item_id": item_id,
                        "landing_file": f"landing/{landing_date}/{name}"})
     items = RELABEL_CAMPAIGN.conform(pd.DataFrame(landed)) if landed else RELABEL_CAMPAIGN.empty()

@@ -140,7 +140,7 @@ def write_label_studio_exports(answers: pd.DataFrame, tasks: pd.DataFrame, profi
     for ann, mine in answers.groupby("ann", sort=True):  # per annotator file; JSON building is I/O shaped
         profile = profiles[int(ann)]
         export = []
-        for n, (task_id, task_answers) in enumerate(mine.groupby("task_id", sort=False)):
+        for task_id, task_answers in mine.groupby("task_id", sort=False):
             w, h, image_file = size.loc[task_id]
             result = []
             for r, a in enumerate(task_answers.itertuples(index=False)):

@@ -14,11 +14,11 @@ from scipy import stats
 
 from annotation_pipeline.contracts import DRIFT_SIGNALS, PREDICTION_LOG, QUARANTINE, RELABEL_CAMPAIGN, ContractError
 from annotation_pipeline.drift import (
-    DriftThresholds, assess_day, assess_drift, campaign_items, population_stability, read_prediction_logs,
+    assess_day, assess_drift, campaign_items, population_stability, read_prediction_logs,
     run_campaign,
 )
 from annotation_pipeline.prelabel import select_for_labeling
-from annotation_pipeline.sample_data import SCENES, item_id_for_bytes
+from annotation_pipeline.sample_data import item_id_for_bytes
 
 QUIET, DRIFTED = "2026-11-19", "2026-11-20"
 MODEL = "scene-v3"

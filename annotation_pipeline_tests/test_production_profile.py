@@ -1,7 +1,5 @@
 """The production profile's pieces against the real services every CI machine runs."""
 
-import os
-import tempfile
 from pathlib import Path
 
 import pytest

@@ -4,7 +4,6 @@ import json
 import urllib.request
 
 import boto3
-import numpy as np
 import pandas as pd
 import pytest
 

@@ -23,7 +23,7 @@ from annotation_pipeline.sample_data import load_sample_settings
 from annotation_pipeline.release import DvcReleaseStore
 
 PROFILE_ENV = "ANNOTATION_PIPELINE_PROFILE"
-from annotation_pipeline.anonymize import SECRET_ENV_VAR as SECRET_ENV  # noqa: E402
+from annotation_pipeline.anonymize import SECRET_ENV_VAR as SECRET_ENV  # noqa: E402, F401  (the CLI reads it here)
 
 
 def current_profile() -> str:
