@@ -47,6 +47,7 @@ COMMAND_MODULES = [
     "annotation_pipeline.cli_lifecycle",   # demo, releases, trace
     "annotation_pipeline.cli_intake",      # intake
     "annotation_pipeline.cli_consensus",   # consensus, agreement, merge-boxes
+    "annotation_pipeline.cli_drift",       # drift
 ]
 
 
@@ -80,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
         print(f"error: {exc.strerror or exc}: {exc.filename}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # output piped into `head` and cut short: not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's documented recipe
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

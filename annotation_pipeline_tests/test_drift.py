@@ -193,3 +193,16 @@ def test_the_sensor_starts_one_campaign_per_drifted_day_in_a_real_dagster_instan
     # the day after the drifted one, or today once that day has passed
     landing = production / "landing" / max("2026-11-21", datetime.now(timezone.utc).strftime("%Y-%m-%d"))
     assert sorted(p.name for p in landing.iterdir()) == sorted(items["landing_file"].str.rsplit("/", n=1).str[1])
+
+
+def test_the_drift_command_answers_scripts_and_gates_ci(production, capsys):
+    from annotation_pipeline.cli import main
+
+    assert main(["drift", "--date", QUIET, "--root", str(production), "--json"]) == 0
+    quiet = json.loads(capsys.readouterr().out)
+    assert quiet["drifted"] is False and quiet["campaign"] is None and quiet["predictions"]["accepted"] == 600
+    assert main(["drift", "--date", DRIFTED, "--root", str(production), "--fail-on-drift"]) == 3
+    out = capsys.readouterr().out
+    assert "DRIFTED" in out and "share grew for fog" in out and f"drift-{DRIFTED}" in out
+    assert main(["drift", "--date", "2026-11-18", "--root", str(production)]) == 1
+    assert "no prediction log for 2026-11-18" in capsys.readouterr().err
