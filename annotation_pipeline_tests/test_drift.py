@@ -206,3 +206,18 @@ def test_the_drift_command_answers_scripts_and_gates_ci(production, capsys):
     assert "DRIFTED" in out and "share grew for fog" in out and f"drift-{DRIFTED}" in out
     assert main(["drift", "--date", "2026-11-18", "--root", str(production)]) == 1
     assert "no prediction log for 2026-11-18" in capsys.readouterr().err
+
+
+def test_a_campaign_copies_nothing_from_outside_the_data_root(production, tmp_path_factory):
+    outside = tmp_path_factory.mktemp("elsewhere") / "secret.png"
+    outside.write_bytes(b"\x89PNG not ours")
+    path = production / "monitoring" / "predictions" / DRIFTED / "serving-a.parquet"
+    log = pd.read_parquet(path)
+    fog = log["predicted_label"].eq("fog")
+    log.loc[fog, "confidence"] = 0.01  # the campaign's first picks
+    log.loc[log.index[fog][:2], "image_path"] = [f"../{outside.parent.name}/secret.png", str(outside)]
+    log.to_parquet(path, index=False)
+    campaign = run_campaign(production, f"drift-{DRIFTED}", budget=5, today="2026-11-22")
+    assert sorted(campaign.quarantine["source_file"]) == sorted([f"../{outside.parent.name}/secret.png", str(outside)])
+    assert not any(p.read_bytes() == outside.read_bytes() for p in campaign.landing_dir.iterdir())
+    assert len(campaign.items) == 3
