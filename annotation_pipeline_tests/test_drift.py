@@ -221,3 +221,25 @@ def test_a_campaign_copies_nothing_from_outside_the_data_root(production, tmp_pa
     assert sorted(campaign.quarantine["source_file"]) == sorted([f"../{outside.parent.name}/secret.png", str(outside)])
     assert not any(p.read_bytes() == outside.read_bytes() for p in campaign.landing_dir.iterdir())
     assert len(campaign.items) == 3
+
+
+def test_a_failed_campaign_says_why_and_lands_in_the_audit_log(production):
+    from annotation_pipeline.definitions import build_definitions
+    from annotation_pipeline.defs.automation import record_failed_runs
+    from annotation_pipeline.defs.resources import DataRoot
+
+    defs = build_definitions("local", production)
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("relabel_campaigns", [f"drift-{QUIET}"])
+    run = defs.resolve_job_def("run_relabel_campaign").execute_in_process(
+        partition_key=f"drift-{QUIET}", instance=instance, raise_on_error=False)
+    assert not run.success
+    failure = run.get_run_failure_event()
+    context = dg.build_run_status_sensor_context(
+        sensor_name="record_failed_runs", dagster_instance=instance, dagster_run=run.dagster_run,
+        dagster_event=failure).for_run_failure()
+    record_failed_runs(context, data_root=DataRoot(path=str(production)))
+    events = [json.loads(line) for line in (production / "audit" / "audit.jsonl").read_text().splitlines()]
+    assert events[-1]["event"] == "run_failed" and events[-1]["partition"] == f"drift-{QUIET}"
+    step_failure = next(e for e in run.all_events if e.is_step_failure)
+    assert "show no drift any more" in step_failure.event_specific_data.error.message

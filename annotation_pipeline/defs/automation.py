@@ -4,6 +4,7 @@
 import dagster as dg
 
 from annotation_pipeline.defs.common import daily_partitions
+from annotation_pipeline.defs.monitoring import relabel_campaign_job
 from annotation_pipeline.defs.resources import DataRoot
 from annotation_pipeline.release import append_audit_event
 
@@ -25,9 +26,10 @@ train_prelabel_model_job = dg.define_asset_job(
 nightly_schedule = dg.build_schedule_from_partitioned_job(lifecycle_job, hour_of_day=2, minute_of_hour=0)
 
 
-@dg.run_failure_sensor(monitored_jobs=[lifecycle_job, train_prelabel_model_job], default_status=dg.DefaultSensorStatus.RUNNING)
+@dg.run_failure_sensor(monitored_jobs=[lifecycle_job, train_prelabel_model_job, relabel_campaign_job],
+                       default_status=dg.DefaultSensorStatus.RUNNING)
 def record_failed_runs(context: dg.RunFailureSensorContext, data_root: DataRoot) -> None:
-    """Failed nightly runs go to the audit log, so on-call sees them beside the releases."""
+    """Failed nightly runs and campaigns go to the audit log, so on-call sees them beside the releases."""
     append_audit_event(data_root.root, "run_failed", run_id=context.dagster_run.run_id,
                        partition=context.dagster_run.tags.get("dagster/partition"),
                        message=context.failure_event.message or "")
