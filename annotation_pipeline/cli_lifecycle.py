@@ -114,7 +114,8 @@ def _log_production_predictions(root: Path, partition: str) -> None:
     size, n = tuple(production["frame_size"]), production["predictions_per_day"]
     if not (root / "monitoring" / "reference" / f"{model.version}.parquet").exists():
         generate_prediction_logs(root, model, "reference", n, production["reference_scene_shares"], size=size)
-    generate_prediction_logs(root, model, partition, n, production["scene_shares"], size=size)
+    if not (root / "monitoring" / "predictions" / partition / "serving.parquet").exists():  # reruns reuse it
+        generate_prediction_logs(root, model, partition, n, production["scene_shares"], size=size)
 
 
 def _summarize(result, root: Path, partition: str, landed: int) -> dict:

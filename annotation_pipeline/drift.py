@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from annotation_pipeline.atomic_files import write_atomic, write_bytes_atomic, write_parquet_atomic
 from annotation_pipeline.contracts import (
     DRIFT_SIGNALS, PREDICTION_LOG, RELABEL_CAMPAIGN, ContractError, quarantine_rows,
 )
@@ -145,12 +146,12 @@ def read_day(root: Path, partition_date: str) -> PredictionLogs:
     return read_prediction_logs(log_files(root / PREDICTIONS_DIR / partition_date), root, partition_date)
 
 
-def read_reference(root: Path, model_version: str) -> pd.DataFrame | None:
+def read_reference(root: Path, model_version: str) -> PredictionLogs | None:
     """The model's validation-set predictions, or None when the serving team wrote none."""
     for suffix in (".parquet", ".csv"):
         path = root / REFERENCE_DIR / f"{model_version}{suffix}"
         if path.exists():
-            return read_prediction_logs([path], root, "reference").rows
+            return read_prediction_logs([path], root, "reference")
     return None
 
 
@@ -211,8 +212,14 @@ def assess_drift(current: pd.DataFrame, references: dict[str, pd.DataFrame | Non
 def assess_day(root: Path, partition_date: str, thresholds: DriftThresholds = DriftThresholds()
                ) -> tuple[PredictionLogs, DriftAssessment]:
     logs = read_day(root, partition_date)
-    versions = sorted(set(logs.rows["model_version"].astype(str)))
-    return logs, assess_drift(logs.rows, {v: read_reference(root, v) for v in versions}, partition_date, thresholds)
+    references = {v: read_reference(root, v) for v in sorted(set(logs.rows["model_version"].astype(str)))}
+    assessment = assess_drift(logs.rows, {v: r.rows if r else None for v, r in references.items()},
+                              partition_date, thresholds)
+    for version, reference in references.items():  # the reference's bad rows are said, not dropped
+        if reference is not None and len(reference.quarantine):
+            counts = reference.quarantine["reason"].value_counts().to_dict()
+            assessment.notes.append(f"model {version}: {len(reference.quarantine)} reference row(s) left out: {counts}")
+    return logs, assessment
 
 
 def campaign_id_for(window: str) -> str:
@@ -245,26 +252,20 @@ def select_for_relabeling(predictions: pd.DataFrame, drifted_labels: dict[str, l
     Columns: image_path, model_version, predicted_label, confidence, reason, priority.
     """
     latest = predictions.sort_values("logged_at", kind="stable").drop_duplicates("image_path", keep="last")
-    grew = pd.Series([(v, lbl) for v, labels in drifted_labels.items() for lbl in labels], dtype=object)
-    in_grown = pd.MultiIndex.from_frame(latest[["model_version", "predicted_label"]].astype(str)).isin(grew) \
-        if len(latest) and len(grew) else np.zeros(len(latest), dtype=bool)
+    in_grown = np.zeros(len(latest), dtype=bool)
+    for version, labels in drifted_labels.items():  # one per model version
+        in_grown |= (latest["model_version"] == version).to_numpy() & latest["predicted_label"].isin(labels).to_numpy()
     ranked = latest.assign(in_grown=in_grown).sort_values(["in_grown", "confidence", "image_path"],
                                                           ascending=[False, True, True], kind="stable")
     picked = ranked.head(max(budget, 0))
+    # the confidence has its own column: the reason stays a small set of values to count by
     reason = np.where(picked["in_grown"], "predicted class grew: " + picked["predicted_label"].astype(str),
-                      "low confidence " + picked["confidence"].round(3).astype(str))
+                      "low confidence")
     return pd.DataFrame({"image_path": picked["image_path"].astype(str).to_numpy(),
                          "model_version": picked["model_version"].astype(str).to_numpy(),
                          "predicted_label": picked["predicted_label"].astype(str).to_numpy(),
                          "confidence": picked["confidence"].to_numpy(dtype=float),
                          "reason": reason, "priority": np.arange(1, len(picked) + 1)})
-
-
-def _write_atomic(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    tmp.replace(path)
 
 
 def landing_date_for(root: Path, campaign_id: str, today: str) -> str:
@@ -282,8 +283,7 @@ def write_log_quarantine(root: Path, partition_date: str, rows: pd.DataFrame) ->
     """Quarantined prediction-log rows of a day, kept apart from the annotation quarantine
     (they are the serving team's data, not the labeling program's); replaced on a rerun."""
     path = root / "monitoring" / "quarantine" / f"{partition_date}.parquet"
-    _write_atomic(path, lambda tmp: rows.to_parquet(tmp, index=False))
-    return path
+    return write_parquet_atomic(rows, path)
 
 
 def run_campaign(root: Path, campaign_id: str, budget: int, today: str,
@@ -313,7 +313,7 @@ def run_campaign(root: Path, campaign_id: str, budget: int, today: str,
         item_id = item_id_for_bytes(content)
         name = f"{campaign_id}_{item_id}{source.suffix.lower()}"
         if not (landing / name).exists():
-            _write_atomic(landing / name, lambda tmp, source=source: shutil.copyfile(source, tmp))
+            write_atomic(landing / name, lambda tmp, source=source: shutil.copyfile(source, tmp))
         landed.append({**row._asdict(), "campaign_id": campaign_id, "item_id": item_id,
                        "landing_file": f"landing/{landing_date}/{name}"})
     items = RELABEL_CAMPAIGN.conform(pd.DataFrame(landed)) if landed else RELABEL_CAMPAIGN.empty()
@@ -322,13 +322,13 @@ def run_campaign(root: Path, campaign_id: str, budget: int, today: str,
         "campaign_image_missing",
         [f"production image {m.image_path} is not a readable file under the data root" for m in missing])
     folder = root / CAMPAIGNS_DIR / campaign_id
-    _write_atomic(folder / "items.parquet", lambda tmp: items.to_parquet(tmp, index=False))
+    write_parquet_atomic(items, folder / "items.parquet")
     manifest = {"campaign_id": campaign_id, "window": window, "landing_date": landing_date, "budget": budget,
                 "n_candidates": int(logs.rows["image_path"].nunique()), "n_landed": len(items),
                 "n_missing": len(missing), "drifted_labels": assessment.drifted_labels,
                 "signals": json.loads(assessment.signals.to_json(orient="records")),
                 "items_sha256": hashlib.sha256((folder / "items.parquet").read_bytes()).hexdigest()}
-    _write_atomic(folder / "campaign.json", lambda tmp: tmp.write_text(json.dumps(manifest, indent=1)))
+    write_bytes_atomic(folder / "campaign.json", json.dumps(manifest, indent=1).encode())
     return Campaign(campaign_id, items, quarantine, manifest["n_candidates"], landing, folder / "campaign.json")
 
 

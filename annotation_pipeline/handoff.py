@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
+from annotation_pipeline.atomic_files import write_parquet_atomic
 from annotation_pipeline.contracts import VENDOR_TASKS
 from annotation_pipeline.project_files import Guidelines, Ontology
 
@@ -140,12 +141,7 @@ def tasks_sent(handoff_dir: Path, vendor: str, partition_date: str) -> pd.DataFr
 
 def record_sent(handoff_dir: Path, batch: VendorBatch) -> Path:
     """Remember a delivered batch (written only after delivery succeeded)."""
-    path = Path(handoff_dir) / batch.batch_id / "tasks.parquet"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(".tasks.parquet.tmp")
-    batch.tasks.to_parquet(tmp, index=False)
-    tmp.replace(path)
-    return path
+    return write_parquet_atomic(batch.tasks, Path(handoff_dir) / batch.batch_id / "tasks.parquet")
 
 
 def verify_manifest(folder: Path) -> list[str]:

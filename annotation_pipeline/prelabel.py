@@ -27,6 +27,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from annotation_pipeline.atomic_files import write_bytes_atomic
 from annotation_pipeline.contracts import LABELING_QUEUE, PRELABELS
 
 FEATURE_VERSION = "colour-stats-v1"
@@ -128,10 +129,7 @@ class PrelabelModel:
         return PRELABELS.conform(out)
 
     def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(pickle.dumps(self))
-        tmp.replace(path)
+        write_bytes_atomic(path, pickle.dumps(self))
 
     @staticmethod
     def load(path: Path) -> "PrelabelModel":
@@ -199,19 +197,12 @@ def select_for_labeling(prelabels: pd.DataFrame, partition_date: str, budget: in
     objects = prelabels[prelabels["kind"] != "choice"]
     object_doubt = (1 - objects["score"]).groupby(objects["item_id"]).mean()
     uncertainty = (1 - scene).add(object_doubt.reindex(scene.index).fillna(0.0), fill_value=0.0)
-    why = pd.Series(reason, index=uncertainty.index, dtype=object)
-    first = pd.Series(0, index=uncertainty.index)  # 0 for campaign items, 1 for the rest
-    rank = pd.Series(0, index=uncertainty.index)
-    if campaign_items is not None and len(campaign_items):
-        campaigns = campaign_items.drop_duplicates("item_id").set_index("item_id")
-        chosen = uncertainty.index.intersection(campaigns.index)
-        why[chosen] = "relabel campaign " + campaigns.loc[chosen, "campaign_id"].astype(str)
-        rank[chosen] = campaigns.loc[chosen, "priority"].astype(int)
-        first[uncertainty.index.difference(chosen)] = 1
-    else:
-        first[:] = 1
-    order = pd.DataFrame({"first": first, "rank": rank, "doubt": -uncertainty}).sort_values(
-        ["first", "rank", "doubt"], kind="stable").index[:max(budget, 0)]
+    campaign = (campaign_items if campaign_items is not None else pd.DataFrame(columns=["item_id", "campaign_id", "priority"]))
+    campaign = campaign.drop_duplicates("item_id").set_index("item_id").reindex(uncertainty.index)
+    why = ("relabel campaign " + campaign["campaign_id"].astype("string")).fillna(reason)
+    # campaign items by their campaign rank, then everything else by doubt (no rank: NaN, last)
+    order = pd.DataFrame({"rank": campaign["priority"].astype(float), "doubt": -uncertainty}).sort_values(
+        ["rank", "doubt"], na_position="last", kind="stable").index[:max(budget, 0)]
     queue = pd.DataFrame({"item_id": order, "partition_date": partition_date,
                           "priority": np.arange(1, len(order) + 1), "uncertainty": uncertainty[order].to_numpy(),
                           "reason": why[order].to_numpy()})

@@ -665,7 +665,8 @@ def _quarantine_reasons(a: pd.DataFrame, checks: pd.DataFrame, rules: list[RowRu
     failing = np.stack([mask[bad_rows] for mask in failing_by_reason.values()], axis=1) if rules \
         else np.zeros((len(bad_rows), 0), dtype=bool)           # failing rows x rules
     first_rule = failing.argmax(axis=1)                          # suite order: the first rule wins
-    required, missing = _missing_required(a)
+    # every row with an empty required field failed the first rule, so the failing rows suffice
+    required, missing = _missing_required(a.iloc[bad_rows])
     bad = pd.concat([a[_CONTEXT_COLUMNS].iloc[bad_rows].reset_index(drop=True),
                      checks.drop(columns=["kind"]).iloc[bad_rows].reset_index(drop=True)], axis=1)
     details = np.empty(len(bad_rows), dtype=object)
@@ -678,7 +679,7 @@ def _quarantine_reasons(a: pd.DataFrame, checks: pd.DataFrame, rules: list[RowRu
             needed = first.copy()          # sentences for the rows this rule names, and the examples
             needed[:n_examples] = True
             rows = local[needed]
-            context = _failing_context(bad, rows, a["source_file"], missing[bad_rows[rows]], required, rule.context)
+            context = _failing_context(bad, rows, a["source_file"], missing[rows], required, rule.context)
             sentences = rule.detail(context).to_numpy(dtype=object)
             details[local[first]] = sentences[first[needed]]
             sample = context.head(n_examples)[_EXAMPLE_COLUMNS + [rule.column]]

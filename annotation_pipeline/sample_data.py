@@ -26,6 +26,7 @@ import pandas as pd
 import shapely
 from PIL import Image, ImageDraw
 
+from annotation_pipeline.atomic_files import write_parquet_atomic
 from annotation_pipeline.contracts import GOLD_LABELS, PREDICTION_LOG
 from annotation_pipeline.project_files import SAMPLE_SETTINGS_PATH
 
@@ -252,9 +253,7 @@ def generate_gold_set(root: Path, n_items: int = 60, seed: int = 7,
         item_id = item_id_for_bytes(content)
         (gold_dir / "images" / f"{item_id}.png").write_bytes(content)
         rows += _truth_rows(item_id, truth)
-    tmp = labels_path.with_suffix(".tmp")
-    GOLD_LABELS.conform(pd.DataFrame(rows)).to_parquet(tmp, index=False)
-    tmp.replace(labels_path)
+    write_parquet_atomic(GOLD_LABELS.conform(pd.DataFrame(rows)), labels_path)
     return gold_dir
 
 
@@ -285,11 +284,7 @@ def generate_prediction_logs(root: Path, model, date: str, n_images: int, scene_
         "confidence": scores.astype(float)}))
     target = (root / "monitoring" / "reference" / f"{model.version}.parquet" if date == "reference"
               else root / "monitoring" / "predictions" / date / "serving.parquet")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    log.to_parquet(tmp, index=False)
-    tmp.replace(target)
-    return target
+    return write_parquet_atomic(log, target)
 
 
 def load_sample_settings(path: Path | None = None) -> dict:

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
+from annotation_pipeline.atomic_files import write_bytes_atomic
 from annotation_pipeline.handoff import polygon_percent_points
 
 SCENE_FROM_NAME = "scene"
@@ -167,9 +168,7 @@ def write_label_studio_exports(answers: pd.DataFrame, tasks: pd.DataFrame, profi
         path = inbox_dir / f"{profile.id}.json"
         content = json.dumps(export, indent=1).encode()
         if not path.exists() or path.read_bytes() != content:
-            tmp = path.with_suffix(".tmp")
-            tmp.write_bytes(content)
-            tmp.replace(path)
+            write_bytes_atomic(path, content)
         written.append(path)
     return written
 

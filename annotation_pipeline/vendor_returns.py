@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from annotation_pipeline.atomic_files import write_parquet_atomic
 from annotation_pipeline.contracts import ANNOTATIONS, QUARANTINE
 from annotation_pipeline.formats import intake_vendor_returns
 from annotation_pipeline.qa import CheckOutcome, QAThresholds, RowValidation, batch_health, validate_annotations
@@ -81,7 +82,4 @@ class IntakeLedger:
         updated = pd.concat([ledger[ledger["partition_date"] != partition_date],
                              pd.DataFrame({"source_sha256": sorted(sha256s), "partition_date": partition_date})],
                             ignore_index=True)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        updated.to_parquet(tmp, index=False)
-        tmp.replace(self.path)
+        write_parquet_atomic(updated, self.path)

@@ -86,6 +86,16 @@ def test_a_quiet_day_is_stable_and_a_foggy_day_drifts(production):
     assert quiet.signals["value"].max() < 0.1
 
 
+def test_bad_reference_rows_are_left_out_and_said(production):
+    path = production / "monitoring" / "reference" / f"{MODEL}.parquet"
+    reference = pd.read_parquet(path)
+    reference.loc[:9, "confidence"] = 7.0
+    reference.to_parquet(path, index=False)
+    _, assessment = assess_day(production, DRIFTED)
+    assert assessment.signals["n_reference"].eq(1990).all()
+    assert assessment.notes == [f"model {MODEL}: 10 reference row(s) left out: {{'confidence_out_of_range': 10}}"]
+
+
 def test_days_without_reference_or_with_too_few_predictions_are_not_judged(production):
     reference = {MODEL: pd.read_parquet(production / "monitoring" / "reference" / f"{MODEL}.parquet")}
     day = read_prediction_logs([production / "monitoring" / "predictions" / DRIFTED / "serving-a.parquet"],
@@ -169,14 +179,20 @@ def test_the_sensor_starts_one_campaign_per_drifted_day_in_a_real_dagster_instan
     defs = build_definitions("local", production)
     instance = dg.DagsterInstance.ephemeral()
     signals = defs.resolve_job_def("annotation_lifecycle").get_subset(asset_selection={dg.AssetKey("drift_signals")})
-    for day in (QUIET, DRIFTED):
-        result = signals.execute_in_process(partition_key=day, instance=instance)
-        assert result.success
+    assert signals.execute_in_process(partition_key=QUIET, instance=instance).success
+    quiet_day = drift_campaign_sensor(dg.build_sensor_context(instance=instance, definitions=defs))
+    assert quiet_day.run_requests == [] and f"{QUIET}: no drift" in quiet_day.skip_reason.skip_message
+    assert "label_psi" in quiet_day.skip_reason.skip_message  # the numbers, not just the verdict
+    result = signals.execute_in_process(partition_key=DRIFTED, instance=instance)
+    assert result.success
     checks = {e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data.passed
               for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
     assert checks == {"predictions_match_reference": False}
+    meta = result.asset_materializations_for_node("drift_signals")[0].metadata
+    assert meta["received"].value == meta["accepted"].value == 600 and meta["quarantined"].value == 0
+    assert pd.read_parquet(production / "monitoring" / "quarantine" / f"{DRIFTED}.parquet").empty
 
-    tick = drift_campaign_sensor(dg.build_sensor_context(instance=instance, definitions=defs))
+    tick = drift_campaign_sensor(dg.build_sensor_context(instance=instance, cursor=quiet_day.cursor, definitions=defs))
     assert [r.partition_key for r in tick.run_requests] == [f"drift-{DRIFTED}"]
     assert tick.run_requests[0].run_key == f"drift-{DRIFTED}"
     assert tick.dynamic_partitions_requests[0].partition_keys == [f"drift-{DRIFTED}"]

@@ -102,7 +102,7 @@ def relabel_campaign(context: dg.AssetExecutionContext, config: CampaignConfig,
         "candidates": campaign.n_candidates, "budget": config.budget,
         "landing_folder": dg.MetadataValue.path(str(campaign.landing_dir)),
         "manifest": dg.MetadataValue.path(str(campaign.manifest_path)),
-        "by_reason": dg.MetadataValue.json(campaign.items["reason"].str.split(":").str[0].value_counts().to_dict()),
+        "by_reason": dg.MetadataValue.json(campaign.items["reason"].value_counts().to_dict()),
         **table_metadata(campaign.items),
     })
 

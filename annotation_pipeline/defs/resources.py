@@ -20,6 +20,7 @@ from annotation_pipeline.contracts import QUARANTINE
 from annotation_pipeline.handoff import VendorBatch, verify_manifest
 from annotation_pipeline.project_files import default_data_root
 from annotation_pipeline.sample_data import load_sample_settings
+from annotation_pipeline.atomic_files import write_parquet_atomic
 from annotation_pipeline.release import DvcReleaseStore
 
 PROFILE_ENV = "ANNOTATION_PIPELINE_PROFILE"
@@ -31,13 +32,6 @@ def current_profile() -> str:
     if profile not in ("local", "production"):
         raise ValueError(f"{PROFILE_ENV}={profile!r}: expected 'local' or 'production'")
     return profile
-
-
-def _atomic_parquet(df: pd.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    df.to_parquet(tmp, index=False)
-    tmp.replace(path)  # readers see the old table or the new one, never half of one
 
 
 class DataRoot(dg.ConfigurableResource):
@@ -52,7 +46,7 @@ class DataRoot(dg.ConfigurableResource):
     def write_quarantine(self, stage: str, partition_date: str, rows: pd.DataFrame) -> Path:
         """Quarantine rows of one stage and partition; replaced, not appended, on a rerun."""
         path = self.root / "quarantine" / stage / f"{partition_date}.parquet"
-        _atomic_parquet(QUARANTINE.conform(rows), path)
+        write_parquet_atomic(QUARANTINE.conform(rows), path)
         return path
 
     def read_quarantine(self, partition_date: str) -> pd.DataFrame:
@@ -82,7 +76,7 @@ class PartitionedParquetIOManager(dg.ConfigurableIOManager):
         if obj is None:
             return
         partition = context.partition_key if context.has_partition_key else None
-        _atomic_parquet(obj, self._path(context.asset_key, partition))
+        write_parquet_atomic(obj, self._path(context.asset_key, partition))
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
         key = context.asset_key
