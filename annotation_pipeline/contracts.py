@@ -7,6 +7,7 @@ pixel coordinates: boxes as ``x_min, y_min, x_max, y_max`` (vectorizable), polyg
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -343,3 +344,8 @@ def quarantine_rows(stage: str, partition_date: str, source_file, record_ref, re
         "item_id": col(item_id), "annotator_id": col(annotator_id), "annotation_id": col(annotation_id),
     })
     return QUARANTINE.conform(df)
+
+
+def item_id_for_bytes(content: bytes) -> str:
+    """Items are named by the hash of their bytes: the same file is the same item anywhere."""
+    return hashlib.sha256(content).hexdigest()[:16]

@@ -5,7 +5,16 @@ from __future__ import annotations
 import dagster as dg
 
 from annotation_pipeline.defs import (
-    anonymization, automation, consensus, ingestion, monitoring, prelabel, qa, release, vendor)
+    anonymization,
+    automation,
+    consensus,
+    ingestion,
+    monitoring,
+    prelabel,
+    qa,
+    release,
+    vendor,
+)
 from annotation_pipeline.defs.resources import build_resources
 
 STAGES = [ingestion, anonymization, prelabel, vendor, qa, consensus, release, monitoring, automation]

@@ -12,7 +12,7 @@ os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
 @pytest.fixture(scope="session")
 def gold_root(tmp_path_factory) -> Path:
     """A data root with the sample gold set (images + labels), shared read-only by tests."""
-    from annotation_pipeline.sample_data import generate_gold_set
+    from annotation_pipeline.sample_world.sample_data import generate_gold_set
 
     root = tmp_path_factory.mktemp("gold_root")
     generate_gold_set(root)
@@ -21,7 +21,7 @@ def gold_root(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def trained_model(gold_root):
-    from annotation_pipeline.prelabel import load_rgb, train_prelabel_model
+    from annotation_pipeline.prelabel.model import load_rgb, train_prelabel_model
 
     labels = pd.read_parquet(gold_root / "gold" / "gold_labels.parquet")
     images = {p.stem: load_rgb(p) for p in sorted((gold_root / "gold" / "images").glob("*.png"))}

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import cohen_kappa_score
 
-from annotation_pipeline.agreement import (
+from annotation_pipeline.consensus.agreement import (
     agreement_table,
     class_agreement,
     cohen_kappa_pairwise,
@@ -20,7 +20,7 @@ from annotation_pipeline.agreement import (
     iou_agreement,
     krippendorff_alpha_nominal,
 )
-from annotation_pipeline.boxes import merge_boxes_by_iou
+from annotation_pipeline.consensus.boxes import merge_boxes_by_iou
 from annotation_pipeline.contracts import AGREEMENT_METRICS
 
 CLASSES = np.array(["day", "night", "fog", "rain"])

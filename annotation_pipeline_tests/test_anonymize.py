@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 from skimage import data as skdata
 
-from annotation_pipeline.anonymize import (
+from annotation_pipeline.anonymization.items import (
     REIDENTIFICATION_MAP,
     SECRET_ENV_VAR,
     AnonymizationResult,

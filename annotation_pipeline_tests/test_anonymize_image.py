@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 from skimage import data as skdata
 
-from annotation_pipeline.anonymize_image import (
+from annotation_pipeline.anonymization.image import (
     AnonymizedImage,
     ImageProblem,
     ImageSettings,

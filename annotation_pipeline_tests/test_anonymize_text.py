@@ -1,4 +1,4 @@
-"""Detectors, pseudonyms, names and the field policy (annotation_pipeline.anonymize_text)."""
+"""Detectors, pseudonyms, names and the field policy (annotation_pipeline.anonymization.text)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from stdnum import iban as stdnum_iban
 from stdnum import luhn as stdnum_luhn
 
-from annotation_pipeline.anonymize_text import (
+from annotation_pipeline.anonymization.text import (
     FieldPolicy,
     FieldRule,
     NameFinder,

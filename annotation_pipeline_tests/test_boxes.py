@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import shapely
 
-from annotation_pipeline.boxes import (
+from annotation_pipeline.consensus.boxes import (
     GeometryError,
     box_iou,
     candidate_pairs,

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from annotation_pipeline.agreement import krippendorff_alpha_nominal
-from annotation_pipeline.cli import main
+from annotation_pipeline.cli.main import main
+from annotation_pipeline.consensus.agreement import krippendorff_alpha_nominal
 
 
 @pytest.fixture

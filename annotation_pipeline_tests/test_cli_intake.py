@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from annotation_pipeline.cli import main
+from annotation_pipeline.cli.main import main
 from annotation_pipeline_tests.malformed.corpus import BATCH, VENDOR, dumps, make_tasks, valid_export, write_corpus
 
 

@@ -9,7 +9,7 @@ import shapely
 from crowdkit.aggregation import DawidSkene as CrowdKitDawidSkene
 from crowdkit.aggregation import MajorityVote as CrowdKitMajorityVote
 
-from annotation_pipeline.consensus import (
+from annotation_pipeline.consensus.aggregators import (
     AnswersError,
     DawidSkene,
     GoldWeightedVote,
@@ -22,9 +22,9 @@ from annotation_pipeline.contracts import (
     AGREEMENT_METRICS,
     ANNOTATIONS,
     CONSENSUS_LABELS,
+    GOLD_LABELS,
     REVIEW_QUEUE,
     VENDOR_TASKS,
-    GOLD_LABELS,
 )
 
 SCENES = np.array(["day", "fog", "night", "rain"])

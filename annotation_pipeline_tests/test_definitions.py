@@ -67,11 +67,11 @@ def test_the_production_profile_swaps_resources_not_assets(monkeypatch):
 def test_an_unknown_profile_is_refused_with_the_variable_named(monkeypatch):
     import pytest
 
-    from annotation_pipeline.defs.resources import current_profile
+    from annotation_pipeline.settings import load_settings
 
     monkeypatch.setenv("ANNOTATION_PIPELINE_PROFILE", "staging")
     with pytest.raises(ValueError, match="ANNOTATION_PIPELINE_PROFILE='staging'"):
-        current_profile()
+        load_settings()
 
 
 def test_the_code_location_loads_as_dagster_dev_would_load_it():

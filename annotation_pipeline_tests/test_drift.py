@@ -12,13 +12,23 @@ import pytest
 from PIL import Image
 from scipy import stats
 
-from annotation_pipeline.contracts import DRIFT_SIGNALS, PREDICTION_LOG, QUARANTINE, RELABEL_CAMPAIGN, ContractError
-from annotation_pipeline.drift import (
-    assess_day, assess_drift, campaign_items, population_stability, read_prediction_logs,
+from annotation_pipeline.contracts import (
+    DRIFT_SIGNALS,
+    PREDICTION_LOG,
+    QUARANTINE,
+    RELABEL_CAMPAIGN,
+    ContractError,
+    item_id_for_bytes,
+)
+from annotation_pipeline.monitoring.drift import (
+    assess_day,
+    assess_drift,
+    campaign_items,
+    population_stability,
+    read_prediction_logs,
     run_campaign,
 )
-from annotation_pipeline.prelabel import select_for_labeling
-from annotation_pipeline.sample_data import item_id_for_bytes
+from annotation_pipeline.prelabel.model import select_for_labeling
 
 QUIET, DRIFTED = "2026-11-19", "2026-11-20"
 MODEL = "scene-v3"
@@ -212,7 +222,7 @@ def test_the_sensor_starts_one_campaign_per_drifted_day_in_a_real_dagster_instan
 
 
 def test_the_drift_command_answers_scripts_and_gates_ci(production, capsys):
-    from annotation_pipeline.cli import main
+    from annotation_pipeline.cli.main import main
 
     assert main(["drift", "--date", QUIET, "--root", str(production), "--json"]) == 0
     quiet = json.loads(capsys.readouterr().out)

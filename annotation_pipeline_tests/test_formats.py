@@ -10,11 +10,25 @@ import pytest
 import shapely
 
 from annotation_pipeline.contracts import ANNOTATIONS, QUARANTINE
-from annotation_pipeline.formats import intake_vendor_returns
-from annotation_pipeline.project_files import load_ontology
+from annotation_pipeline.ontology import load_ontology
+from annotation_pipeline.vendor.intake import intake_vendor_returns
 from annotation_pipeline_tests.malformed.corpus import (
-    BATCH, CAR, SIGN, VENDOR, W, H, answer, box, choice, dumps, make_tasks, malformed_cases,
-    polygon, task, valid_export, write_corpus,
+    BATCH,
+    CAR,
+    SIGN,
+    VENDOR,
+    H,
+    W,
+    answer,
+    box,
+    choice,
+    dumps,
+    make_tasks,
+    malformed_cases,
+    polygon,
+    task,
+    valid_export,
+    write_corpus,
 )
 
 
@@ -195,7 +209,11 @@ def test_coco_boxes_polygons_and_scene_map_to_tasks_by_file_name(inbox, ontology
 
 
 def test_the_simulated_vendor_exports_are_read_without_loss(tmp_path, ontology):
-    from annotation_pipeline.simulated_vendor import AnnotatorProfile, simulate_answers, write_label_studio_exports
+    from annotation_pipeline.sample_world.workforce import (
+        AnnotatorProfile,
+        simulate_answers,
+        write_label_studio_exports,
+    )
 
     tasks = make_tasks(n_tasks=20, gold_task_ids=())
     truth_rows = []

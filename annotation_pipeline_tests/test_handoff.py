@@ -3,10 +3,10 @@ import json
 import pandas as pd
 
 from annotation_pipeline.contracts import ANONYMIZED_ITEMS, VENDOR_TASKS
-from annotation_pipeline.handoff import build_vendor_batch, verify_manifest
-from annotation_pipeline.prelabel import load_rgb
-from annotation_pipeline.project_files import load_guidelines, load_ontology
-from annotation_pipeline.simulated_vendor import AnnotatorProfile, simulate_answers, write_label_studio_exports
+from annotation_pipeline.ontology import load_guidelines, load_ontology
+from annotation_pipeline.prelabel.model import load_rgb
+from annotation_pipeline.sample_world.workforce import AnnotatorProfile, simulate_answers, write_label_studio_exports
+from annotation_pipeline.vendor.handoff import build_vendor_batch, verify_manifest
 
 
 def _batch(gold_root, trained_model, tmp_path, n_gold=3):

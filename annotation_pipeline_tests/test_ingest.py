@@ -3,9 +3,8 @@ import io
 import pandas as pd
 from PIL import Image
 
-from annotation_pipeline.contracts import QUARANTINE, RAW_ITEMS
-from annotation_pipeline.ingest import ingest_landing_folder
-from annotation_pipeline.sample_data import item_id_for_bytes
+from annotation_pipeline.contracts import QUARANTINE, RAW_ITEMS, item_id_for_bytes
+from annotation_pipeline.ingestion.landing import ingest_landing_folder
 
 
 def _png(color=(10, 20, 30), size=(32, 24)) -> bytes:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from annotation_pipeline.cli import main
+from annotation_pipeline.cli.main import main
 from annotation_pipeline.contracts import ANNOTATIONS, CONSENSUS_LABELS, QUARANTINE, RAW_ITEMS
 
 pytestmark = pytest.mark.slow
@@ -153,9 +153,9 @@ def test_releases_and_trace_answer_an_auditor(demo_run, capsys):
 
 
 def test_the_vendor_side_never_imports_the_raw_store():
-    code = ("import sys; import annotation_pipeline.handoff, annotation_pipeline.formats, "
-            "annotation_pipeline.simulated_vendor; "
-            "bad=[m for m in ('annotation_pipeline.ingest','annotation_pipeline.anonymize') if m in sys.modules]; "
+    code = ("import sys; import annotation_pipeline.vendor.handoff, annotation_pipeline.vendor.intake, "
+            "annotation_pipeline.sample_world.workforce; "
+            "bad=[m for m in ('annotation_pipeline.ingestion.landing','annotation_pipeline.anonymization.items') if m in sys.modules]; "
             "print(','.join(bad))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == ""
@@ -195,7 +195,7 @@ def test_the_demo_day_drifts_in_production_and_reruns_judge_it_the_same(demo_run
 
 
 def test_a_drift_campaign_lands_images_that_the_next_day_labels_first(demo_run):
-    from annotation_pipeline.drift import run_campaign
+    from annotation_pipeline.monitoring.drift import run_campaign
 
     root, (first, _), _ = demo_run
     next_day = "2026-11-21"

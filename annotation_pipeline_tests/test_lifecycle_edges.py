@@ -8,10 +8,10 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from annotation_pipeline.defs.resources import LocalFolderVendor
 from annotation_pipeline.definitions import build_definitions
-from annotation_pipeline.handoff import VendorBatch
-from annotation_pipeline.sample_data import generate_gold_set, generate_partition
+from annotation_pipeline.defs.resources import LocalFolderVendor
+from annotation_pipeline.sample_world.sample_data import generate_gold_set, generate_partition
+from annotation_pipeline.vendor.handoff import VendorBatch
 
 pytestmark = pytest.mark.slow
 DATE = "2026-11-19"

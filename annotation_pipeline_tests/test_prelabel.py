@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 
 from annotation_pipeline.contracts import LABELING_QUEUE, PRELABELS
-from annotation_pipeline.prelabel import _box_iou, select_for_labeling
-from annotation_pipeline.sample_data import render_scene
+from annotation_pipeline.prelabel.model import _box_iou, select_for_labeling
+from annotation_pipeline.sample_world.sample_data import render_scene
 
 
 def _held_out(n=40, seed=123):
@@ -51,7 +51,7 @@ def test_active_learning_takes_the_least_certain_items_first_within_budget():
 
 
 def test_the_model_version_names_its_training_data(trained_model, gold_root):
-    from annotation_pipeline.prelabel import load_rgb, train_prelabel_model
+    from annotation_pipeline.prelabel.model import load_rgb, train_prelabel_model
 
     labels = pd.read_parquet(gold_root / "gold" / "gold_labels.parquet")
     images = {p.stem: load_rgb(p) for p in sorted((gold_root / "gold" / "images").glob("*.png"))[:30]}

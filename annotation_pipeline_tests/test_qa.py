@@ -11,15 +11,33 @@ import pytest
 import shapely
 
 from annotation_pipeline.contracts import ANNOTATIONS, CONSENSUS_LABELS, QUARANTINE
-from annotation_pipeline.formats import intake_vendor_returns
-from annotation_pipeline.project_files import load_ontology
-from annotation_pipeline.qa import (
-    QAThresholds, annotator_scorecards, batch_health, blocking_failures, build_row_suite,
-    gold_answer_outcomes, validate_annotations,
+from annotation_pipeline.ontology import load_ontology
+from annotation_pipeline.qa.suite import (
+    QAThresholds,
+    annotator_scorecards,
+    batch_health,
+    blocking_failures,
+    build_row_suite,
+    gold_answer_outcomes,
+    validate_annotations,
 )
+from annotation_pipeline.vendor.intake import intake_vendor_returns
 from annotation_pipeline_tests.malformed.corpus import (
-    ANNOTATORS, BATCH, CAR, SIGN, VENDOR, answer, box, choice, dumps, gold_labels, make_tasks,
-    polygon, task, valid_export, write_corpus,
+    ANNOTATORS,
+    BATCH,
+    CAR,
+    SIGN,
+    VENDOR,
+    answer,
+    box,
+    choice,
+    dumps,
+    gold_labels,
+    make_tasks,
+    polygon,
+    task,
+    valid_export,
+    write_corpus,
 )
 
 
@@ -310,7 +328,7 @@ def test_scorecards_report_gold_accuracy_rework_and_agreement_with_consensus(tmp
 
 
 def test_duplicate_object_detection_agrees_with_pandas_duplicated():
-    from annotation_pipeline.qa import _duplicate_rows
+    from annotation_pipeline.qa.suite import _duplicate_rows
 
     rng = np.random.default_rng(0)
     for _ in range(10):  # few distinct values: many exact duplicates, in any order

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from annotation_pipeline.contracts import CONSENSUS_LABELS
-from annotation_pipeline.release import DvcReleaseStore, labels_fingerprint, merge_into_dataset
+from annotation_pipeline.release.store import DvcReleaseStore, labels_fingerprint, merge_into_dataset
 
 
 def _labels(n=3, label="car", date="2026-11-21"):

@@ -9,8 +9,8 @@ import pytest
 
 from annotation_pipeline.contracts import CONSENSUS_LABELS, VENDOR_TASKS
 from annotation_pipeline.defs.resources import S3Vendor
-from annotation_pipeline.handoff import VendorBatch
-from annotation_pipeline.release import DvcReleaseStore, merge_into_dataset
+from annotation_pipeline.release.store import DvcReleaseStore, merge_into_dataset
+from annotation_pipeline.vendor.handoff import VendorBatch
 
 BUCKET = "annotation-program"
 

@@ -2,9 +2,17 @@
 
 import pandas as pd
 
-from annotation_pipeline.project_files import load_ontology
-from annotation_pipeline.vendor_returns import IntakeLedger, process_vendor_returns
-from annotation_pipeline_tests.malformed.corpus import ANNOTATORS, BATCH, VENDOR, dumps, gold_labels, make_tasks, valid_export
+from annotation_pipeline.ontology import load_ontology
+from annotation_pipeline.vendor.returns import IntakeLedger, process_vendor_returns
+from annotation_pipeline_tests.malformed.corpus import (
+    ANNOTATORS,
+    BATCH,
+    VENDOR,
+    dumps,
+    gold_labels,
+    make_tasks,
+    valid_export,
+)
 
 
 def _inbox(tmp_path):

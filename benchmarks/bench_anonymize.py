@@ -40,10 +40,10 @@ from skimage import data as skdata
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from annotation_pipeline.anonymize import anonymize_items, default_policy  # noqa: E402
-from annotation_pipeline.anonymize_image import ImageSettings  # noqa: E402
+from annotation_pipeline.anonymization.items import anonymize_items, default_policy  # noqa: E402
+from annotation_pipeline.anonymization.image import ImageSettings  # noqa: E402
 from annotation_pipeline.contracts import RAW_ITEMS  # noqa: E402
-from annotation_pipeline.sample_data import render_scene  # noqa: E402
+from annotation_pipeline.sample_world.sample_data import render_scene  # noqa: E402
 
 SECRET = b"benchmark-secret-0123456789abcdef0123"
 DATE = "2026-11-22"

@@ -24,7 +24,7 @@ import pandas as pd
 from ensemble_boxes import weighted_boxes_fusion
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from annotation_pipeline.boxes import merge_boxes_by_iou  # noqa: E402
+from annotation_pipeline.consensus.boxes import merge_boxes_by_iou  # noqa: E402
 
 N_IMG, N_ANN, N_OBJ, N_CLASSES = 22_000, 5, 3, 4
 P_MISS, SPAMMER = 0.1, 4

@@ -35,7 +35,7 @@ import pandas as pd  # noqa: E402
 import shapely  # noqa: E402
 
 from annotation_pipeline.contracts import ANNOTATIONS, VENDOR_TASKS  # noqa: E402
-from annotation_pipeline.project_files import load_ontology  # noqa: E402
+from annotation_pipeline.ontology import load_ontology  # noqa: E402
 
 
 def peak_rss_gb() -> float:

@@ -4,12 +4,12 @@
 import dagster as dg
 import pandas as pd
 
-from annotation_pipeline.anonymize import anonymize_items, load_secret, store_reidentification_map
-from annotation_pipeline.anonymize_text import FieldPolicy
+from annotation_pipeline.anonymization.items import anonymize_items, load_secret, store_reidentification_map
+from annotation_pipeline.anonymization.text import FieldPolicy
 from annotation_pipeline.contracts import ANONYMIZED_ITEMS, REDACTION_LOG
 from annotation_pipeline.defs.common import OWNERS, counts_metadata, daily_partitions, table_metadata
 from annotation_pipeline.defs.resources import DataRoot
-from annotation_pipeline.project_files import ANONYMIZATION_POLICY_PATH
+from annotation_pipeline.layout import project_files
 
 
 @dg.multi_asset(
@@ -29,12 +29,12 @@ from annotation_pipeline.project_files import ANONYMIZATION_POLICY_PATH
 )
 def anonymize(context: dg.AssetExecutionContext, data_root: DataRoot, raw_items: pd.DataFrame):
     date = context.partition_key
-    policy = FieldPolicy.from_json(ANONYMIZATION_POLICY_PATH)
-    result = anonymize_items(raw_items, data_root.root, f"anonymized/{date}", secret=load_secret(), policy=policy)
+    policy = FieldPolicy.from_json(project_files().anonymization_policy)
+    result = anonymize_items(raw_items, data_root.root, data_root.layout.relative(data_root.layout.anonymized(date)), secret=load_secret(), policy=policy)
     data_root.write_quarantine("anonymization", date, result.quarantine)
     # The re-identification map goes to the restricted store only, never beside vendor data.
-    store_reidentification_map(result.reidentification_map, data_root.restricted_dir() / "reidentification", date,
-                               vendor_dirs=[data_root.root / "vendors", data_root.root / "anonymized"])
+    store_reidentification_map(result.reidentification_map, data_root.layout.reidentification, date,
+                               vendor_dirs=[data_root.layout.vendors, data_root.layout.root / "anonymized"])
     summary = result.summary()
     log = result.redaction_log
     yield dg.Output(result.items, output_name="anonymized_items", metadata={

@@ -3,10 +3,10 @@
 
 import dagster as dg
 
+from annotation_pipeline.audit import append_audit_event
 from annotation_pipeline.defs.common import daily_partitions
 from annotation_pipeline.defs.monitoring import relabel_campaign_job
 from annotation_pipeline.defs.resources import DataRoot
-from annotation_pipeline.release import append_audit_event
 
 lifecycle_job = dg.define_asset_job(
     # Everything on daily partitions; the model is retrained deliberately and campaigns run

@@ -4,7 +4,7 @@
 import dagster as dg
 import pandas as pd
 
-from annotation_pipeline.consensus import run_consensus
+from annotation_pipeline.consensus.aggregators import run_consensus
 from annotation_pipeline.contracts import AGREEMENT_METRICS, CONSENSUS_LABELS, GOLD_LABELS, REVIEW_QUEUE
 from annotation_pipeline.defs.common import OWNERS, daily_partitions, table_metadata
 from annotation_pipeline.defs.resources import DataRoot
@@ -18,7 +18,7 @@ class ConsensusConfig(dg.Config):
 
 
 def read_gold(data_root: DataRoot) -> pd.DataFrame:
-    path = data_root.root / "gold" / "gold_labels.parquet"
+    path = data_root.layout.gold_labels
     return pd.read_parquet(path) if path.exists() else GOLD_LABELS.empty()
 
 

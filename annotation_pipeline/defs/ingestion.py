@@ -7,7 +7,7 @@ import pandas as pd
 from annotation_pipeline.contracts import RAW_ITEMS
 from annotation_pipeline.defs.common import OWNERS, counts_metadata, daily_partitions, table_metadata
 from annotation_pipeline.defs.resources import DataRoot
-from annotation_pipeline.ingest import ingest_landing_folder
+from annotation_pipeline.ingestion.landing import ingest_landing_folder
 
 
 @dg.asset(
@@ -18,7 +18,7 @@ from annotation_pipeline.ingest import ingest_landing_folder
 )
 def raw_items(context: dg.AssetExecutionContext, data_root: DataRoot) -> dg.Output[pd.DataFrame]:
     date = context.partition_key
-    result = ingest_landing_folder(data_root.root / "landing" / date, data_root.root, date)
+    result = ingest_landing_folder(data_root.layout.landing(date), data_root.root, date)
     data_root.write_quarantine("ingestion", date, result.quarantine)
     if result.n_received == 0:
         context.log.warning(f"landing/{date}/ is empty or missing: nothing to ingest")

@@ -8,6 +8,7 @@ the ingestion landing folder; ``labeling_queue`` puts them first when they come 
 
 
 from datetime import datetime, timezone
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -15,19 +16,25 @@ import pandas as pd
 from annotation_pipeline.contracts import DRIFT_SIGNALS, RELABEL_CAMPAIGN, ContractError
 from annotation_pipeline.defs.common import OWNERS, counts_metadata, daily_partitions, table_metadata
 from annotation_pipeline.defs.resources import DataRoot
-from annotation_pipeline.drift import (
-    CAMPAIGNS_DIR, PREDICTIONS_DIR, REFERENCE_DIR, assess_day, campaign_id_for, run_campaign, summary,
+from annotation_pipeline.layout import DataLayout
+from annotation_pipeline.monitoring.drift import (
+    assess_day,
+    campaign_id_for,
+    run_campaign,
+    summary,
     write_log_quarantine,
 )
 from annotation_pipeline.plots import markdown_image, share_comparison
 
 ML_OWNERS = ["team:ml-platform"]
+# Paths as the descriptions in the UI show them, relative to the data root.
+_SHOWN = DataLayout(Path("ROOT"), anchored=False)
 
 production_predictions = dg.AssetSpec(
     "production_predictions", group_name="monitoring", owners=ML_OWNERS, kinds={"parquet", "csv"},
     description=f"What the production model predicted, logged by the serving team: "
-                f"`{PREDICTIONS_DIR}/<date>/*.parquet|csv` per day and, per model version, its predictions on "
-                f"its validation set in `{REFERENCE_DIR}/<model_version>.parquet` (the distribution it was "
+                f"`{_SHOWN.predictions('<date>')}/*.parquet|csv` per day and, per model version, its predictions on "
+                f"its validation set in `{_SHOWN.reference}/<model_version>.parquet` (the distribution it was "
                 "accepted on). Read-only for this pipeline.",
 )
 
@@ -53,7 +60,7 @@ def drift_signals(context: dg.AssetExecutionContext, data_root: DataRoot):
     charts = {f"chart_{version}": dg.MetadataValue.md(markdown_image(share_comparison(shares), f"label shares {version}"))
               for version, shares in assessment.class_shares.groupby("model_version")}
     if logs.n_files == 0:
-        context.log.info(f"{PREDICTIONS_DIR}/{date}/ holds no prediction log: nothing to judge")
+        context.log.info(f"{data_root.layout.predictions(date)}/ holds no prediction log: nothing to judge")
     yield dg.Output(assessment.signals, metadata={
         **counts_metadata(logs.n_received, logs.n_accepted, len(logs.quarantine)),
         "log_files": logs.n_files,
@@ -84,7 +91,7 @@ class CampaignConfig(dg.Config):
     description="A relabel campaign for one drifted day (partition `drift-<day>`): the day's production "
                 "images predicted as a class whose share grew, then the least confident, up to the budget, "
                 "copied into `landing/<day after>/` for the nightly run; `labeling_queue` labels them first. "
-                f"The manifest and the drift evidence are kept in `{CAMPAIGNS_DIR}/<campaign>/`.\n\n"
+                f"The manifest and the drift evidence are kept in `{_SHOWN.campaigns}/<campaign>/`.\n\n"
                 + RELABEL_CAMPAIGN.markdown(),
 )
 def relabel_campaign(context: dg.AssetExecutionContext, config: CampaignConfig,

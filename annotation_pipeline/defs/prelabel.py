@@ -7,8 +7,8 @@ import pandas as pd
 from annotation_pipeline.contracts import LABELING_QUEUE, PRELABELS
 from annotation_pipeline.defs.common import OWNERS, daily_partitions, table_metadata
 from annotation_pipeline.defs.resources import DataRoot
-from annotation_pipeline.drift import campaign_items
-from annotation_pipeline.prelabel import PrelabelModel, load_rgb, select_for_labeling, train_prelabel_model
+from annotation_pipeline.monitoring.drift import campaign_items
+from annotation_pipeline.prelabel.model import PrelabelModel, load_rgb, select_for_labeling, train_prelabel_model
 
 gold_set = dg.AssetSpec(
     "gold_set", group_name="prelabel", owners=OWNERS, kinds={"parquet"},
@@ -19,7 +19,7 @@ gold_set = dg.AssetSpec(
 
 
 def _model_path(data_root: DataRoot):
-    return data_root.root / "models" / "prelabel_model.pkl"
+    return data_root.layout.prelabel_model
 
 
 @dg.asset(
@@ -30,13 +30,12 @@ def _model_path(data_root: DataRoot):
                 "when this asset is materialized, so reruns of a day's partition reuse the same model.",
 )
 def prelabel_model(context: dg.AssetExecutionContext, data_root: DataRoot) -> dg.MaterializeResult:
-    gold_dir = data_root.root / "gold"
-    labels_path = gold_dir / "gold_labels.parquet"
+    gold_dir, labels_path = data_root.layout.gold, data_root.layout.gold_labels
     if not labels_path.exists():
         raise dg.Failure(f"no gold set at {gold_dir}: put gold images and gold_labels.parquet there "
                          "(`annotation-pipeline demo` generates a sample one)")
     labels = pd.read_parquet(labels_path)
-    images = {p.stem: load_rgb(p) for p in sorted((gold_dir / "images").glob("*.png"))}
+    images = {p.stem: load_rgb(p) for p in sorted(data_root.layout.gold_images.glob("*.png"))}
     model = train_prelabel_model(images, labels)
     model.save(_model_path(data_root))
     context.log.info(f"trained {model.version} on {model.trained_on} gold items")

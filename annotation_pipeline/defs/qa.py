@@ -14,7 +14,7 @@ from annotation_pipeline.defs.common import OWNERS, daily_partitions, table_meta
 from annotation_pipeline.defs.consensus import read_gold
 from annotation_pipeline.defs.resources import DataRoot
 from annotation_pipeline.plots import bar_chart, markdown_image
-from annotation_pipeline.qa import annotator_scorecards as score_annotators
+from annotation_pipeline.qa.suite import annotator_scorecards as score_annotators
 
 
 @dg.asset(

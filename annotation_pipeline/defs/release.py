@@ -6,9 +6,9 @@ import pandas as pd
 
 from annotation_pipeline.defs.common import OWNERS, daily_partitions
 from annotation_pipeline.defs.resources import DataRoot, ReleaseStore
-from annotation_pipeline.project_files import load_guidelines, load_ontology
-from annotation_pipeline.release import merge_into_dataset
-from annotation_pipeline.release_report import build_provenance, build_quality_report
+from annotation_pipeline.ontology import load_guidelines, load_ontology
+from annotation_pipeline.release.report import build_provenance, build_quality_report
+from annotation_pipeline.release.store import merge_into_dataset
 
 
 @dg.asset(

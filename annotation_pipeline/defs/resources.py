@@ -7,7 +7,6 @@ assets never branch on the environment, they only call these small interfaces.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -16,22 +15,13 @@ import dagster as dg
 import pandas as pd
 from pydantic import PrivateAttr
 
-from annotation_pipeline.contracts import QUARANTINE
-from annotation_pipeline.handoff import VendorBatch, verify_manifest
-from annotation_pipeline.project_files import default_data_root
-from annotation_pipeline.sample_data import load_sample_settings
 from annotation_pipeline.atomic_files import write_parquet_atomic
-from annotation_pipeline.release import DvcReleaseStore
-
-PROFILE_ENV = "ANNOTATION_PIPELINE_PROFILE"
-from annotation_pipeline.anonymize import SECRET_ENV_VAR as SECRET_ENV  # noqa: E402, F401  (the CLI reads it here)
-
-
-def current_profile() -> str:
-    profile = os.environ.get(PROFILE_ENV, "local")
-    if profile not in ("local", "production"):
-        raise ValueError(f"{PROFILE_ENV}={profile!r}: expected 'local' or 'production'")
-    return profile
+from annotation_pipeline.contracts import QUARANTINE
+from annotation_pipeline.layout import DataLayout
+from annotation_pipeline.release.store import DvcReleaseStore
+from annotation_pipeline.sample_world.sample_data import load_sample_settings
+from annotation_pipeline.settings import load_settings
+from annotation_pipeline.vendor.handoff import VendorBatch, verify_manifest
 
 
 class DataRoot(dg.ConfigurableResource):
@@ -43,19 +33,23 @@ class DataRoot(dg.ConfigurableResource):
     def root(self) -> Path:
         return Path(self.path).resolve()
 
+    @property
+    def layout(self) -> DataLayout:
+        return DataLayout(self.root)
+
     def write_quarantine(self, stage: str, partition_date: str, rows: pd.DataFrame) -> Path:
         """Quarantine rows of one stage and partition; replaced, not appended, on a rerun."""
-        path = self.root / "quarantine" / stage / f"{partition_date}.parquet"
+        path = self.layout.quarantine_file(stage, partition_date)
         write_parquet_atomic(QUARANTINE.conform(rows), path)
         return path
 
     def read_quarantine(self, partition_date: str) -> pd.DataFrame:
-        frames = [pd.read_parquet(p) for p in sorted((self.root / "quarantine").glob(f"*/{partition_date}.parquet"))]
+        frames = [pd.read_parquet(p) for p in sorted(self.layout.quarantine.glob(f"*/{partition_date}.parquet"))]
         return QUARANTINE.conform(pd.concat(frames, ignore_index=True)) if frames else QUARANTINE.empty()
 
     def restricted_dir(self) -> Path:
         """Where re-identification maps live: never under vendors/, readable by the owner only."""
-        path = self.root / "restricted"
+        path = self.layout.restricted
         path.mkdir(parents=True, exist_ok=True)
         path.chmod(0o700)
         return path
@@ -70,7 +64,7 @@ class PartitionedParquetIOManager(dg.ConfigurableIOManager):
     base_path: str
 
     def _path(self, key: dg.AssetKey, partition: str | None) -> Path:
-        return Path(self.base_path).resolve() / "tables" / "/".join(key.path) / f"{partition or 'all'}.parquet"
+        return DataLayout(Path(self.base_path)).table(key.path, partition)
 
     def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
         if obj is None:
@@ -115,7 +109,8 @@ class LocalFolderVendor(VendorExchange):
     seed: int = 0
 
     def _dir(self, box: str) -> Path:
-        return Path(self.root).resolve() / "vendors" / self.vendor / box
+        layout = DataLayout(Path(self.root))
+        return layout.outbox(self.vendor) if box == "outbox" else layout.inbox(self.vendor)
 
     def deliver(self, batch: VendorBatch) -> str:
         target = self._dir("outbox") / batch.batch_id
@@ -132,15 +127,19 @@ class LocalFolderVendor(VendorExchange):
         return str(target)
 
     def _simulate(self, batch: VendorBatch, outbox_batch: Path) -> None:
-        from annotation_pipeline.project_files import load_ontology
-        from annotation_pipeline.simulated_vendor import (
-            AnnotatorProfile, seed_for_batch, simulate_answers, write_label_studio_exports)
+        from annotation_pipeline.ontology import load_ontology
+        from annotation_pipeline.sample_world.workforce import (
+            AnnotatorProfile,
+            seed_for_batch,
+            simulate_answers,
+            write_label_studio_exports,
+        )
 
         settings = load_sample_settings()["vendor"]
         profiles = [AnnotatorProfile.from_dict(p) for p in settings["annotators"]]
-        root = Path(self.root).resolve()
-        truth = pd.concat([pd.read_parquet(p) for p in sorted((root / "sample_truth").glob("*.parquet"))]
-                          + [pd.read_parquet(root / "gold" / "gold_labels.parquet")], ignore_index=True)
+        layout = DataLayout(Path(self.root))
+        truth = pd.concat([pd.read_parquet(p) for p in sorted(layout.sample_truth.glob("*.parquet"))]
+                          + [pd.read_parquet(layout.gold_labels)], ignore_index=True)
         truth = truth.merge(batch.tasks[["item_id", "image_file"]], on="item_id")  # the simulator's eyes
         ontology = load_ontology()
         answers = simulate_answers(batch.tasks, truth, profiles, int(batch.tasks["overlap"].iloc[0]),
@@ -218,19 +217,16 @@ class ReleaseStore(dg.ConfigurableResource):
 
 def build_resources(profile: str | None = None, root: Path | None = None) -> dict:
     """The resources of a profile: one dictionary lookup, the only place profiles differ."""
-    profile = profile or current_profile()
-    root = Path(root or default_data_root())
+    settings = load_settings(root=root, profile=profile)
+    root = settings.data_root
     common = {
         "data_root": DataRoot(path=str(root)),
         "io_manager": PartitionedParquetIOManager(base_path=str(root)),
+        "releases": ReleaseStore(root=str(root), remote_url=settings.dvc_remote(),
+                                 endpoint_url=settings.s3_endpoint_url),
     }
-    if profile == "local":
-        return {**common,
-                "vendor": LocalFolderVendor(vendor="simvendor", root=str(root)),
-                "releases": ReleaseStore(root=str(root), remote_url=str(root / "dvc-remote"))}
-    bucket = dg.EnvVar("ANNOTATION_PIPELINE_S3_BUCKET").get_value()
-    endpoint = os.environ.get("AWS_ENDPOINT_URL") or None
-    return {**common,
-            "vendor": S3Vendor(vendor=os.environ.get("ANNOTATION_PIPELINE_VENDOR", "vendor"), bucket=bucket,
-                               endpoint_url=endpoint, download_dir=str(root / "vendors")),
-            "releases": ReleaseStore(root=str(root), remote_url=f"s3://{bucket}/dvc", endpoint_url=endpoint)}
+    if settings.profile == "local":
+        return {**common, "vendor": LocalFolderVendor(vendor="simvendor", root=str(root))}
+    return {**common, "vendor": S3Vendor(vendor=settings.vendor, bucket=settings.require_bucket(),
+                                         endpoint_url=settings.s3_endpoint_url,
+                                         download_dir=str(DataLayout(root).vendors))}

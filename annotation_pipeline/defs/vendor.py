@@ -10,10 +10,10 @@ from annotation_pipeline.contracts import ANNOTATIONS, QUARANTINE, VENDOR_TASKS
 from annotation_pipeline.defs.common import OWNERS, counts_metadata, daily_partitions, table_metadata
 from annotation_pipeline.defs.consensus import read_gold
 from annotation_pipeline.defs.resources import DataRoot, VendorExchange
-from annotation_pipeline.handoff import build_vendor_batch, record_sent, tasks_sent
-from annotation_pipeline.project_files import load_guidelines, load_ontology
-from annotation_pipeline.qa import QAThresholds, row_rules
-from annotation_pipeline.vendor_returns import IntakeLedger, process_vendor_returns
+from annotation_pipeline.ontology import load_guidelines, load_ontology
+from annotation_pipeline.qa.suite import QAThresholds, row_rules
+from annotation_pipeline.vendor.handoff import build_vendor_batch, record_sent, tasks_sent
+from annotation_pipeline.vendor.returns import IntakeLedger, process_vendor_returns
 
 
 class HandoffConfig(dg.Config):
@@ -22,7 +22,7 @@ class HandoffConfig(dg.Config):
 
 
 def gold_items(data_root: DataRoot) -> pd.DataFrame:
-    images = sorted((data_root.root / "gold" / "images").glob("*.png"))
+    images = sorted(data_root.layout.gold_images.glob("*.png"))
     from PIL import Image
 
     sizes = [Image.open(p).size for p in images]
@@ -43,7 +43,7 @@ def vendor_batches(context: dg.AssetExecutionContext, config: HandoffConfig, dat
                    vendor: VendorExchange, labeling_queue: pd.DataFrame, anonymized_items: pd.DataFrame,
                    prelabels: pd.DataFrame) -> dg.Output[pd.DataFrame]:
     date = context.partition_key
-    handoff_dir = data_root.root / "handoff"
+    handoff_dir = data_root.layout.handoff
     sent = tasks_sent(handoff_dir, vendor.vendor, date)
     # Only items not yet sent for this day go out: a rerun sends nothing again, and uploads that
     # land late make a second, smaller batch instead of paying to label the first one twice.
@@ -130,12 +130,12 @@ def _check_result(outcome) -> dg.AssetCheckResult:
 def intake_vendor_returns_and_validate(context: dg.AssetExecutionContext, data_root: DataRoot,
                                        vendor: VendorExchange, vendor_batches: pd.DataFrame):
     date = context.partition_key
-    ledger = IntakeLedger(data_root.root / "intake_ledger" / f"{vendor.vendor}.parquet")
+    ledger = IntakeLedger(data_root.layout.intake_ledger(vendor.vendor))
     returns = {batch_id: vendor.collect_returns(batch_id) for batch_id in sorted(vendor_batches["batch_id"].unique())}
     report = process_vendor_returns(returns, vendor_batches, read_gold(data_root), load_ontology().raw,
                                     vendor=vendor.vendor, already_ingested_sha256=ledger.seen_before(date),
                                     partition_date=date, thresholds=_THRESHOLDS,
-                                    docs_dir=data_root.root / "qa" / "data_docs")
+                                    docs_dir=data_root.layout.data_docs)
     data_root.write_quarantine("intake", date, report.quarantine)
     ledger.record(date, report.accepted_sha256)
 

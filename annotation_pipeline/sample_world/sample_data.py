@@ -15,7 +15,6 @@ Layout written under a data root:
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 from dataclasses import dataclass
@@ -27,8 +26,8 @@ import shapely
 from PIL import Image, ImageDraw
 
 from annotation_pipeline.atomic_files import write_parquet_atomic
-from annotation_pipeline.contracts import GOLD_LABELS, PREDICTION_LOG
-from annotation_pipeline.project_files import SAMPLE_SETTINGS_PATH
+from annotation_pipeline.contracts import GOLD_LABELS, item_id_for_bytes
+from annotation_pipeline.layout import DataLayout, project_files
 
 SCENES = ("day", "night", "fog", "rain")
 # Background RGB by scene: what makes the scene learnable from global colour statistics.
@@ -50,11 +49,6 @@ REAL_PHOTOS = {
     "coffee": {"scene": "day", "objects": []},
     "chelsea": {"scene": "day", "objects": []},
 }
-
-
-def item_id_for_bytes(content: bytes) -> str:
-    """Items are named by the hash of their bytes: the same file is the same item anywhere."""
-    return hashlib.sha256(content).hexdigest()[:16]
 
 
 @dataclass
@@ -127,7 +121,7 @@ def render_scene(rng: np.random.Generator, size: tuple[int, int],
     return image, SceneTruth(scene, objects)
 
 
-def _png_bytes(image: Image.Image) -> bytes:
+def png_bytes(image: Image.Image) -> bytes:
     buf = io.BytesIO()
     image.save(buf, format="PNG")
     return buf.getvalue()
@@ -177,7 +171,7 @@ def generate_partition(root: Path, date: str, n_images: int, seed: int = 0,
     settings = settings or load_sample_settings()
     size = tuple(settings["image_size"])
     rng = np.random.default_rng([seed, int(date.replace("-", ""))])
-    landing = root / "landing" / date
+    landing = DataLayout(root).landing(date)
     landing.mkdir(parents=True, exist_ok=True)
     truth_rows: list[dict] = []
     written = 0
@@ -198,7 +192,7 @@ def generate_partition(root: Path, date: str, n_images: int, seed: int = 0,
             content = _jpeg_with_exif(image, sidecar["operator"], sidecar["location"]["gps"])
             name = f"cam_{i:05d}.jpg"
         else:
-            content = _png_bytes(image)
+            content = png_bytes(image)
             name = f"cam_{i:05d}.png"
         write(name, content, sidecar)
         truth_rows += _truth_rows(item_id_for_bytes(content), truth)
@@ -218,12 +212,12 @@ def generate_partition(root: Path, date: str, n_images: int, seed: int = 0,
 
     broken = 0
     for j in range(settings.get("corrupt_files", 0)):
-        good = _png_bytes(render_scene(rng, size)[0])
+        good = png_bytes(render_scene(rng, size)[0])
         write(f"broken_truncated_{j}.png", good[: len(good) // 3], None)  # upload cut off
         write(f"broken_empty_{j}.jpg", b"", None)                          # zero-byte upload
         broken += 2
 
-    truth_dir = root / "sample_truth"
+    truth_dir = DataLayout(root).sample_truth
     truth_dir.mkdir(parents=True, exist_ok=True)
     truth = GOLD_LABELS.conform(pd.DataFrame(truth_rows))
     truth.to_parquet(truth_dir / f"truth-{date}.parquet", index=False)
@@ -239,53 +233,23 @@ def generate_gold_set(root: Path, n_items: int = 60, seed: int = 7,
     Written once; an existing gold set is left as it is (it must not change under a
     running program).
     """
-    gold_dir = root / "gold"
-    labels_path = gold_dir / "gold_labels.parquet"
+    layout = DataLayout(root)
+    gold_dir, labels_path = layout.gold, layout.gold_labels
     if labels_path.exists():
         return gold_dir
     settings = settings or load_sample_settings()
     rng = np.random.default_rng(seed)
-    (gold_dir / "images").mkdir(parents=True, exist_ok=True)
+    layout.gold_images.mkdir(parents=True, exist_ok=True)
     rows = []
     for _ in range(n_items):
         image, truth = render_scene(rng, tuple(settings["image_size"]))
-        content = _png_bytes(image)
+        content = png_bytes(image)
         item_id = item_id_for_bytes(content)
-        (gold_dir / "images" / f"{item_id}.png").write_bytes(content)
+        (layout.gold_images / f"{item_id}.png").write_bytes(content)
         rows += _truth_rows(item_id, truth)
     write_parquet_atomic(GOLD_LABELS.conform(pd.DataFrame(rows)), labels_path)
     return gold_dir
 
 
-def generate_prediction_logs(root: Path, model, date: str, n_images: int, scene_shares: dict[str, float],
-                             seed: int = 0, size: tuple[int, int] = (160, 120)) -> Path:
-    """What a production model's serving would log for one day: ``n_images`` frames of ``size``
-    drawn with ``scene_shares``, stored under ``monitoring/images/<date>/``, and ``model``'s
-    scene predictions on them in ``monitoring/predictions/<date>/serving.parquet``
-    (PREDICTION_LOG). ``date="reference"`` writes the model's reference predictions instead
-    (``monitoring/reference/<model.version>.parquet``). Same arguments, same bytes.
-    """
-    rng = np.random.default_rng([seed, int(hashlib.sha256(date.encode()).hexdigest()[:8], 16)])
-    image_dir = root / "monitoring" / "images" / date
-    image_dir.mkdir(parents=True, exist_ok=True)
-    scenes = rng.choice(list(scene_shares), n_images, p=np.array(list(scene_shares.values())) / sum(scene_shares.values()))
-    arrays, paths = [], []
-    for i, scene in enumerate(scenes):
-        image, _ = render_scene(rng, tuple(size), scene=str(scene))
-        path = image_dir / f"frame_{i:05d}.png"
-        path.write_bytes(_png_bytes(image))
-        arrays.append(np.asarray(image))
-        paths.append(str(path.relative_to(root)))
-    labels, scores = model.predict_scenes(arrays)
-    day = "2026-01-01" if date == "reference" else date
-    log = PREDICTION_LOG.conform(pd.DataFrame({
-        "logged_at": [f"{day}T{h:02d}:{m:02d}:00Z" for h, m in zip(rng.integers(0, 24, n_images), rng.integers(0, 60, n_images))],
-        "model_version": model.version, "image_path": paths, "predicted_label": labels.astype(str),
-        "confidence": scores.astype(float)}))
-    target = (root / "monitoring" / "reference" / f"{model.version}.parquet" if date == "reference"
-              else root / "monitoring" / "predictions" / date / "serving.parquet")
-    return write_parquet_atomic(log, target)
-
-
 def load_sample_settings(path: Path | None = None) -> dict:
-    return json.loads((path or SAMPLE_SETTINGS_PATH).read_text())
+    return json.loads((path or project_files().sample_settings).read_text())

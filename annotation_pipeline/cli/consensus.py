@@ -9,10 +9,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from annotation_pipeline.agreement import batch_agreement, class_agreement
-from annotation_pipeline.boxes import BOX_COLUMNS, COORDS, merge_boxes_by_iou
-from annotation_pipeline.cli import CliError, emit
-from annotation_pipeline.consensus import ANSWER_COLUMNS, METHODS, aggregate_labels
+from annotation_pipeline.cli.common import CliError, emit
+from annotation_pipeline.consensus.aggregators import ANSWER_COLUMNS, METHODS, aggregate_labels
+from annotation_pipeline.consensus.agreement import batch_agreement, class_agreement
+from annotation_pipeline.consensus.boxes import BOX_COLUMNS, COORDS, merge_boxes_by_iou
 
 _METHOD_ALIASES = {"auto": "auto", "mv": "mv", "wmv": "wmv", "ds": "ds"}
 

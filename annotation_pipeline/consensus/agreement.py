@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from annotation_pipeline.boxes import candidate_pairs
+from annotation_pipeline.consensus.boxes import candidate_pairs
 
 
 @dataclass(frozen=True)

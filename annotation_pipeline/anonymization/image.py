@@ -31,17 +31,16 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 import threading
+import zlib
 from dataclasses import dataclass, field
 from typing import Literal
 
-import struct
-import zlib
-
 import cv2
+import isal
 import numpy as np
 import PIL
-import isal
 from isal import isal_zlib
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 

@@ -5,8 +5,8 @@ Pure Python (no Dagster); the asset calls :func:`anonymize_items` once per parti
 - metadata (``metadata_json``) is walked with a declared :class:`FieldPolicy`: fields are
   dropped, pseudonymized (keyed HMAC-SHA256), treated as names, kept or redacted; every string
   that stays (kept or redacted fields, the caption) is scanned by the pattern detectors and
-  the name finder of :mod:`annotation_pipeline.anonymize_text`, all rows at once;
-- pixels go through :mod:`annotation_pipeline.anonymize_image` (EXIF/XMP/GPS stripped by
+  the name finder of :mod:`annotation_pipeline.anonymization.text`, all rows at once;
+- pixels go through :mod:`annotation_pipeline.anonymization.image` (EXIF/XMP/GPS stripped by
   re-encoding (PNG, or JPEG for JPEG uploads), faces and plates found by OpenCV Haar cascades and obscured, plus
   user-given regions), two images at a time on a 2-core machine;
 - every redaction becomes a row of the redaction log (contract ``REDACTION_LOG``) and every
@@ -35,13 +35,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from annotation_pipeline.anonymize_image import (
-    AnonymizedImage,
-    ImageProblem,
-    ImageSettings,
-    anonymize_image,
-)
-from annotation_pipeline.anonymize_text import (
+from annotation_pipeline.anonymization.image import AnonymizedImage, ImageProblem, ImageSettings, anonymize_image
+from annotation_pipeline.anonymization.text import (
     TEXT_DETECTORS_VERSION,
     FieldPolicy,
     FieldRule,
@@ -60,6 +55,8 @@ from annotation_pipeline.contracts import (
     TableContract,
     quarantine_rows,
 )
+from annotation_pipeline.settings import MIN_SECRET_BYTES, SecretError, load_settings
+from annotation_pipeline.settings import SECRET_ENV as SECRET_ENV_VAR
 
 __all__ = [
     "AnonymizationResult", "FieldPolicy", "FieldRule", "ImageSettings", "PolicyError",
@@ -69,9 +66,6 @@ __all__ = [
 
 T = TypeVar("T")
 STAGE = "anonymization"
-SECRET_ENV_VAR = "ANNOTATION_PIPELINE_PSEUDONYM_SECRET"
-# HMAC-SHA256 keys shorter than the hash output weaken it (RFC 2104 §3): ask for 32 bytes.
-MIN_SECRET_BYTES = 32
 _SAFE_ITEM_ID = re.compile(r"[0-9A-Za-z_-]{1,128}")
 
 REIDENTIFICATION_MAP = TableContract(
@@ -87,22 +81,9 @@ REIDENTIFICATION_MAP = TableContract(
 )
 
 
-class SecretError(RuntimeError):
-    """The pseudonym secret is missing or unusable (the message never contains the secret)."""
-
-
-def load_secret(env: Mapping[str, str] = os.environ) -> bytes:
-    """The HMAC key for pseudonyms, from ``ANNOTATION_PIPELINE_PSEUDONYM_SECRET``."""
-    value = env.get(SECRET_ENV_VAR)
-    hint = ('generate one with: python -c "import secrets; print(secrets.token_hex(32))" and keep '
-            "it in your secret manager; the same secret keeps pseudonyms stable across runs")
-    if value is None or not value.strip():
-        raise SecretError(f"{SECRET_ENV_VAR} is not set; {hint}")
-    secret = value.strip().encode("utf-8")
-    if len(secret) < MIN_SECRET_BYTES:
-        raise SecretError(f"{SECRET_ENV_VAR} is {len(secret)} bytes long, at least "
-                          f"{MIN_SECRET_BYTES} are required; {hint}")
-    return secret
+def load_secret(env: Mapping[str, str] | None = None) -> bytes:
+    """The HMAC key for pseudonyms, from ``ANNOTATION_PIPELINE_PSEUDONYM_SECRET`` (validated in settings)."""
+    return load_settings(env).pseudonym_secret()
 
 
 @dataclass

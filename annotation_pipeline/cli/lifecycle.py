@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pandas as pd
 
-from annotation_pipeline.cli import CliError, add_root_option, default_root, emit
+from annotation_pipeline.cli.common import CliError, add_root_option, emit, settings_for
+from annotation_pipeline.layout import DataLayout
+from annotation_pipeline.settings import DAGSTER_HOME_ENV, SECRET_ENV, load_settings, set_for_this_process
 
 # Sample data only: a publicly known key is fine for fake personal data, never for real data.
 DEMO_SECRET = "demo-only-key-for-generated-sample-data-0123456789"
@@ -55,11 +56,11 @@ def _instance(root: Path):
     """The Dagster instance: $DAGSTER_HOME when set, else SQLite under the data root."""
     from dagster import DagsterInstance
 
-    if not os.environ.get("DAGSTER_HOME"):
-        home = root / "dagster_home"
+    if load_settings().dagster_home is None:
+        home = DataLayout(root).dagster_home
         home.mkdir(parents=True, exist_ok=True)
         (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-        os.environ["DAGSTER_HOME"] = str(home)
+        set_for_this_process(DAGSTER_HOME_ENV, str(home))
     return DagsterInstance.get()
 
 
@@ -70,15 +71,13 @@ _QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 def run_demo(args: argparse.Namespace) -> int:
     if args.images < 1:
         raise CliError(f"--images {args.images}: need at least 1 image")
-    root = (args.root or default_root()).resolve()
+    root = settings_for(args).data_root
     partition = _partition_date(args.date)
-    from annotation_pipeline.defs.resources import SECRET_ENV
-
-    if not os.environ.get(SECRET_ENV):
-        os.environ[SECRET_ENV] = DEMO_SECRET
+    if not settings_for(args).has_pseudonym_secret:
+        set_for_this_process(SECRET_ENV, DEMO_SECRET)
         print(f"note: {SECRET_ENV} is not set; using the public demo key (fine for generated sample data only)",
               file=sys.stderr)
-    from annotation_pipeline.sample_data import generate_gold_set, generate_partition
+    from annotation_pipeline.sample_world.sample_data import generate_gold_set, generate_partition
 
     generated = generate_partition(root, partition, args.images, seed=args.seed)
     generate_gold_set(root)
@@ -87,7 +86,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
     instance = _instance(root)
     defs = build_definitions("local", root)
-    if not (root / "models" / "prelabel_model.pkl").exists():  # trained once; reruns reuse it
+    if not DataLayout(root).prelabel_model.exists():  # trained once; reruns reuse it
         trained = defs.resolve_job_def("train_prelabel_model").execute_in_process(instance=instance, raise_on_error=False, run_config=_QUIET)
         if not trained.success:
             raise CliError("training the pre-label model failed; see the run in the Dagster UI")
@@ -106,15 +105,17 @@ def run_demo(args: argparse.Namespace) -> int:
 def _log_production_predictions(root: Path, partition: str) -> None:
     """Play the serving team: the pre-label model stands in for the production model, logging
     its reference predictions once and the day's predictions on foggier frames (they drift)."""
-    from annotation_pipeline.prelabel import PrelabelModel
-    from annotation_pipeline.sample_data import generate_prediction_logs, load_sample_settings
+    from annotation_pipeline.prelabel.model import PrelabelModel
+    from annotation_pipeline.sample_world.sample_data import load_sample_settings
+    from annotation_pipeline.sample_world.serving_team import generate_prediction_logs
 
     production = load_sample_settings()["production"]
-    model = PrelabelModel.load(root / "models" / "prelabel_model.pkl")
+    layout = DataLayout(root)
+    model = PrelabelModel.load(layout.prelabel_model)
     size, n = tuple(production["frame_size"]), production["predictions_per_day"]
-    if not (root / "monitoring" / "reference" / f"{model.version}.parquet").exists():
+    if not (layout.reference / f"{model.version}.parquet").exists():
         generate_prediction_logs(root, model, "reference", n, production["reference_scene_shares"], size=size)
-    if not (root / "monitoring" / "predictions" / partition / "serving.parquet").exists():  # reruns reuse it
+    if not (layout.predictions(partition) / "serving.parquet").exists():  # reruns reuse it
         generate_prediction_logs(root, model, partition, n, production["scene_shares"], size=size)
 
 
@@ -178,10 +179,10 @@ def _render_demo(s: dict) -> str:
 
 
 def list_releases(args: argparse.Namespace) -> int:
-    from annotation_pipeline.release import DvcReleaseStore
+    from annotation_pipeline.release.store import DvcReleaseStore
 
-    root = (args.root or default_root()).resolve()
-    store = DvcReleaseStore(root, str(root / "dvc-remote"))
+    settings = settings_for(args)
+    root, store = settings.data_root, DvcReleaseStore.from_settings(settings)
     releases = [r.__dict__ for r in store.list_releases()]
     for r in releases:
         r.pop("created", None)
@@ -193,10 +194,10 @@ def list_releases(args: argparse.Namespace) -> int:
 
 
 def trace_item(args: argparse.Namespace) -> int:
-    from annotation_pipeline.release import DvcReleaseStore
+    from annotation_pipeline.release.store import DvcReleaseStore
 
-    root = (args.root or default_root()).resolve()
-    store = DvcReleaseStore(root, str(root / "dvc-remote"))
+    settings = settings_for(args)
+    root, store = settings.data_root, DvcReleaseStore.from_settings(settings)
     releases = {r.version: r for r in store.list_releases()}
     if not releases:
         raise CliError(f"no releases under {root}")
@@ -223,7 +224,7 @@ def trace_item(args: argparse.Namespace) -> int:
 
 
 def _redactions(root: Path, item_id: str, partition: str) -> list[dict]:
-    path = root / "tables" / "redaction_log" / f"{partition}.parquet"
+    path = DataLayout(root).table(["redaction_log"], partition)
     if not path.exists():
         return []
     log = pd.read_parquet(path)

@@ -17,8 +17,9 @@ from typing import Any
 
 import pandas as pd
 
-from annotation_pipeline.cli import CliError, add_root_option, default_root, emit
+from annotation_pipeline.cli.common import CliError, add_root_option, emit, layout_for
 from annotation_pipeline.contracts import VENDOR_TASKS
+from annotation_pipeline.layout import DataLayout
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -45,10 +46,10 @@ def _vendor_from_paths(files: list[Path]) -> str | None:
     return found.pop() if len(found) == 1 else None
 
 
-def _load_tasks(root: Path, batch_ids: list[str]) -> tuple[pd.DataFrame, list[str]]:
+def _load_tasks(layout: DataLayout, batch_ids: list[str]) -> tuple[pd.DataFrame, list[str]]:
     frames, missing = [], []
     for batch_id in batch_ids:
-        path = root / "handoff" / batch_id / "tasks.parquet"
+        path = layout.handoff_tasks(batch_id)
         if path.is_file():
             frames.append(VENDOR_TASKS.conform(pd.read_parquet(path)))
         else:
@@ -57,32 +58,33 @@ def _load_tasks(root: Path, batch_ids: list[str]) -> tuple[pd.DataFrame, list[st
 
 
 def run_intake(args: argparse.Namespace) -> int:
-    from annotation_pipeline.formats import intake_vendor_returns
-    from annotation_pipeline.project_files import ONTOLOGY_PATH, load_ontology
+    from annotation_pipeline.layout import project_files
+    from annotation_pipeline.ontology import load_ontology
+    from annotation_pipeline.vendor.intake import intake_vendor_returns
 
     files: list[Path] = list(args.files)
     if not any(f.exists() for f in files):
         raise CliError(*(f"{f}: no such file" for f in files))
-    root = Path(args.root) if args.root else default_root()
+    layout = layout_for(args)
     vendor = args.vendor or _vendor_from_paths(files)
     if not vendor:
         raise CliError("cannot tell the vendor from the paths; pass --vendor NAME")
-    ontology_path = args.ontology or ONTOLOGY_PATH
+    ontology_path = args.ontology or project_files().ontology
     if not Path(ontology_path).is_file():
         raise CliError(f"{ontology_path}: ontology file not found; pass --ontology PATH")
     ontology = load_ontology(ontology_path)
-    inbox = root / "vendors" / vendor / "inbox"
+    inbox = layout.inbox(vendor)
     batch_ids = sorted({Path(os.path.abspath(f)).relative_to(os.path.abspath(inbox)).parts[0]
                         for f in files if Path(os.path.abspath(f)).is_relative_to(os.path.abspath(inbox))
                         and len(Path(os.path.abspath(f)).relative_to(os.path.abspath(inbox)).parts) > 1})
-    tasks, missing_handoffs = _load_tasks(root, batch_ids)
+    tasks, missing_handoffs = _load_tasks(layout, batch_ids)
 
     intake = intake_vendor_returns(files, inbox, tasks, ontology, vendor=vendor)
     quarantine = intake.quarantine
     accepted = intake.annotations
     expectations: list[dict[str, Any]] = []
     if not args.no_qa and len(accepted):
-        from annotation_pipeline.qa import validate_annotations
+        from annotation_pipeline.qa.suite import validate_annotations
         rows = validate_annotations(accepted, tasks, ontology)
         accepted = rows.accepted
         quarantine = pd.concat([quarantine, rows.quarantined], ignore_index=True)

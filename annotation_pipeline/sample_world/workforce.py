@@ -22,7 +22,7 @@ import pandas as pd
 import shapely
 
 from annotation_pipeline.atomic_files import write_bytes_atomic
-from annotation_pipeline.handoff import polygon_percent_points
+from annotation_pipeline.vendor.handoff import polygon_percent_points
 
 SCENE_FROM_NAME = "scene"
 

@@ -14,7 +14,7 @@ What counts as one received record:
 Geometry leaves here in pixel coordinates (Label Studio percentages are scaled by the
 ``original_width``/``original_height`` of the result, else the handoff image size). Whether a
 geometry is *sensible* (area, bounds, aspect, polygon validity) is the QA suite's job
-(``annotation_pipeline.qa``); intake only rejects what cannot be represented in the contract.
+(``annotation_pipeline.qa.suite``); intake only rejects what cannot be represented in the contract.
 """
 
 from __future__ import annotations
@@ -39,20 +39,6 @@ KIND_BY_LABEL_STUDIO_TYPE = {"choices": "choice", "rectanglelabels": "box", "pol
 
 FILE_COLUMNS = ["source_file", "source_sha256", "batch_id", "format", "status", "n_received",
                 "n_accepted", "n_quarantined", "reason", "detail"]
-
-
-def ontology_dict(ontology: Any) -> dict[str, Any]:
-    """The ontology as its JSON dict: accepts ``project_files.Ontology`` (``.raw``) or the dict."""
-    return ontology.raw if hasattr(ontology, "raw") else ontology
-
-
-def ontology_labels(ontology: Any) -> dict[str, list[str]]:
-    """Allowed labels per annotation kind: {"choice": [...], "box": [...], "polygon": [...]}."""
-    raw = ontology_dict(ontology)
-    labels: dict[str, list[str]] = {"choice": list(raw["scene"]["classes"]), "box": [], "polygon": []}
-    for name, spec in raw["objects"].items():
-        labels[spec["geometry"]].append(name)
-    return labels
 
 
 @dataclass

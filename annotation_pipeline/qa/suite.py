@@ -19,14 +19,15 @@ expectation, and each outcome records both counts so a disagreement cannot go un
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # no internet here: nothing may phone home
+from annotation_pipeline.settings import silence_phone_home  # noqa: E402
+
+silence_phone_home()  # no internet here: GX must not phone home before it is imported
 
 import great_expectations as gx  # noqa: E402
 import numpy as np  # noqa: E402
@@ -38,11 +39,9 @@ from great_expectations.checkpoint import UpdateDataDocsAction  # noqa: E402
 from great_expectations.core.run_identifier import RunIdentifier  # noqa: E402
 from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: E402
 
-from annotation_pipeline.boxes import box_iou, polygon_iou  # noqa: E402
-from annotation_pipeline.contracts import (  # noqa: E402
-    ANNOTATIONS, QUARANTINE, ContractError, quarantine_rows,
-)
-from annotation_pipeline.formats import ontology_dict, ontology_labels  # noqa: E402
+from annotation_pipeline.consensus.boxes import box_iou, polygon_iou  # noqa: E402
+from annotation_pipeline.contracts import ANNOTATIONS, QUARANTINE, ContractError, quarantine_rows  # noqa: E402
+from annotation_pipeline.ontology import ontology_dict, ontology_labels  # noqa: E402
 
 STAGE = "qa"
 E = gx.expectations

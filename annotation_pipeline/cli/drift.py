@@ -14,7 +14,7 @@ import argparse
 from datetime import date
 from typing import Any
 
-from annotation_pipeline.cli import CliError, add_root_option, default_root, emit
+from annotation_pipeline.cli.common import CliError, add_root_option, emit, layout_for
 
 DRIFTED_EXIT = 3
 
@@ -30,16 +30,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_drift(args: argparse.Namespace) -> int:
-    from annotation_pipeline.drift import PREDICTIONS_DIR, assess_day, campaign_id_for, summary
+    from annotation_pipeline.monitoring.drift import assess_day, campaign_id_for, summary
 
     try:
         day = date.fromisoformat(args.date).isoformat()
     except ValueError:
         raise CliError(f"--date {args.date!r}: expected YYYY-MM-DD") from None
-    root = (args.root or default_root()).resolve()
+    layout = layout_for(args)
+    root = layout.root
     logs, assessment = assess_day(root, day)
     if logs.n_files == 0:
-        raise CliError(f"no prediction log for {day}: {root / PREDICTIONS_DIR / day}/ holds no .parquet or .csv file")
+        raise CliError(f"no prediction log for {day}: {layout.predictions(day)}/ holds no .parquet or .csv file")
     facts = summary(assessment)
     result = {"date": day, "root": str(root), **facts,
               "predictions": {"received": logs.n_received, "accepted": logs.n_accepted,

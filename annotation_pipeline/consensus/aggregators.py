@@ -20,18 +20,14 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from annotation_pipeline import agreement as agreement_mod
-from annotation_pipeline.boxes import (
+from annotation_pipeline.consensus import agreement as agreement_mod
+from annotation_pipeline.consensus.boxes import (
     annotator_geometry_reliability,
     join_strings_by_group,
     merge_boxes_by_iou,
     merge_polygons_by_iou,
 )
-from annotation_pipeline.contracts import (
-    AGREEMENT_METRICS,
-    CONSENSUS_LABELS,
-    REVIEW_QUEUE,
-)
+from annotation_pipeline.contracts import AGREEMENT_METRICS, CONSENSUS_LABELS, REVIEW_QUEUE
 
 ANSWER_COLUMNS = ("item_id", "annotator_id", "label")
 METHODS = ("auto", "mv", "wmv", "ds")

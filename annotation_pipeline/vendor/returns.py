@@ -13,8 +13,8 @@ import pandas as pd
 
 from annotation_pipeline.atomic_files import write_parquet_atomic
 from annotation_pipeline.contracts import ANNOTATIONS, QUARANTINE
-from annotation_pipeline.formats import intake_vendor_returns
-from annotation_pipeline.qa import CheckOutcome, QAThresholds, RowValidation, batch_health, validate_annotations
+from annotation_pipeline.qa.suite import CheckOutcome, QAThresholds, RowValidation, batch_health, validate_annotations
+from annotation_pipeline.vendor.intake import intake_vendor_returns
 
 
 @dataclass

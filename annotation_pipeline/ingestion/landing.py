@@ -18,9 +18,9 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
-from annotation_pipeline.anonymize_image import SUPPORTED_FORMATS, ImageSettings
-from annotation_pipeline.contracts import RAW_ITEMS, quarantine_rows
-from annotation_pipeline.sample_data import item_id_for_bytes
+from annotation_pipeline.anonymization.image import SUPPORTED_FORMATS, ImageSettings
+from annotation_pipeline.contracts import RAW_ITEMS, item_id_for_bytes, quarantine_rows
+from annotation_pipeline.layout import DataLayout
 
 # One list of formats and one pixel limit for the whole pipeline: the anonymizer's.
 MAX_PIXELS = ImageSettings().max_pixels
@@ -92,7 +92,7 @@ def ingest_landing_folder(landing_dir: Path, root: Path, partition_date: str) ->
     """Read one landing folder into the raw store under ``root/raw/<date>/``."""
     files = sorted(p for p in landing_dir.iterdir() if p.is_file() and not p.name.endswith(".json")) \
         if landing_dir.exists() else []
-    raw_dir = root / "raw" / partition_date
+    raw_dir = DataLayout(root).raw(partition_date)
     raw_dir.mkdir(parents=True, exist_ok=True)
     rows, quarantined, dups = [], [], []
     seen: dict[str, str] = {}

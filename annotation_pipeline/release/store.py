@@ -19,7 +19,6 @@ import hashlib
 import io
 import json
 import logging
-import os
 import shutil
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -27,11 +26,12 @@ from pathlib import Path
 
 import pandas as pd
 
-os.environ.setdefault("DVC_NO_ANALYTICS", "1")  # no internet here: DVC must not phone home
+from annotation_pipeline.audit import append_audit_event
+from annotation_pipeline.layout import DataLayout
+from annotation_pipeline.settings import Settings, silence_phone_home
 
-RELEASES_DIR = "releases"
-INDEX_FILE = "index.jsonl"
-AUDIT_LOG = Path("audit") / "audit.jsonl"
+silence_phone_home()  # no internet here: DVC must not phone home
+
 
 
 @dataclass(frozen=True)
@@ -66,17 +66,6 @@ def labels_fingerprint(labels: pd.DataFrame) -> str:
     return hashlib.sha256(hashed.to_numpy().tobytes()).hexdigest()[:16]
 
 
-def append_audit_event(root: Path, event: str, **fields) -> None:
-    """Append-only audit log: one JSON line per event, never rewritten."""
-    path = root / AUDIT_LOG
-    path.parent.mkdir(parents=True, exist_ok=True)
-    line = json.dumps({"at": datetime.now(timezone.utc).isoformat(), "event": event, **fields}, default=str)
-    with path.open("a", encoding="utf-8") as fh:
-        fh.write(line + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
 class DvcReleaseStore:
     """Releases under ``root/releases`` in a DVC project rooted at ``root``.
 
@@ -89,9 +78,14 @@ class DvcReleaseStore:
         self.remote_url = remote_url
         self.endpoint_url = endpoint_url
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DvcReleaseStore:
+        """The profile's store: the same remote for the release step, ``trace`` and ``verify``."""
+        return cls(settings.data_root, settings.dvc_remote(), settings.s3_endpoint_url)
+
     @property
     def releases_dir(self) -> Path:
-        return self.root / RELEASES_DIR
+        return DataLayout(self.root).releases
 
     def _repo(self):
         from dvc.repo import Repo  # heavy import, only where releases are made
@@ -114,7 +108,7 @@ class DvcReleaseStore:
         return repo
 
     def list_releases(self) -> list[ReleaseInfo]:
-        index = self.releases_dir / INDEX_FILE
+        index = DataLayout(self.root).release_index
         if not index.exists():
             return []
         return [ReleaseInfo(**json.loads(line)) for line in index.read_text().splitlines() if line.strip()]
@@ -170,7 +164,7 @@ class DvcReleaseStore:
             path.chmod(0o555 if path.is_dir() else 0o444)
         info = ReleaseInfo(version, fingerprint, created_at, latest.version if latest else None,
                            len(labels), int(labels["item_id"].nunique()), partitions, dvc_md5, self.remote_url)
-        with (self.releases_dir / INDEX_FILE).open("a", encoding="utf-8") as fh:
+        with DataLayout(self.root).release_index.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(asdict(info)) + "\n")
         append_audit_event(self.root, "release_published", version=version, fingerprint=fingerprint,
                            parent=info.parent, n_labels=info.n_labels, dvc_md5=dvc_md5, partitions=partitions)

@@ -41,14 +41,16 @@ from scipy import stats
 
 from annotation_pipeline.atomic_files import write_atomic, write_bytes_atomic, write_parquet_atomic
 from annotation_pipeline.contracts import (
-    DRIFT_SIGNALS, PREDICTION_LOG, RELABEL_CAMPAIGN, ContractError, quarantine_rows,
+    DRIFT_SIGNALS,
+    PREDICTION_LOG,
+    RELABEL_CAMPAIGN,
+    ContractError,
+    item_id_for_bytes,
+    quarantine_rows,
 )
-from annotation_pipeline.sample_data import item_id_for_bytes
+from annotation_pipeline.layout import DataLayout
 
 STAGE = "monitoring"
-PREDICTIONS_DIR = Path("monitoring") / "predictions"
-REFERENCE_DIR = Path("monitoring") / "reference"
-CAMPAIGNS_DIR = Path("monitoring") / "campaigns"
 PSI_FLOOR = 1e-4
 LOG_SUFFIXES = {".parquet", ".csv"}
 
@@ -143,13 +145,13 @@ def log_files(folder: Path) -> list[Path]:
 
 
 def read_day(root: Path, partition_date: str) -> PredictionLogs:
-    return read_prediction_logs(log_files(root / PREDICTIONS_DIR / partition_date), root, partition_date)
+    return read_prediction_logs(log_files(DataLayout(root).predictions(partition_date)), root, partition_date)
 
 
 def read_reference(root: Path, model_version: str) -> PredictionLogs | None:
     """The model's validation-set predictions, or None when the serving team wrote none."""
     for suffix in (".parquet", ".csv"):
-        path = root / REFERENCE_DIR / f"{model_version}{suffix}"
+        path = DataLayout(root).reference / f"{model_version}{suffix}"
         if path.exists():
             return read_prediction_logs([path], root, "reference")
     return None
@@ -182,7 +184,7 @@ def assess_drift(current: pd.DataFrame, references: dict[str, pd.DataFrame | Non
         version = str(version)
         reference = references.get(version)
         if reference is None or reference.empty:
-            notes.append(f"model {version}: no reference predictions under {REFERENCE_DIR}/{version}.parquet; not judged")
+            notes.append(f"model {version}: no reference predictions (its validation-set predictions, logged by the serving team); not judged")
             continue
         if len(day) < thresholds.min_predictions or len(reference) < thresholds.min_predictions:
             notes.append(f"model {version}: {len(day)} predictions today and {len(reference)} in the reference; "
@@ -272,7 +274,7 @@ def landing_date_for(root: Path, campaign_id: str, today: str) -> str:
     """The day a campaign lands its images: the day after the drifted one, or today if that
     has passed (a partition already processed would never pick them up). A rerun keeps the
     date its first run chose, so it never lands the same images in a second folder."""
-    manifest = root / CAMPAIGNS_DIR / campaign_id / "campaign.json"
+    manifest = DataLayout(root).campaign(campaign_id) / "campaign.json"
     if manifest.exists():
         return json.loads(manifest.read_text())["landing_date"]
     next_day = (pd.Timestamp(window_of_campaign(campaign_id)) + pd.Timedelta(days=1)).strftime("%Y-%m-%d")
@@ -282,7 +284,7 @@ def landing_date_for(root: Path, campaign_id: str, today: str) -> str:
 def write_log_quarantine(root: Path, partition_date: str, rows: pd.DataFrame) -> Path:
     """Quarantined prediction-log rows of a day, kept apart from the annotation quarantine
     (they are the serving team's data, not the labeling program's); replaced on a rerun."""
-    path = root / "monitoring" / "quarantine" / f"{partition_date}.parquet"
+    path = DataLayout(root).monitoring_quarantine(partition_date)
     return write_parquet_atomic(rows, path)
 
 
@@ -302,7 +304,7 @@ def run_campaign(root: Path, campaign_id: str, budget: int, today: str,
                             f"({'; '.join(assessment.notes) or 'every signal below its threshold'}); "
                             "nothing to relabel")
     selection = select_for_relabeling(logs.rows, assessment.drifted_labels, budget)
-    landing = root / "landing" / landing_date
+    landing = DataLayout(root).landing(landing_date)
     landed, missing = [], []
     for row in selection.itertuples(index=False):  # one file copy per selected image (budget-sized)
         source = (root / row.image_path).resolve()
@@ -315,13 +317,13 @@ def run_campaign(root: Path, campaign_id: str, budget: int, today: str,
         if not (landing / name).exists():
             write_atomic(landing / name, lambda tmp, source=source: shutil.copyfile(source, tmp))
         landed.append({**row._asdict(), "campaign_id": campaign_id, "item_id": item_id,
-                       "landing_file": f"landing/{landing_date}/{name}"})
+                       "landing_file": DataLayout(root).relative(landing / name)})
     items = RELABEL_CAMPAIGN.conform(pd.DataFrame(landed)) if landed else RELABEL_CAMPAIGN.empty()
     quarantine = quarantine_rows(
         STAGE, landing_date, [m.image_path for m in missing], [f"{campaign_id} priority={m.priority}" for m in missing],
         "campaign_image_missing",
         [f"production image {m.image_path} is not a readable file under the data root" for m in missing])
-    folder = root / CAMPAIGNS_DIR / campaign_id
+    folder = DataLayout(root).campaign(campaign_id)
     write_parquet_atomic(items, folder / "items.parquet")
     manifest = {"campaign_id": campaign_id, "window": window, "landing_date": landing_date, "budget": budget,
                 "n_candidates": int(logs.rows["image_path"].nunique()), "n_landed": len(items),
@@ -334,7 +336,7 @@ def run_campaign(root: Path, campaign_id: str, budget: int, today: str,
 
 def campaign_items(root: Path) -> pd.DataFrame:
     """Every campaign's landed items (campaign_id, item_id, reason, priority): labeling_queue's priority list."""
-    frames = [pd.read_parquet(p) for p in sorted((root / CAMPAIGNS_DIR).glob("*/items.parquet"))]
+    frames = [pd.read_parquet(p) for p in sorted(DataLayout(root).campaigns.glob("*/items.parquet"))]
     frames = [f for f in frames if len(f)]
     return RELABEL_CAMPAIGN.conform(pd.concat(frames, ignore_index=True)) if frames else RELABEL_CAMPAIGN.empty()
 

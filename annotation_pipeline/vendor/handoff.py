@@ -21,7 +21,7 @@ import shapely
 
 from annotation_pipeline.atomic_files import write_parquet_atomic
 from annotation_pipeline.contracts import VENDOR_TASKS
-from annotation_pipeline.project_files import Guidelines, Ontology
+from annotation_pipeline.ontology import Guidelines, Ontology
 
 
 @dataclass

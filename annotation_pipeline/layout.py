@@ -1,0 +1,202 @@
+"""Every path under the data root, and every versioned project file, named once.
+
+The CLI, the resources and the stages ask a ``DataLayout`` for paths; nothing else joins
+folder names onto the root. Tables store paths relative to the root (``relative``), so a
+root can be moved or restored elsewhere.
+
+```
+ROOT/
+  landing/<day>/                 uploads waiting for ingestion (files + ``<name>.json`` sidecars)
+  raw/<day>/<item_id>.<ext>      content-addressed raw store (original bytes)
+  anonymized/<day>/              what may cross to a vendor
+  restricted/                    re-identification maps: owner only (0700)
+  tables/<asset>/<day>.parquet   every asset's table (local profile)
+  quarantine/<stage>/<day>.parquet
+  gold/images/, gold/gold_labels.parquet
+  models/                        the pre-label model
+  handoff/<batch_id>/tasks.parquet   our private side of each batch
+  vendors/<vendor>/outbox|inbox/<batch_id>/
+  intake_ledger/<vendor>.parquet
+  qa/data_docs/                  Great Expectations Data Docs
+  releases/, releases/index.jsonl, dvc-remote/, audit/audit.jsonl
+  monitoring/predictions/<day>/, reference/, campaigns/<id>/, quarantine/, images/<day>/
+  sample_truth/                  the sample world's answers (demo and tests only)
+  dagster_home/                  the demo's Dagster instance
+```
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ProjectFiles:
+    """Files versioned with the code under ``data/`` (or ``$ANNOTATION_PIPELINE_DATA_DIR``)."""
+
+    data_dir: Path
+
+    @property
+    def ontology(self) -> Path:
+        return self.data_dir / "ontology" / "v1.json"
+
+    @property
+    def guidelines(self) -> Path:
+        return self.data_dir / "guidelines" / "v1.md"
+
+    @property
+    def sample_settings(self) -> Path:
+        return self.data_dir / "sample_settings.json"
+
+    @property
+    def anonymization_policy(self) -> Path:
+        return self.data_dir / "anonymization_policy.json"
+
+
+def project_files() -> ProjectFiles:
+    from annotation_pipeline.settings import load_settings
+
+    return ProjectFiles(load_settings().data_dir)
+
+
+@dataclass(frozen=True)
+class DataLayout:
+    root: Path
+    anchored: bool = True  # False only to show paths relative to a placeholder (descriptions)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root).resolve() if self.anchored else Path(self.root))
+
+    def relative(self, path: Path) -> str:
+        return str(Path(path).relative_to(self.root))
+
+    # ingestion and anonymization
+    def landing(self, day: str) -> Path:
+        return self.root / "landing" / day
+
+    def raw(self, day: str) -> Path:
+        return self.root / "raw" / day
+
+    def anonymized(self, day: str) -> Path:
+        return self.root / "anonymized" / day
+
+    @property
+    def restricted(self) -> Path:
+        return self.root / "restricted"
+
+    @property
+    def reidentification(self) -> Path:
+        return self.restricted / "reidentification"
+
+    # tables and quarantine
+    @property
+    def tables(self) -> Path:
+        return self.root / "tables"
+
+    def table(self, asset_path: list[str] | tuple[str, ...], partition: str | None) -> Path:
+        return self.tables.joinpath(*asset_path) / f"{partition or 'all'}.parquet"
+
+    @property
+    def quarantine(self) -> Path:
+        return self.root / "quarantine"
+
+    def quarantine_file(self, stage: str, day: str) -> Path:
+        return self.quarantine / stage / f"{day}.parquet"
+
+    # gold set and model
+    @property
+    def gold(self) -> Path:
+        return self.root / "gold"
+
+    @property
+    def gold_images(self) -> Path:
+        return self.gold / "images"
+
+    @property
+    def gold_labels(self) -> Path:
+        return self.gold / "gold_labels.parquet"
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def prelabel_model(self) -> Path:
+        return self.models / "prelabel_model.pkl"
+
+    # vendor exchange and QA
+    @property
+    def handoff(self) -> Path:
+        return self.root / "handoff"
+
+    def handoff_tasks(self, batch_id: str) -> Path:
+        return self.handoff / batch_id / "tasks.parquet"
+
+    @property
+    def vendors(self) -> Path:
+        return self.root / "vendors"
+
+    def outbox(self, vendor: str) -> Path:
+        return self.vendors / vendor / "outbox"
+
+    def inbox(self, vendor: str) -> Path:
+        return self.vendors / vendor / "inbox"
+
+    def intake_ledger(self, vendor: str) -> Path:
+        return self.root / "intake_ledger" / f"{vendor}.parquet"
+
+    @property
+    def data_docs(self) -> Path:
+        return self.root / "qa" / "data_docs"
+
+    # releases and audit
+    @property
+    def releases(self) -> Path:
+        return self.root / "releases"
+
+    @property
+    def release_index(self) -> Path:
+        return self.releases / "index.jsonl"
+
+    @property
+    def local_dvc_remote(self) -> Path:
+        return self.root / "dvc-remote"
+
+    @property
+    def audit_log(self) -> Path:
+        return self.root / "audit" / "audit.jsonl"
+
+    # monitoring
+    @property
+    def monitoring(self) -> Path:
+        return self.root / "monitoring"
+
+    def predictions(self, day: str) -> Path:
+        return self.monitoring / "predictions" / day
+
+    @property
+    def reference(self) -> Path:
+        return self.monitoring / "reference"
+
+    @property
+    def campaigns(self) -> Path:
+        return self.monitoring / "campaigns"
+
+    def campaign(self, campaign_id: str) -> Path:
+        return self.campaigns / campaign_id
+
+    def monitoring_quarantine(self, day: str) -> Path:
+        return self.monitoring / "quarantine" / f"{day}.parquet"
+
+    def monitoring_images(self, day: str) -> Path:
+        return self.monitoring / "images" / day
+
+    # the sample world and the demo
+    @property
+    def sample_truth(self) -> Path:
+        return self.root / "sample_truth"
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.root / "dagster_home"

@@ -1,0 +1,123 @@
+"""Every environment variable the code location reads, read here and nowhere else.
+
+``load_settings()`` reads the environment into one frozen, validated object; a bad value
+raises ``SettingsError`` with a message that says what to set. The secret is held apart
+from the object's ``repr`` so it never reaches a log line.
+
+| variable | meaning | default |
+|---|---|---|
+| ``ANNOTATION_PIPELINE_PROFILE`` | ``local`` or ``production``: which resources are used | ``local`` |
+| ``ANNOTATION_PIPELINE_ROOT`` | the data root, where every run writes | ``./data/runtime`` |
+| ``ANNOTATION_PIPELINE_DATA_DIR`` | files versioned with the code (ontology, guidelines, policies) | the repository's ``data/`` |
+| ``ANNOTATION_PIPELINE_PSEUDONYM_SECRET`` | HMAC key of the pseudonyms, at least 32 bytes | none: anonymization refuses to run |
+| ``ANNOTATION_PIPELINE_S3_BUCKET`` | bucket of tables, vendor exchange and DVC remote (production) | none: production refuses to start |
+| ``AWS_ENDPOINT_URL`` | S3 endpoint (a loopback moto server in tests) | AWS |
+| ``ANNOTATION_PIPELINE_VENDOR`` | vendor name under the production profile | ``vendor`` |
+| ``ANNOTATION_PIPELINE_DVC_REMOTE`` | DVC remote URL of releases | ``ROOT/dvc-remote``; production ``s3://BUCKET/dvc`` |
+| ``DAGSTER_HOME`` | the Dagster instance folder | the demo uses ``ROOT/dagster_home`` |
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROFILES = ("local", "production")
+MIN_SECRET_BYTES = 32  # HMAC-SHA256 keys shorter than the hash output weaken it (RFC 2104 §3)
+
+PROFILE_ENV = "ANNOTATION_PIPELINE_PROFILE"
+ROOT_ENV = "ANNOTATION_PIPELINE_ROOT"
+DATA_DIR_ENV = "ANNOTATION_PIPELINE_DATA_DIR"
+SECRET_ENV = "ANNOTATION_PIPELINE_PSEUDONYM_SECRET"
+BUCKET_ENV = "ANNOTATION_PIPELINE_S3_BUCKET"
+ENDPOINT_ENV = "AWS_ENDPOINT_URL"
+VENDOR_ENV = "ANNOTATION_PIPELINE_VENDOR"
+DVC_REMOTE_ENV = "ANNOTATION_PIPELINE_DVC_REMOTE"
+DAGSTER_HOME_ENV = "DAGSTER_HOME"
+
+REPOSITORY_DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+DEFAULT_ROOT = Path("./data/runtime")
+
+
+class SettingsError(ValueError):
+    """An environment variable is missing or wrong; the message says what to set."""
+
+
+class SecretError(SettingsError):
+    """The pseudonym secret is missing or unusable (the message never contains the secret)."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    profile: str
+    data_root: Path
+    data_dir: Path
+    s3_bucket: str | None
+    s3_endpoint_url: str | None
+    vendor: str
+    dvc_remote_override: str | None
+    dagster_home: Path | None
+    _secret: str | None = field(default=None, repr=False)
+
+    def pseudonym_secret(self) -> bytes:
+        """The pseudonym key, validated; raises SettingsError naming the variable."""
+        hint = ('generate one with: python -c "import secrets; print(secrets.token_hex(32))" and keep '
+                "it in your secret manager; the same secret keeps pseudonyms stable across runs")
+        if not self._secret or not self._secret.strip():
+            raise SecretError(f"{SECRET_ENV} is not set; {hint}")
+        secret = self._secret.strip().encode("utf-8")
+        if len(secret) < MIN_SECRET_BYTES:
+            raise SecretError(f"{SECRET_ENV} is {len(secret)} bytes long, at least {MIN_SECRET_BYTES} are "
+                              f"required; {hint}")
+        return secret
+
+    @property
+    def has_pseudonym_secret(self) -> bool:
+        return bool(self._secret)
+
+    def require_bucket(self) -> str:
+        if not self.s3_bucket:
+            raise SettingsError(f"{BUCKET_ENV} is not set: the production profile keeps tables, vendor "
+                                "exchange and releases in that S3 bucket")
+        return self.s3_bucket
+
+    def dvc_remote(self) -> str:
+        """Where releases are pushed: the override, else the profile's default."""
+        if self.dvc_remote_override:
+            return self.dvc_remote_override
+        if self.profile == "production":
+            return f"s3://{self.require_bucket()}/dvc"
+        return str(self.data_root / "dvc-remote")
+
+
+def load_settings(env: Mapping[str, str] | None = None, *, root: Path | str | None = None,
+                  profile: str | None = None) -> Settings:
+    """Read and validate the environment; ``root`` and ``profile`` override it (CLI options, tests)."""
+    env = os.environ if env is None else env
+    chosen = profile or env.get(PROFILE_ENV) or "local"
+    if chosen not in PROFILES:
+        raise SettingsError(f"{PROFILE_ENV}={chosen!r}: expected one of {', '.join(PROFILES)}")
+    data_root = Path(root if root is not None else (env.get(ROOT_ENV) or DEFAULT_ROOT)).expanduser().resolve()
+    data_dir = Path(env.get(DATA_DIR_ENV) or REPOSITORY_DATA_DIR).expanduser().resolve()
+    home = env.get(DAGSTER_HOME_ENV)
+    return Settings(
+        profile=chosen, data_root=data_root, data_dir=data_dir,
+        s3_bucket=env.get(BUCKET_ENV) or None, s3_endpoint_url=env.get(ENDPOINT_ENV) or None,
+        vendor=env.get(VENDOR_ENV) or "vendor", dvc_remote_override=env.get(DVC_REMOTE_ENV) or None,
+        dagster_home=Path(home).expanduser().resolve() if home else None,
+        _secret=env.get(SECRET_ENV) or None,
+    )
+
+
+def silence_phone_home() -> None:
+    """No internet on these machines: libraries that phone home must not wait on it."""
+    for name, value in (("DVC_NO_ANALYTICS", "1"), ("GX_ANALYTICS_ENABLED", "false"),
+                        ("DAGSTER_DISABLE_TELEMETRY", "1")):
+        os.environ.setdefault(name, value)
+
+
+def set_for_this_process(name: str, value: str) -> None:
+    """For the demo: give a library (Dagster) a variable it reads itself, e.g. DAGSTER_HOME."""
+    os.environ[name] = value
