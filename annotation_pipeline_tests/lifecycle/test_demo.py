@@ -211,3 +211,24 @@ def test_a_drift_campaign_lands_images_that_the_next_day_labels_first(demo_run):
     assert queue["reason"].head(6).eq(f"relabel campaign drift-{DATE}").all()
     sent = pd.read_parquet(root / "tables" / "vendor_batches" / f"{next_day}.parquet")
     assert set(campaign.items["item_id"]) <= set(sent["item_id"])  # anonymized, then handed to the vendor
+
+
+def test_diff_between_two_demo_days_lists_the_new_days_labels_as_added(demo_run):
+    root, _, _ = demo_run
+    next_day = "2026-11-21"
+    if not (root / "tables" / "consensus_labels" / f"{next_day}.parquet").exists():
+        proc = subprocess.run([sys.executable, "-m", "annotation_pipeline.cli", "demo", "--root", str(root),
+                               "--images", "4", "--date", next_day, "--json"], capture_output=True, text=True,
+                              timeout=600, env={**os.environ, "ANNOTATION_PIPELINE_PSEUDONYM_SECRET": SECRET})
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = subprocess.run([sys.executable, "-m", "annotation_pipeline.cli", "diff", "v0001", "v0002", "--root",
+                           str(root), "--json"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    out = json.loads(proc.stdout, parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
+    old = pd.read_parquet(root / "releases" / "v0001" / "labels.parquet")
+    new = pd.read_parquet(root / "releases" / "v0002" / "labels.parquet")
+    new_items = set(new["item_id"]) - set(old["item_id"])
+    added = [c for c in out["changes"] if c["change"] == "added"]
+    assert new_items and {c["item_id"] for c in added} >= new_items
+    assert out["added"] + out["unchanged"] + out["changed"] == len(new)
+    assert out["removed"] + out["unchanged"] + out["changed"] == len(old)
