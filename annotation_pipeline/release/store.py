@@ -96,7 +96,7 @@ class DvcReleaseStore:
         if not (self.root / ".dvc").exists():
             self.root.mkdir(parents=True, exist_ok=True)
             with contextlib.redirect_stdout(io.StringIO()):  # DVC prints a banner; stdout is the caller's
-                Repo.init(str(self.root), no_scm=True)
+                Repo.init(str(self.root), no_scm=not (self.root / ".git").exists())  # a registry root is under git
         repo = Repo(str(self.root))
         with repo.config.edit() as conf:
             conf["core"]["analytics"] = False
