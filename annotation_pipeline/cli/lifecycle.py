@@ -190,6 +190,9 @@ def list_releases(args: argparse.Namespace) -> int:
         [f"{r['version']}  {r['created_at'][:19]}  {r['n_labels']:>6} labels  {r['n_items']:>5} items  "
          f"fingerprint {r['fingerprint']}  parent {r['parent'] or '-'}" for r in s["releases"]]
         or [f"no releases under {s['root']}"]))
+    problems = store.check(with_dvc=False).problems  # a tampered history must not list as if intact
+    if problems:
+        raise CliError(*problems, "the release history was tampered with: `annotation-pipeline verify` for details")
     return 0
 
 
@@ -220,6 +223,8 @@ def trace_item(args: argparse.Namespace) -> int:
         "problems_with_release_files": store.verify(version),
     }
     emit(out, args.json, _render_trace)
+    if out["problems_with_release_files"]:  # the trace of a tampered release is not evidence
+        raise CliError(*out["problems_with_release_files"])
     return 0
 
 
