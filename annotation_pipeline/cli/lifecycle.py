@@ -105,13 +105,16 @@ def run_demo(args: argparse.Namespace) -> int:
 def _log_production_predictions(root: Path, partition: str) -> None:
     """Play the serving team: the pre-label model stands in for the production model, logging
     its reference predictions once and the day's predictions on foggier frames (they drift)."""
-    from annotation_pipeline.prelabel.model import PrelabelModel
+    from annotation_pipeline.prelabel.model import ModelIntegrityError, load_model
     from annotation_pipeline.sample_world.sample_data import load_sample_settings
     from annotation_pipeline.sample_world.serving_team import generate_prediction_logs
 
     production = load_sample_settings()["production"]
     layout = DataLayout(root)
-    model = PrelabelModel.load(layout.prelabel_model)
+    try:
+        model = load_model(root)
+    except ModelIntegrityError as exc:  # a replaced model file: say so, never load it
+        raise CliError(str(exc)) from None
     size, n = tuple(production["frame_size"]), production["predictions_per_day"]
     if not (layout.reference / f"{model.version}.parquet").exists():
         generate_prediction_logs(root, model, "reference", n, production["reference_scene_shares"], size=size)

@@ -314,12 +314,17 @@ class DvcReleaseStore:
         except Exception as exc:  # noqa: BLE001 - DVC raises many types; verify must name it, not crash
             return [f"dvc status failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"]
         for dvc_file, changes in sorted(local.items()):
+            dvc_file = self._relative(dvc_file)  # DVC names it relative to the working directory
             what = "; ".join(f"{out} {state}" for change in changes if isinstance(change, dict)
                              for outs in change.values() if isinstance(outs, dict) for out, state in outs.items())
             problems.append(f"{dvc_file}: the files on disk differ from what DVC recorded ({what or changes})")
         for name, state in sorted(remote.items()):
             problems.append(f"DVC remote {self.remote_url}: {name} is {state} (not pushed, or removed from the remote)")
         return problems
+
+    def _relative(self, path: str) -> str:
+        absolute = (Path.cwd() / path).resolve()
+        return str(absolute.relative_to(self.root)) if absolute.is_relative_to(self.root) else path
 
 
 def merge_into_dataset(previous: pd.DataFrame | None, new_labels: pd.DataFrame, partition_date: str) -> pd.DataFrame:
