@@ -13,12 +13,12 @@ ROOT/
   tables/<asset>/<day>.parquet   every asset's table (local profile)
   quarantine/<stage>/<day>.parquet
   gold/images/, gold/gold_labels.parquet
-  models/                        the pre-label model
+  models/                        the pre-label model (skops) and its card (JSON, sha256)
   handoff/<batch_id>/tasks.parquet   our private side of each batch
   vendors/<vendor>/outbox|inbox/<batch_id>/
   intake_ledger/<vendor>.parquet
   qa/data_docs/                  Great Expectations Data Docs
-  releases/, releases/index.jsonl, dvc-remote/, audit/audit.jsonl
+  releases/, releases/index.jsonl, dvc-remote/, audit/audit.jsonl (+ audit.head.json)
   monitoring/predictions/<day>/, reference/, campaigns/<id>/, quarantine/, images/<day>/
   sample_truth/                  the sample world's answers (demo and tests only)
   dagster_home/                  the demo's Dagster instance
@@ -123,7 +123,13 @@ class DataLayout:
 
     @property
     def prelabel_model(self) -> Path:
-        return self.models / "prelabel_model.pkl"
+        """skops format: loading allows only listed scikit-learn types, never arbitrary code."""
+        return self.models / "prelabel_model.skops"
+
+    @property
+    def prelabel_model_card(self) -> Path:
+        """JSON beside the model: version, metrics and the sha256 of the model file."""
+        return self.models / "prelabel_model.json"
 
     # vendor exchange and QA
     @property
@@ -160,12 +166,22 @@ class DataLayout:
         return self.releases / "index.jsonl"
 
     @property
+    def release_lock(self) -> Path:
+        """Held (flock) while a release is built and registered: one publisher at a time."""
+        return self.releases / ".publish.lock"
+
+    @property
     def local_dvc_remote(self) -> Path:
         return self.root / "dvc-remote"
 
     @property
     def audit_log(self) -> Path:
         return self.root / "audit" / "audit.jsonl"
+
+    @property
+    def audit_head(self) -> Path:
+        """The chain's head (line count, sha256 of the last line): shows a truncated log."""
+        return self.root / "audit" / "audit.head.json"
 
     # monitoring
     @property

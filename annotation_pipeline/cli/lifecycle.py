@@ -105,13 +105,16 @@ def run_demo(args: argparse.Namespace) -> int:
 def _log_production_predictions(root: Path, partition: str) -> None:
     """Play the serving team: the pre-label model stands in for the production model, logging
     its reference predictions once and the day's predictions on foggier frames (they drift)."""
-    from annotation_pipeline.prelabel.model import PrelabelModel
+    from annotation_pipeline.prelabel.model import ModelIntegrityError, load_model
     from annotation_pipeline.sample_world.sample_data import load_sample_settings
     from annotation_pipeline.sample_world.serving_team import generate_prediction_logs
 
     production = load_sample_settings()["production"]
     layout = DataLayout(root)
-    model = PrelabelModel.load(layout.prelabel_model)
+    try:
+        model = load_model(root)
+    except ModelIntegrityError as exc:  # a replaced model file: say so, never load it
+        raise CliError(str(exc)) from None
     size, n = tuple(production["frame_size"]), production["predictions_per_day"]
     if not (layout.reference / f"{model.version}.parquet").exists():
         generate_prediction_logs(root, model, "reference", n, production["reference_scene_shares"], size=size)
@@ -190,6 +193,9 @@ def list_releases(args: argparse.Namespace) -> int:
         [f"{r['version']}  {r['created_at'][:19]}  {r['n_labels']:>6} labels  {r['n_items']:>5} items  "
          f"fingerprint {r['fingerprint']}  parent {r['parent'] or '-'}" for r in s["releases"]]
         or [f"no releases under {s['root']}"]))
+    problems = store.check(with_dvc=False).problems  # a tampered history must not list as if intact
+    if problems:
+        raise CliError(*problems, "the release history was tampered with: `annotation-pipeline verify` for details")
     return 0
 
 
@@ -220,6 +226,8 @@ def trace_item(args: argparse.Namespace) -> int:
         "problems_with_release_files": store.verify(version),
     }
     emit(out, args.json, _render_trace)
+    if out["problems_with_release_files"]:  # the trace of a tampered release is not evidence
+        raise CliError(*out["problems_with_release_files"])
     return 0
 
 

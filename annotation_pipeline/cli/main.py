@@ -12,7 +12,7 @@ import argparse
 import os
 import sys
 
-from annotation_pipeline.cli import consensus, diff, drift, intake, lifecycle
+from annotation_pipeline.cli import consensus, diff, drift, intake, lifecycle, verify
 from annotation_pipeline.cli.common import CliError
 
 COMMAND_GROUPS = [
@@ -21,6 +21,7 @@ COMMAND_GROUPS = [
     consensus,   # consensus, agreement, merge-boxes
     drift,       # drift
     diff,        # diff
+    verify,      # verify
 ]
 
 

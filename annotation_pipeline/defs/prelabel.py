@@ -8,7 +8,14 @@ from annotation_pipeline.contracts import LABELING_QUEUE, PRELABELS
 from annotation_pipeline.defs.common import OWNERS, daily_partitions, table_metadata
 from annotation_pipeline.defs.resources import DataRoot
 from annotation_pipeline.monitoring.drift import campaign_items
-from annotation_pipeline.prelabel.model import PrelabelModel, load_rgb, select_for_labeling, train_prelabel_model
+from annotation_pipeline.prelabel.model import (
+    ModelIntegrityError,
+    load_model,
+    load_rgb,
+    save_model,
+    select_for_labeling,
+    train_prelabel_model,
+)
 
 gold_set = dg.AssetSpec(
     "gold_set", group_name="prelabel", owners=OWNERS, kinds={"parquet"},
@@ -18,16 +25,14 @@ gold_set = dg.AssetSpec(
 )
 
 
-def _model_path(data_root: DataRoot):
-    return data_root.layout.prelabel_model
-
-
 @dg.asset(
     group_name="prelabel", owners=OWNERS, kinds={"scikitlearn"}, deps=[gold_set],
     description="The pre-label model: scene classifier (logistic regression on colour statistics) and "
                 "object detector (background-difference proposals + random forest on region features), "
                 "trained on the gold set. Its version is the hash of its training data. Retrained only "
-                "when this asset is materialized, so reruns of a day's partition reuse the same model.",
+                "when this asset is materialized, so reruns of a day's partition reuse the same model. "
+                "Stored as skops (an allow-list of types, never pickle) with a JSON card; its sha256 goes "
+                "to the audit log, and a model file that does not match it is never loaded.",
 )
 def prelabel_model(context: dg.AssetExecutionContext, data_root: DataRoot) -> dg.MaterializeResult:
     gold_dir, labels_path = data_root.layout.gold, data_root.layout.gold_labels
@@ -37,9 +42,11 @@ def prelabel_model(context: dg.AssetExecutionContext, data_root: DataRoot) -> dg
     labels = pd.read_parquet(labels_path)
     images = {p.stem: load_rgb(p) for p in sorted(data_root.layout.gold_images.glob("*.png"))}
     model = train_prelabel_model(images, labels)
-    model.save(_model_path(data_root))
+    sha256 = save_model(model, data_root.root)
     context.log.info(f"trained {model.version} on {model.trained_on} gold items")
-    return dg.MaterializeResult(metadata={"model_version": model.version, **model.metrics})
+    return dg.MaterializeResult(metadata={
+        "model_version": model.version, "model_sha256": sha256,
+        "path": dg.MetadataValue.path(str(data_root.layout.prelabel_model)), **model.metrics})
 
 
 @dg.asset(
@@ -49,10 +56,10 @@ def prelabel_model(context: dg.AssetExecutionContext, data_root: DataRoot) -> dg
                 "and object boxes, each with a score and the model version.\n\n" + PRELABELS.markdown(),
 )
 def prelabels(data_root: DataRoot, anonymized_items: pd.DataFrame) -> dg.Output[pd.DataFrame]:
-    if not _model_path(data_root).exists():
-        raise dg.Failure(f"no pre-label model at {_model_path(data_root)}: materialize `prelabel_model` "
-                         "first (job `train_prelabel_model`)")
-    model = PrelabelModel.load(_model_path(data_root))
+    try:
+        model = load_model(data_root.root)
+    except ModelIntegrityError as exc:
+        raise dg.Failure(str(exc)) from None
     images = {row.item_id: load_rgb(data_root.root / row.image_path)
               for row in anonymized_items[["item_id", "image_path"]].itertuples(index=False)}
     out = model.predict(images)

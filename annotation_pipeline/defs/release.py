@@ -8,15 +8,19 @@ from annotation_pipeline.defs.common import OWNERS, daily_partitions
 from annotation_pipeline.defs.resources import DataRoot, ReleaseStore
 from annotation_pipeline.ontology import load_guidelines, load_ontology
 from annotation_pipeline.release.report import build_provenance, build_quality_report
-from annotation_pipeline.release.store import merge_into_dataset
+from annotation_pipeline.release.store import ReleaseIntegrityError
 
 
 @dg.asset(
     group_name="release", partitions_def=daily_partitions, owners=OWNERS, kinds={"dvc", "parquet"},
-    description="The dataset release: the previous release with this day's consensus labels replaced, "
+    # One release at a time across runs (limit 1 in dagster.yaml): backfills queue here instead
+    # of racing for the next version. The store's publish lock serializes within a host too.
+    pool="dataset_release",
+    description="The dataset release: the latest release with this day's consensus labels replaced, "
                 "written whole to `releases/<version>/` (labels, provenance, quality report, manifest "
                 "with sha256s), `dvc add`-ed and pushed to the DVC remote, then registered in "
-                "`releases/index.jsonl`. Identical content makes no new release.",
+                "`releases/index.jsonl` and the hash-chained audit log. Identical content makes no new "
+                "release. The parent release is verified first: a tampered parent stops the step.",
 )
 def dataset_release(context: dg.AssetExecutionContext, data_root: DataRoot, releases: ReleaseStore,
                     consensus_labels: pd.DataFrame, review_queue: pd.DataFrame,
@@ -24,28 +28,32 @@ def dataset_release(context: dg.AssetExecutionContext, data_root: DataRoot, rele
                     returned_annotations: pd.DataFrame, raw_items: pd.DataFrame) -> dg.MaterializeResult:
     date = context.partition_key
     store = releases.store()
-    latest = store.latest()
-    previous_labels = store.read_table(latest.version, "labels") if latest else None
-    previous_provenance = store.read_table(latest.version, "provenance") if latest else None
-    labels = merge_into_dataset(previous_labels, consensus_labels, date)
-    provenance = merge_into_dataset(previous_provenance,
-                                    build_provenance(consensus_labels, returned_annotations, raw_items), date)
     quarantine = data_root.read_quarantine(date)
-    report = build_quality_report(labels, date, consensus_labels, review_queue, agreement_metrics,
-                                  annotator_scorecards, quarantine)
-    if labels.empty:  # a day with nothing labeled and no earlier release: nothing to version
+
+    def report_for(dataset: pd.DataFrame) -> dict:
+        return build_quality_report(dataset, date, consensus_labels, review_queue, agreement_metrics,
+                                    annotator_scorecards, quarantine)
+
+    ontology, guidelines = load_ontology(), load_guidelines()
+    try:
+        info = store.release_partition(
+            date, consensus_labels, build_provenance(consensus_labels, returned_annotations, raw_items), report_for,
+            {"ontology": ontology.version, "guidelines": guidelines.version,
+             "model": ",".join(sorted(returned_annotations["model_version"].unique()))})
+    except ReleaseIntegrityError as exc:
+        raise dg.Failure(description=str(exc).splitlines()[0], metadata={
+            "problems": dg.MetadataValue.md("\n".join(f"- {p}" for p in exc.problems))}) from None
+    if info is None:  # a day with nothing labeled and no earlier release: nothing to version
         context.log.warning(f"no labels for {date} and no earlier release: no release made")
         return dg.MaterializeResult(metadata={"version": "", "new_release": False, "labels": 0,
                                               "reason": "the dataset would be empty"})
-    ontology, guidelines = load_ontology(), load_guidelines()
-    info = store.publish(labels, provenance, report, sorted(labels["partition_date"].unique()),
-                         {"ontology": ontology.version, "guidelines": guidelines.version,
-                          "model": ",".join(sorted(returned_annotations["model_version"].unique()))})
     context.log.info(f"release {info.version} ({'new' if info.created else 'unchanged, reused'})")
     return dg.MaterializeResult(metadata={
         "version": info.version, "new_release": info.created, "fingerprint": info.fingerprint,
         "parent": info.parent or "", "labels": info.n_labels, "items": info.n_items,
         "partitions": dg.MetadataValue.json(info.partitions), "dvc_md5": info.dvc_md5,
+        # kept in the Dagster event log, outside the data root: one more anchor for `verify`
+        "manifest_sha256": info.manifest_sha256,
         "dvc_remote": info.remote,
         "path": dg.MetadataValue.path(str(store.releases_dir / info.version)),
         "quality_report": dg.MetadataValue.md((store.releases_dir / info.version / "quality_report.md").read_text()),

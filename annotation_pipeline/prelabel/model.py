@@ -9,12 +9,19 @@ that made it.
 
 Active learning picks the items the model is least sure about (scene margin and object
 scores), under a budget.
+
+Stored without code: the two scikit-learn models go to one skops file (skops loads only an
+allow-list of types: scikit-learn estimators, numpy arrays, and here the tree structure; a
+pickle would run whatever a crafted file asks), version and metrics to a JSON card. Loading is
+checked against the sha256 recorded when the model was saved, read from the *audit log*
+(hash-chained), not only from the card beside the file: a swapped model file with a rewritten
+card is still refused. The Dagster materialization of ``prelabel_model`` records it as well.
 """
 
 from __future__ import annotations
 
 import hashlib
-import pickle
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +35,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from annotation_pipeline.atomic_files import write_bytes_atomic
+from annotation_pipeline.audit import append_audit_event, read_audit_events, verify_audit_chain
 from annotation_pipeline.contracts import LABELING_QUEUE, PRELABELS
+from annotation_pipeline.layout import DataLayout
 
 FEATURE_VERSION = "colour-stats-v1"
 BACKGROUND_LABEL = "__background__"
@@ -37,6 +46,14 @@ BACKGROUND_LABEL = "__background__"
 FOREGROUND_THRESHOLD = 55
 MIN_REGION_PIXELS = 40
 MAX_OBJECTS_PER_IMAGE = 12
+MODEL_SAVED_EVENT = "prelabel_model_saved"
+# Beyond skops' own trusted defaults (scikit-learn estimators, numpy), the random forest's
+# tree structure. Anything else in a model file is refused before it is built.
+TRUSTED_EXTRA_TYPES = frozenset({"sklearn.tree._tree.Tree"})
+
+
+class ModelIntegrityError(RuntimeError):
+    """The stored pre-label model is not the one that was trained: it is not loaded."""
 
 
 def load_rgb(path: Path) -> np.ndarray:
@@ -128,12 +145,72 @@ class PrelabelModel:
         out["model_version"] = self.version
         return PRELABELS.conform(out)
 
-    def save(self, path: Path) -> None:
-        write_bytes_atomic(path, pickle.dumps(self))
+    def to_bytes(self) -> bytes:
+        import skops.io as sio  # a second of imports, only where models are stored
 
-    @staticmethod
-    def load(path: Path) -> "PrelabelModel":
-        return pickle.loads(path.read_bytes())
+        return sio.dumps({"scene_model": self.scene_model, "object_model": self.object_model})
+
+    def card(self, sha256: str) -> dict:
+        return {"format": "skops", "sha256": sha256, "version": self.version, "trained_on": self.trained_on,
+                "metrics": self.metrics}
+
+    @classmethod
+    def from_bytes(cls, data: bytes, card: dict) -> PrelabelModel:
+        """Build from skops bytes, refusing any type outside the allow-list (never runs code)."""
+        import skops.io as sio
+
+        untrusted = set(sio.get_untrusted_types(data=data))
+        refused = sorted(untrusted - TRUSTED_EXTRA_TYPES)
+        if refused:
+            raise ModelIntegrityError(f"the model file holds types outside the allow-list: {', '.join(refused)}")
+        models = sio.loads(data, trusted=sorted(untrusted))
+        return cls(models["scene_model"], models["object_model"], str(card["version"]), int(card["trained_on"]),
+                   dict(card.get("metrics") or {}))
+
+
+def save_model(model: PrelabelModel, root: Path) -> str:
+    """Store the model (skops + JSON card) and record its sha256 in the audit log; the sha256."""
+    layout = DataLayout(root)
+    data = model.to_bytes()
+    sha256 = hashlib.sha256(data).hexdigest()
+    write_bytes_atomic(layout.prelabel_model, data)
+    write_bytes_atomic(layout.prelabel_model_card, json.dumps(model.card(sha256), indent=2).encode())
+    append_audit_event(root, MODEL_SAVED_EVENT, model_version=model.version, sha256=sha256,
+                       path=layout.relative(layout.prelabel_model))
+    return sha256
+
+
+def recorded_model_sha256(root: Path) -> str | None:
+    """The sha256 of the last saved model, from the audit log (None when none was saved)."""
+    events = [e for e in read_audit_events(root) if e.get("event") == MODEL_SAVED_EVENT]
+    return str(events[-1]["sha256"]) if events else None
+
+
+def load_model(root: Path) -> PrelabelModel:
+    """The stored model, once its bytes match the sha256 the audit log recorded at saving."""
+    layout = DataLayout(root)
+    path, card_path = layout.prelabel_model, layout.prelabel_model_card
+    retrain = "retrain it (job `train_prelabel_model`, or materialize `prelabel_model`)"
+    if not path.is_file() or not card_path.is_file():
+        raise ModelIntegrityError(f"no pre-label model at {path} (with its card {card_path.name}): {retrain}")
+    chain = verify_audit_chain(root)
+    if chain:
+        raise ModelIntegrityError(f"the audit log that records the model's sha256 is broken ({chain[0]}): "
+                                  f"run `annotation-pipeline verify`, then {retrain}")
+    expected = recorded_model_sha256(root)
+    if expected is None:
+        raise ModelIntegrityError(f"the audit log records no saved pre-label model: {retrain}")
+    data = path.read_bytes()
+    actual = hashlib.sha256(data).hexdigest()
+    try:
+        card = json.loads(card_path.read_text())
+    except ValueError:
+        raise ModelIntegrityError(f"{card_path}: not JSON: {retrain}") from None
+    if actual != expected or card.get("sha256") != expected:
+        raise ModelIntegrityError(f"{path}: sha256 {actual[:12]} (card {str(card.get('sha256'))[:12]}) is not the "
+                                  f"{expected[:12]} the audit log recorded when the model was saved; the file "
+                                  f"was replaced: {retrain}")
+    return PrelabelModel.from_bytes(data, card)
 
 
 def train_prelabel_model(images: dict[str, np.ndarray], labels: pd.DataFrame, seed: int = 0) -> PrelabelModel:

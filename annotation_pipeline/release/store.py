@@ -5,8 +5,13 @@ A release is a folder ``releases/<version>/`` under the data root holding ``labe
 its source file hash and the raw item it came from), ``quality_report.json`` and ``.md``, and
 ``manifest.json`` (sha256 of every file, parent version, content fingerprint). It is written
 to a staging folder, renamed into place in one step, ``dvc add``-ed and pushed to the DVC
-remote; only then is it appended to ``releases/index.jsonl``, the registry of releases. A crash
-at any point leaves either no release or a finished one; a rerun finishes or reuses it.
+remote; only then is it appended to ``releases/index.jsonl``, the registry of releases, and to
+the hash-chained audit log. A crash at any point leaves either no release or a finished one;
+the next publish removes the leftovers and reconciles the audit log (release/recovery.py).
+
+Publishing holds an exclusive lock and checks the parent release first (release/integrity.py:
+files against the manifest, the manifest against the index line and the audit event, DVC's
+status): a tampered parent is never built upon.
 
 The version sequence is ``v0001, v0002, ...``; the identity of a release is the fingerprint of
 its labels: publishing content equal to the latest release returns that release.
@@ -19,19 +24,46 @@ import hashlib
 import io
 import json
 import logging
-import shutil
-from dataclasses import asdict, dataclass
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
 
-from annotation_pipeline.audit import append_audit_event
+from annotation_pipeline.audit import append_audit_event, verify_audit_chain
 from annotation_pipeline.layout import DataLayout
+from annotation_pipeline.release.integrity import (
+    RELEASE_EVENT,
+    IntegrityReport,
+    check_index_order,
+    check_offline,
+    check_release_anchors,
+    check_release_files,
+    dvc_file_md5,
+    file_sha256,
+    leftover_folders,
+    read_index_lines,
+    release_events,
+)
+from annotation_pipeline.release.recovery import publish_lock, reconcile_audit, remove_leftover
 from annotation_pipeline.settings import Settings, silence_phone_home
 
 silence_phone_home()  # no internet here: DVC must not phone home
+log = logging.getLogger(__name__)
 
+
+class ReleaseIntegrityError(RuntimeError):
+    """The release history is not what was published: nothing may be built on it."""
+
+    def __init__(self, message: str, problems: list[str]):
+        super().__init__(message + ("\n  " + "\n  ".join(problems) if problems else ""))
+        self.problems = problems
+
+
+class StaleParentError(RuntimeError):
+    """A caller built a dataset on a parent that is no longer the latest release."""
 
 
 @dataclass(frozen=True)
@@ -45,7 +77,17 @@ class ReleaseInfo:
     partitions: list[str]
     dvc_md5: str
     remote: str
+    manifest_sha256: str = ""   # empty on index lines written before manifests were anchored
     created: bool = True   # False when publishing found identical content already released
+
+    @classmethod
+    def from_record(cls, record: dict) -> ReleaseInfo | None:
+        """An index record as a ReleaseInfo; None when it lacks a field (``verify`` names it)."""
+        known = {f.name for f in fields(cls)}
+        try:
+            return cls(**{k: v for k, v in record.items() if k in known})
+        except TypeError:
+            return None
 
 
 def labels_fingerprint(labels: pd.DataFrame) -> str:
@@ -66,6 +108,9 @@ def labels_fingerprint(labels: pd.DataFrame) -> str:
     return hashlib.sha256(hashed.to_numpy().tobytes()).hexdigest()[:16]
 
 
+_LATEST = object()  # publish(parent=...) default: build on whatever is latest
+
+
 class DvcReleaseStore:
     """Releases under ``root/releases`` in a DVC project rooted at ``root``.
 
@@ -84,8 +129,12 @@ class DvcReleaseStore:
         return cls(settings.data_root, settings.dvc_remote(), settings.s3_endpoint_url)
 
     @property
+    def layout(self) -> DataLayout:
+        return DataLayout(self.root)
+
+    @property
     def releases_dir(self) -> Path:
-        return DataLayout(self.root).releases
+        return self.layout.releases
 
     def _repo(self):
         from dvc.repo import Repo  # heavy import, only where releases are made
@@ -108,10 +157,8 @@ class DvcReleaseStore:
         return repo
 
     def list_releases(self) -> list[ReleaseInfo]:
-        index = DataLayout(self.root).release_index
-        if not index.exists():
-            return []
-        return [ReleaseInfo(**json.loads(line)) for line in index.read_text().splitlines() if line.strip()]
+        lines, _ = read_index_lines(self.layout.release_index)
+        return [info for line in lines if (info := ReleaseInfo.from_record(line.record)) is not None]
 
     def latest(self) -> ReleaseInfo | None:
         releases = self.list_releases()
@@ -123,34 +170,94 @@ class DvcReleaseStore:
             raise FileNotFoundError(f"release {version} has no {name}.parquet (looked in {path})")
         return pd.read_parquet(path)
 
+    # -- publishing: one publisher at a time, on a verified parent ------------------------------
+
     def publish(self, labels: pd.DataFrame, provenance: pd.DataFrame, quality_report: dict,
-                partitions: list[str], versions: dict[str, str]) -> ReleaseInfo:
-        """Publish ``labels`` as a new release unless the latest release holds the same content."""
+                partitions: list[str], versions: dict[str, str], parent=_LATEST) -> ReleaseInfo:
+        """Publish ``labels`` (a whole dataset) unless the latest release holds the same content.
+
+        ``parent`` is the compare-and-swap: the version the caller built ``labels`` on (None for
+        the first release). If another publisher released in between, StaleParentError is raised
+        instead of silently dropping that release's labels; ``release_partition`` never sees it,
+        because it reads the latest release under the lock.
+        """
+        with publish_lock(self.layout.release_lock):
+            latest = self._recover_and_verify_latest()
+            if parent is not _LATEST and parent != (latest.version if latest else None):
+                raise StaleParentError(f"the dataset was built on {parent or 'no release'}, but the latest "
+                                       f"release is now {latest.version if latest else 'none'}: rebuild on it")
+            return self._publish_on(latest, labels, provenance, quality_report, partitions, versions)
+
+    def release_partition(self, partition_date: str, day_labels: pd.DataFrame, day_provenance: pd.DataFrame,
+                          report_for: Callable[[pd.DataFrame], dict], versions: dict[str, str]) -> ReleaseInfo | None:
+        """The latest release with ``partition_date``'s rows replaced by this day's, published.
+
+        Latest is read under the publish lock, after its integrity is checked, so two days
+        released at once both end in the dataset: the second merges onto the first's release.
+        None when the dataset would be empty (nothing labeled yet, no earlier release).
+        """
+        with publish_lock(self.layout.release_lock):
+            latest = self._recover_and_verify_latest()
+            previous = self.read_table(latest.version, "labels") if latest else None
+            previous_provenance = self.read_table(latest.version, "provenance") if latest else None
+            labels = merge_into_dataset(previous, day_labels, partition_date)
+            if labels.empty:
+                return None
+            provenance = merge_into_dataset(previous_provenance, day_provenance, partition_date)
+            return self._publish_on(latest, labels, provenance, report_for(labels),
+                                    sorted(labels["partition_date"].unique()), versions)
+
+    def _recover_and_verify_latest(self) -> ReleaseInfo | None:
+        """Under the lock: refuse a tampered history, finish what a crash left, check the parent."""
+        lines, index_problems = read_index_lines(self.layout.release_index)
+        problems = index_problems + verify_audit_chain(self.root) + check_index_order(lines)
+        events = release_events(self.root)
+        indexed = {line.record["version"] for line in lines}
+        problems += [f"audit log line {e['line']}: records release {v}, which the index does not list"
+                     for v, e in sorted(events.items()) if v not in indexed]
+        if problems:
+            raise ReleaseIntegrityError("the release history is not what was published; nothing was "
+                                        "released. Run `annotation-pipeline verify` and restore the named "
+                                        "files before releasing again:", problems)
+        for version in reconcile_audit(self.root, lines, events):
+            log.warning("release %s had no audit event (a crash after its index line): appended, reconciled",
+                        version)
+        for path in leftover_folders(self.releases_dir, indexed):
+            remove_leftover(path)
+        if not lines:
+            return None
+        parent = lines[-1]
+        problems = check_release_files(self.releases_dir, parent)
+        problems += check_release_anchors(parent, release_events(self.root).get(parent.record["version"]))
+        problems = problems or self.dvc_problems([parent.record["version"]], cloud=False)
+        if problems:
+            raise ReleaseIntegrityError(
+                f"the parent release {parent.record['version']} is not what was published, so no release was "
+                f"built on it. Restore it (`dvc checkout releases/{parent.record['version']}.dvc` in the data "
+                "root restores its files from the DVC cache) and check with `annotation-pipeline verify`:",
+                problems)
+        return ReleaseInfo.from_record(parent.record)
+
+    def _publish_on(self, latest: ReleaseInfo | None, labels: pd.DataFrame, provenance: pd.DataFrame,
+                    quality_report: dict, partitions: list[str], versions: dict[str, str]) -> ReleaseInfo:
         fingerprint = labels_fingerprint(labels)
-        releases = self.list_releases()
-        latest = releases[-1] if releases else None
         if latest is not None and latest.fingerprint == fingerprint:
             return ReleaseInfo(**{**asdict(latest), "created": False})
-        version = f"v{len(releases) + 1:04d}"
+        parent = latest.version if latest else None
+        version = f"v{int(parent[1:]) + 1 if parent else 1:04d}"
         final = self.releases_dir / version
-        if final.exists():  # a crash after the rename and before the index: redo from scratch
-            shutil.rmtree(final)
-            (self.releases_dir / f"{version}.dvc").unlink(missing_ok=True)
         staging = self.releases_dir / f".staging-{version}"
-        if staging.exists():
-            shutil.rmtree(staging)
         staging.mkdir(parents=True)
         labels.to_parquet(staging / "labels.parquet", index=False)
         provenance.to_parquet(staging / "provenance.parquet", index=False)
-        report = {"version": version, "fingerprint": fingerprint, "parent": latest.version if latest else None,
-                  **quality_report}
+        report = {"version": version, "fingerprint": fingerprint, "parent": parent, **quality_report}
         (staging / "quality_report.json").write_text(json.dumps(report, indent=2, default=str))
         (staging / "quality_report.md").write_text(render_quality_report(report))
         created_at = datetime.now(timezone.utc).isoformat()
         manifest = {
             "version": version, "fingerprint": fingerprint, "created_at": created_at,
-            "parent": latest.version if latest else None, "partitions": partitions, "versions": versions,
-            "files": {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(staging.iterdir())},
+            "parent": parent, "partitions": partitions, "versions": versions,
+            "files": {p.name: file_sha256(p) for p in sorted(staging.iterdir())},
         }
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=2))
         staging.rename(final)  # atomic on one filesystem: the release appears whole or not at all
@@ -159,36 +266,65 @@ class DvcReleaseStore:
         with contextlib.redirect_stdout(io.StringIO()):
             repo.add([str(final)])
             repo.push()
-        dvc_md5 = _dvc_md5(self.releases_dir / f"{version}.dvc")
-        for path in [final, *final.rglob("*")]:  # releases are immutable on disk too
+        dvc_md5 = dvc_file_md5(self.releases_dir / f"{version}.dvc")
+        for path in [*final.rglob("*"), final]:  # releases are immutable on disk too
             path.chmod(0o555 if path.is_dir() else 0o444)
-        info = ReleaseInfo(version, fingerprint, created_at, latest.version if latest else None,
-                           len(labels), int(labels["item_id"].nunique()), partitions, dvc_md5, self.remote_url)
-        with DataLayout(self.root).release_index.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps(asdict(info)) + "\n")
-        append_audit_event(self.root, "release_published", version=version, fingerprint=fingerprint,
-                           parent=info.parent, n_labels=info.n_labels, dvc_md5=dvc_md5, partitions=partitions)
+        info = ReleaseInfo(version, fingerprint, created_at, parent, len(labels),
+                           int(labels["item_id"].nunique()), partitions, dvc_md5, self.remote_url,
+                           file_sha256(final / "manifest.json"))
+        line = json.dumps(asdict(info)).encode("utf-8")
+        with self.layout.release_index.open("ab") as fh:
+            fh.write(line + b"\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        append_audit_event(self.root, RELEASE_EVENT, version=version, fingerprint=fingerprint, parent=parent,
+                           n_labels=info.n_labels, dvc_md5=dvc_md5, manifest_sha256=info.manifest_sha256,
+                           index_line_sha256=hashlib.sha256(line).hexdigest(), partitions=partitions)
         return info
 
+    # -- checking --------------------------------------------------------------------------------
+
     def verify(self, version: str) -> list[str]:
-        """Problems with a release on disk (files changed since publishing); empty when intact."""
-        manifest = json.loads((self.releases_dir / version / "manifest.json").read_text())
+        """Problems with one release (files, manifest anchors, the audit chain); empty when intact."""
+        lines, problems = read_index_lines(self.layout.release_index)
+        mine = [line for line in lines if line.record["version"] == version]
+        if not mine:
+            return problems + [f"release {version}: not in {self.layout.release_index}"]
+        problems += verify_audit_chain(self.root) + check_release_files(self.releases_dir, mine[-1])
+        return problems + check_release_anchors(mine[-1], release_events(self.root).get(version))
+
+    def check(self, with_dvc: bool = True) -> IntegrityReport:
+        """The whole history: audit chain, index, every release; with DVC workspace and remote status."""
+        report = check_offline(self.root, self.releases_dir, self.layout.release_index)
+        if with_dvc and (self.root / ".dvc").exists():
+            report.problems += self.dvc_problems([r.version for r in self.list_releases()], cloud=True)
+        return report
+
+    def dvc_problems(self, versions: list[str], cloud: bool) -> list[str]:
+        """``dvc status`` of the releases' ``.dvc`` files: the workspace, and the remote when ``cloud``."""
+        targets = [str(p) for v in versions if (p := self.releases_dir / f"{v}.dvc").is_file()]
+        if not targets:
+            return []
         problems = []
-        for name, digest in manifest["files"].items():
-            path = self.releases_dir / version / name
-            if not path.exists():
-                problems.append(f"{version}/{name}: missing")
-            elif hashlib.sha256(path.read_bytes()).hexdigest() != digest:
-                problems.append(f"{version}/{name}: changed since release")
+        try:
+            repo = self._repo()
+            with contextlib.redirect_stdout(io.StringIO()):
+                local = repo.status(targets=targets)
+                remote = repo.status(targets=targets, cloud=True, remote="releases") if cloud else {}
+        except Exception as exc:  # noqa: BLE001 - DVC raises many types; verify must name it, not crash
+            return [f"dvc status failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"]
+        for dvc_file, changes in sorted(local.items()):
+            dvc_file = self._relative(dvc_file)  # DVC names it relative to the working directory
+            what = "; ".join(f"{out} {state}" for change in changes if isinstance(change, dict)
+                             for outs in change.values() if isinstance(outs, dict) for out, state in outs.items())
+            problems.append(f"{dvc_file}: the files on disk differ from what DVC recorded ({what or changes})")
+        for name, state in sorted(remote.items()):
+            problems.append(f"DVC remote {self.remote_url}: {name} is {state} (not pushed, or removed from the remote)")
         return problems
 
-
-def _dvc_md5(dvc_file: Path) -> str:
-    for line in dvc_file.read_text().splitlines():
-        line = line.strip().lstrip("- ")
-        if line.startswith("md5:"):
-            return line.split(":", 1)[1].strip()
-    return ""
+    def _relative(self, path: str) -> str:
+        absolute = (Path.cwd() / path).resolve()
+        return str(absolute.relative_to(self.root)) if absolute.is_relative_to(self.root) else path
 
 
 def merge_into_dataset(previous: pd.DataFrame | None, new_labels: pd.DataFrame, partition_date: str) -> pd.DataFrame:

@@ -75,7 +75,8 @@ def test_tampering_with_a_released_file_is_detected(store):
     path = store.releases_dir / info.version / "quality_report.json"
     path.chmod(0o644)
     path.write_text(json.dumps({"tampered": True}))
-    assert store.verify(info.version) == [f"{info.version}/quality_report.json: changed since release"]
+    assert store.verify(info.version) == [
+        "release v0001: quality_report.json changed since release (sha256 differs from the manifest)"]
 
 
 def test_rereleasing_a_partition_replaces_its_rows_instead_of_appending():

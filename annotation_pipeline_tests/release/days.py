@@ -1,0 +1,58 @@
+"""A small labeled day, as the release step receives it: consensus labels and the tables behind them.
+
+Shared by the release tests and the ``verify`` CLI tests; the frames follow contracts.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from annotation_pipeline.contracts import AGREEMENT_METRICS, CONSENSUS_LABELS
+from annotation_pipeline.release.report import build_provenance, build_quality_report
+from annotation_pipeline.release.store import DvcReleaseStore
+from annotation_pipeline.settings import load_settings
+
+
+def day_tables(date: str, n: int = 3, label: str = "car") -> dict[str, pd.DataFrame]:
+    """The release step's inputs for one day: ``n`` items with one box each, three answers per box."""
+    tag = date.replace("-", "")
+    items = [f"item{tag}{k}" for k in range(n)]
+    answers = [f"ann{tag}{k}{a}" for k in range(n) for a in "abc"]
+    consensus = CONSENSUS_LABELS.conform(pd.DataFrame({
+        "item_id": items, "kind": "box", "label": label,
+        "x_min": np.arange(n, dtype=float), "y_min": 1.0, "x_max": np.arange(n) + 10.0, "y_max": 11.0,
+        "geometry_wkb": None, "confidence": 0.9, "n_annotators": 3, "n_assigned": 3, "method": "iou_cluster",
+        "annotation_ids": [" ".join(answers[3 * k:3 * k + 3]) for k in range(n)],
+    }))
+    returned = pd.DataFrame({
+        "annotation_id": answers, "annotator_id": [f"w{a}" for _ in range(n) for a in "abc"], "vendor": "simvendor",
+        "batch_id": f"batch-{date}", "task_id": [f"t{k}" for k in range(n) for _ in "abc"], "label": label,
+        "source_file": "export.json", "source_sha256": "0" * 64, "ontology_version": "1.0.0",
+        "guidelines_version": "1.0.0", "model_version": "prelabel-test",
+    })
+    raw = pd.DataFrame({"item_id": items, "source_file": [f"upload{k}.png" for k in range(n)],
+                        "raw_path": [f"raw/{date}/{i}.png" for i in items], "partition_date": date})
+    agreement = AGREEMENT_METRICS.conform(pd.DataFrame({
+        "scope": ["batch", "class"], "key": [f"batch-{date}", label], "metric": "mean_iou", "value": 0.8, "n": n}))
+    return {"consensus_labels": consensus, "returned_annotations": returned, "raw_items": raw,
+            "agreement_metrics": agreement, "review_queue": consensus.iloc[:0], "annotator_scorecards": pd.DataFrame()}
+
+
+def store_for(root: Path) -> DvcReleaseStore:
+    """The store the CLI uses for ``root`` (same DVC remote: ``ROOT/dvc-remote`` on the local profile)."""
+    return DvcReleaseStore.from_settings(load_settings(root=root, profile="local"))
+
+
+def release_day(store: DvcReleaseStore, date: str, n: int = 3, label: str = "car"):
+    """What the release step does for ``date``, through the domain publish path."""
+    t = day_tables(date, n, label)
+
+    def report_for(dataset: pd.DataFrame) -> dict:
+        return build_quality_report(dataset, date, t["consensus_labels"], t["review_queue"], t["agreement_metrics"],
+                                    t["annotator_scorecards"], pd.DataFrame({"reason": pd.Series(dtype="string")}))
+
+    provenance = build_provenance(t["consensus_labels"], t["returned_annotations"], t["raw_items"])
+    return store.release_partition(date, t["consensus_labels"], provenance, report_for, {"ontology": "1.0.0"})
