@@ -5,8 +5,10 @@ import dagster as dg
 import pandas as pd
 
 from annotation_pipeline.defs.common import OWNERS, daily_partitions
+from annotation_pipeline.defs.consensus import read_gold
 from annotation_pipeline.defs.resources import DataRoot, ReleaseStore
 from annotation_pipeline.ontology import load_guidelines, load_ontology
+from annotation_pipeline.release.evidence import changes_since, release_attachments, release_images
 from annotation_pipeline.release.report import build_provenance, build_quality_report
 from annotation_pipeline.release.store import ReleaseIntegrityError
 
@@ -17,29 +19,39 @@ from annotation_pipeline.release.store import ReleaseIntegrityError
     # of racing for the next version. The store's publish lock serializes within a host too.
     pool="dataset_release",
     description="The dataset release: the latest release with this day's consensus labels replaced, "
-                "written whole to `releases/<version>/` (labels, provenance, quality report, manifest "
-                "with sha256s), `dvc add`-ed and pushed to the DVC remote, then registered in "
-                "`releases/index.jsonl` and the hash-chained audit log. Identical content makes no new "
-                "release. The parent release is verified first: a tampered parent stops the step.",
+                "written whole to `releases/<version>/` (labels, provenance, image index, quality report "
+                "as JSON, Markdown and one self-contained HTML file, COCO and Label Studio exports, manifest "
+                "with sha256s), `dvc add`-ed and pushed to the DVC remote, registered in "
+                "`releases/index.jsonl` and the hash-chained audit log, and committed and tagged "
+                "`dataset-vNNNN` in the data root's git registry (`dvc get ROOT releases/vNNNN --rev "
+                "dataset-vNNNN` restores it). Identical content makes no new release. The parent release "
+                "is verified first: a tampered parent stops the step.",
 )
 def dataset_release(context: dg.AssetExecutionContext, data_root: DataRoot, releases: ReleaseStore,
                     consensus_labels: pd.DataFrame, review_queue: pd.DataFrame,
                     agreement_metrics: pd.DataFrame, annotator_scorecards: pd.DataFrame,
-                    returned_annotations: pd.DataFrame, raw_items: pd.DataFrame) -> dg.MaterializeResult:
+                    returned_annotations: pd.DataFrame, raw_items: pd.DataFrame,
+                    anonymized_items: pd.DataFrame) -> dg.MaterializeResult:
     date = context.partition_key
     store = releases.store()
     quarantine = data_root.read_quarantine(date)
 
-    def report_for(dataset: pd.DataFrame) -> dict:
-        return build_quality_report(dataset, date, consensus_labels, review_queue, agreement_metrics,
-                                    annotator_scorecards, quarantine)
-
     ontology, guidelines = load_ontology(), load_guidelines()
+
+    def report_for(dataset: pd.DataFrame, parent_labels: pd.DataFrame | None) -> dict:
+        return {**build_quality_report(dataset, date, consensus_labels, review_queue, agreement_metrics,
+                                       annotator_scorecards, quarantine), **changes_since(parent_labels, dataset)}
+
+    def attachments(report: dict, dataset: pd.DataFrame, images: pd.DataFrame) -> dict[str, bytes]:
+        return release_attachments(report, dataset, images, ontology, agreement=agreement_metrics, scorecards=annotator_scorecards,
+                                   answers=returned_annotations, gold=read_gold(data_root), quarantine=quarantine)
+
     try:
         info = store.release_partition(
             date, consensus_labels, build_provenance(consensus_labels, returned_annotations, raw_items), report_for,
             {"ontology": ontology.version, "guidelines": guidelines.version,
-             "model": ",".join(sorted(returned_annotations["model_version"].unique()))})
+             "model": ",".join(sorted(returned_annotations["model_version"].unique()))},
+            day_images=release_images(anonymized_items), attachments=attachments)
     except ReleaseIntegrityError as exc:
         raise dg.Failure(description=str(exc).splitlines()[0], metadata={
             "problems": dg.MetadataValue.md("\n".join(f"- {p}" for p in exc.problems))}) from None
@@ -57,6 +69,8 @@ def dataset_release(context: dg.AssetExecutionContext, data_root: DataRoot, rele
         "dvc_remote": info.remote,
         "path": dg.MetadataValue.path(str(store.releases_dir / info.version)),
         "quality_report": dg.MetadataValue.md((store.releases_dir / info.version / "quality_report.md").read_text()),
+        "quality_report_html": dg.MetadataValue.path(str(store.releases_dir / info.version / "quality_report.html")),
+        "git_tag": f"dataset-{info.version}",
     })
 
 

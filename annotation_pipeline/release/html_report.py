@@ -78,7 +78,7 @@ def render_release_report(report: Mapping[str, Any], *, tables: Mapping[str, pd.
         f"{_escape(report.get('partition', {}).get('date'))}</p>",
         "<h2>What changed since the parent release</h2>",
         _key_values(report["changes"]) if report.get("changes") else "<p class='meta'>(first release)</p>",
-        html_table(tables.get("changes_by_class"), index=True),
+        html_table(tables.get("changes_by_class")),
         "<h2>Coverage and class balance</h2>", _key_values(report.get("dataset", {})),
         _figures(charts, ["class_balance"]),
         "<h2>Agreement by class</h2>", html_table(tables.get("agreement_by_class")),

@@ -48,11 +48,15 @@ from annotation_pipeline.release.integrity import (
     release_events,
 )
 from annotation_pipeline.release.recovery import publish_lock, reconcile_audit, remove_leftover
+from annotation_pipeline.release.registry import ensure_registry, record_release, recorded_versions
 from annotation_pipeline.settings import Settings, silence_phone_home
 
 silence_phone_home()  # no internet here: DVC must not phone home
 log = logging.getLogger(__name__)
 
+
+# (report, dataset, image index) -> {file name: content}: more files for a release folder.
+Attachments = Callable[[dict, pd.DataFrame, pd.DataFrame], dict[str, bytes]]
 
 class ReleaseIntegrityError(RuntimeError):
     """The release history is not what was published: nothing may be built on it."""
@@ -145,7 +149,8 @@ class DvcReleaseStore:
         if not (self.root / ".dvc").exists():
             self.root.mkdir(parents=True, exist_ok=True)
             with contextlib.redirect_stdout(io.StringIO()):  # DVC prints a banner; stdout is the caller's
-                Repo.init(str(self.root), no_scm=not (self.root / ".git").exists())  # a registry root is under git
+                ensure_registry(self.root)  # the data root is a git-tagged DVC registry
+                Repo.init(str(self.root))
         repo = Repo(str(self.root))
         with repo.config.edit() as conf:
             conf["core"]["analytics"] = False
@@ -189,12 +194,17 @@ class DvcReleaseStore:
             return self._publish_on(latest, labels, provenance, quality_report, partitions, versions)
 
     def release_partition(self, partition_date: str, day_labels: pd.DataFrame, day_provenance: pd.DataFrame,
-                          report_for: Callable[[pd.DataFrame], dict], versions: dict[str, str]) -> ReleaseInfo | None:
+                          report_for: Callable[[pd.DataFrame, pd.DataFrame | None], dict], versions: dict[str, str],
+                          day_images: pd.DataFrame | None = None, attachments: Attachments | None = None
+                          ) -> ReleaseInfo | None:
         """The latest release with ``partition_date``'s rows replaced by this day's, published.
 
         Latest is read under the publish lock, after its integrity is checked, so two days
         released at once both end in the dataset: the second merges onto the first's release.
         None when the dataset would be empty (nothing labeled yet, no earlier release).
+        ``report_for(dataset, parent_labels)`` makes the quality report; ``day_images`` (item_id,
+        file_name, width, height) joins the release's image index, and ``attachments(report,
+        dataset, images)`` returns more files for the release folder (exports, HTML report).
         """
         with publish_lock(self.layout.release_lock):
             latest = self._recover_and_verify_latest()
@@ -204,8 +214,17 @@ class DvcReleaseStore:
             if labels.empty:
                 return None
             provenance = merge_into_dataset(previous_provenance, day_provenance, partition_date)
-            return self._publish_on(latest, labels, provenance, report_for(labels),
-                                    sorted(labels["partition_date"].unique()), versions)
+            images = None
+            if day_images is not None:
+                earlier = self.read_table(latest.version, "images") if latest and self._has_table(latest, "images") \
+                    else None
+                images = merge_into_dataset(earlier, day_images, partition_date)
+            return self._publish_on(latest, labels, provenance, report_for(labels, previous),
+                                    sorted(labels["partition_date"].unique()), versions, images=images,
+                                    attachments=attachments)
+
+    def _has_table(self, release: ReleaseInfo, name: str) -> bool:
+        return (self.releases_dir / release.version / f"{name}.parquet").is_file()
 
     def _recover_and_verify_latest(self) -> ReleaseInfo | None:
         """Under the lock: refuse a tampered history, finish what a crash left, check the parent."""
@@ -222,6 +241,9 @@ class DvcReleaseStore:
         for version in reconcile_audit(self.root, lines, events):
             log.warning("release %s had no audit event (a crash after its index line): appended, reconciled",
                         version)
+        if (self.root / ".git").exists():  # a crash after the index line, before the tag: tag it now
+            for version in sorted(indexed - set(recorded_versions(self.root))):
+                record_release(self.root, version)
         for path in leftover_folders(self.releases_dir, indexed):
             remove_leftover(path)
         if not lines:
@@ -239,7 +261,8 @@ class DvcReleaseStore:
         return ReleaseInfo.from_record(parent.record)
 
     def _publish_on(self, latest: ReleaseInfo | None, labels: pd.DataFrame, provenance: pd.DataFrame,
-                    quality_report: dict, partitions: list[str], versions: dict[str, str]) -> ReleaseInfo:
+                    quality_report: dict, partitions: list[str], versions: dict[str, str],
+                    images: pd.DataFrame | None = None, attachments: Attachments | None = None) -> ReleaseInfo:
         fingerprint = labels_fingerprint(labels)
         if latest is not None and latest.fingerprint == fingerprint:
             return ReleaseInfo(**{**asdict(latest), "created": False})
@@ -253,6 +276,10 @@ class DvcReleaseStore:
         report = {"version": version, "fingerprint": fingerprint, "parent": parent, **quality_report}
         (staging / "quality_report.json").write_text(json.dumps(report, indent=2, default=str))
         (staging / "quality_report.md").write_text(render_quality_report(report))
+        if images is not None:
+            images.to_parquet(staging / "images.parquet", index=False)
+            for name, content in (attachments(report, labels, images) if attachments else {}).items():
+                (staging / name).write_bytes(content)
         created_at = datetime.now(timezone.utc).isoformat()
         manifest = {
             "version": version, "fingerprint": fingerprint, "created_at": created_at,
@@ -280,6 +307,8 @@ class DvcReleaseStore:
         append_audit_event(self.root, RELEASE_EVENT, version=version, fingerprint=fingerprint, parent=parent,
                            n_labels=info.n_labels, dvc_md5=dvc_md5, manifest_sha256=info.manifest_sha256,
                            index_line_sha256=hashlib.sha256(line).hexdigest(), partitions=partitions)
+        if (self.root / ".git").exists():  # a registry root: the release becomes a tagged commit
+            record_release(self.root, version)
         return info
 
     # -- checking --------------------------------------------------------------------------------
