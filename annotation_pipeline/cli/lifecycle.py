@@ -113,9 +113,9 @@ def _log_production_predictions(root: Path, partition: str) -> None:
     layout = DataLayout(root)
     model = PrelabelModel.load(layout.prelabel_model)
     size, n = tuple(production["frame_size"]), production["predictions_per_day"]
-    if not (layout.reference / f"{model.version}.parquet").exists():
+    if not layout.reference_log(model.version).exists():
         generate_prediction_logs(root, model, "reference", n, production["reference_scene_shares"], size=size)
-    if not (layout.predictions(partition) / "serving.parquet").exists():  # reruns reuse it
+    if not layout.prediction_log(partition, "serving").exists():  # reruns reuse it
         generate_prediction_logs(root, model, partition, n, production["scene_shares"], size=size)
 
 
