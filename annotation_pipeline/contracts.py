@@ -8,6 +8,7 @@ pixel coordinates: boxes as ``x_min, y_min, x_max, y_max`` (vectorizable), polyg
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,6 +17,25 @@ import pandas as pd
 
 class ContractError(ValueError):
     """A table does not match its contract; the message names table, column and problem."""
+
+
+def missing_columns(frame: pd.DataFrame, columns: Iterable[str]) -> list[str]:
+    """The ``columns`` that ``frame`` lacks, in the order expected."""
+    present = set(map(str, frame.columns))
+    return [c for c in columns if c not in present]
+
+
+def require_columns(frame: pd.DataFrame, columns: Iterable[str], what: str, hint: str | None = None) -> None:
+    """Raise ContractError when ``frame`` lacks any of ``columns``: the one missing-column check.
+
+    The message names ``what`` was read (a table, a file), the missing columns and the full
+    list expected, then ``hint`` (what to do), so a user can fix the input without the code.
+    """
+    expected = list(columns)
+    missing = missing_columns(frame, expected)
+    if missing:
+        message = f"{what}: missing column(s) {', '.join(missing)}; expected {', '.join(expected)}"
+        raise ContractError(f"{message}; {hint}" if hint else message)
 
 
 @dataclass(frozen=True)
@@ -40,9 +60,7 @@ class TableContract:
 
     def conform(self, df: pd.DataFrame) -> pd.DataFrame:
         """Select the contract's columns in order, cast dtypes, then validate."""
-        missing = [c for c in self.columns if c not in df.columns]
-        if missing:
-            raise ContractError(f"{self.name}: missing column(s) {', '.join(missing)}")
+        require_columns(df, self.columns, self.name)
         out = pd.DataFrame(
             {n: df[n].astype(c.dtype) if str(df[n].dtype) != c.dtype else df[n]
              for n, c in self.columns.items()},
@@ -52,11 +70,9 @@ class TableContract:
         return out
 
     def validate(self, df: pd.DataFrame) -> None:
+        require_columns(df, self.columns, self.name)
         problems = []
         for n, c in self.columns.items():
-            if n not in df.columns:
-                problems.append(f"missing column {n!r}")
-                continue
             if str(df[n].dtype) != c.dtype:
                 problems.append(f"column {n!r} has dtype {df[n].dtype}, expected {c.dtype}")
             if not c.nullable and len(df) and df[n].isna().any():
@@ -326,6 +342,79 @@ RELABEL_CAMPAIGN = TableContract(
         "priority": _c("Int64", "rank within the campaign, 1 = label first"),
     },
 )
+
+
+ANNOTATOR_SCORECARDS = TableContract(
+    "annotator_scorecards",
+    "One row per annotator of a partition: volume, rework, gold accuracy, speed and agreement, "
+    "for the program manager and the auditor.",
+    {
+        "annotator_id": _c("string", "annotator (pseudonymous vendor id)"),
+        "n_answers": _c("int64", "rows submitted: accepted + quarantined"),
+        "n_tasks": _c("int64", "distinct tasks with an accepted answer"),
+        "gold_tasks": _c("int64", "hidden gold tasks answered"),
+        "gold_accuracy": _c("float64", "share of gold answers judged correct (empty without gold)", True),
+        "rework_rate": _c("float64", "share of the annotator's rows quarantined"),
+        "median_lead_time_s": _c("float64", "median seconds per task (empty when the vendor sent none)", True),
+        "agreement_with_consensus": _c("float64", "share of scene choices equal to the consensus label "
+                                                  "(empty until consensus exists)", True),
+    },
+)
+
+PROVENANCE = TableContract(
+    "provenance",
+    "One row per released label and vendor answer behind it, joined to the raw item: the auditor's "
+    "trace. A release stores it cumulatively, with the label's partition_date appended.",
+    {
+        "item_id": _c("string", "item: sha256 of the raw file bytes (first 16 hex chars)"),
+        "label_kind": _c("string", "choice, box or polygon"),
+        "label": _c("string", "released label"),
+        "annotation_id": _c("string", "vendor answer merged into the label"),
+        "annotator_id": _c("string", "who answered", True),
+        "vendor": _c("string", "vendor name", True),
+        "batch_id": _c("string", "vendor batch", True),
+        "task_id": _c("string", "vendor task id", True),
+        "answer_label": _c("string", "what the annotator answered", True),
+        "source_file": _c("string", "vendor return file the answer came from", True),
+        "source_sha256": _c("string", "sha256 of that return file", True),
+        "raw_source_file": _c("string", "file name as it landed", True),
+        "raw_path": _c("string", "stored raw file, relative to the data root", True),
+        "raw_partition_date": _c("string", "day the raw file was ingested", True),
+        "ontology_version": _c("string", "ontology version of the task", True),
+        "guidelines_version": _c("string", "guidelines version of the task", True),
+        "model_version": _c("string", "pre-label model shown to the annotator", True),
+    },
+)
+
+INTAKE_FILES = TableContract(
+    "intake_files",
+    "One row per vendor return file given to intake: its identity, format, status and row counts "
+    "(n_received = n_accepted + n_quarantined).",
+    {
+        "source_file": _c("string", "file name inside the inbox (as given when outside it)"),
+        "source_sha256": _c("string", "sha256 of the file (empty when it could not be read)", True),
+        "batch_id": _c("string", "batch folder the file sits in (empty when outside the inbox)", True),
+        "format": _c("string", "label_studio or coco (empty when not recognized)", True),
+        "status": _c("string", "accepted, quarantined or duplicate_file"),
+        "n_received": _c("int64", "records in the file (1 for an unusable file)"),
+        "n_accepted": _c("int64", "records accepted"),
+        "n_quarantined": _c("int64", "records quarantined"),
+        "reason": _c("string", "reason code for a whole-file status, '' otherwise"),
+        "detail": _c("string", "what was wrong and what to do, '' otherwise"),
+    },
+)
+
+INTAKE_LEDGER = TableContract(
+    "intake_ledger",
+    "Which vendor return files (by sha256) were ingested on which day, so a resubmission counts once.",
+    {
+        "source_sha256": _c("string", "sha256 of an ingested return file"),
+        "partition_date": _c("string", "day it was ingested, YYYY-MM-DD"),
+    },
+)
+
+ALL_CONTRACTS += [PREDICTION_LOG, DRIFT_SIGNALS, RELABEL_CAMPAIGN, ANNOTATOR_SCORECARDS, PROVENANCE,
+                  INTAKE_FILES, INTAKE_LEDGER]
 
 
 def quarantine_rows(stage: str, partition_date: str, source_file, record_ref, reason,

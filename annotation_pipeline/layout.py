@@ -191,9 +191,17 @@ class DataLayout:
     def predictions(self, day: str) -> Path:
         return self.monitoring / "predictions" / day
 
+    def prediction_log(self, day: str, source: str) -> Path:
+        """One serving process's prediction log of a day (the serving team names ``source``)."""
+        return self.predictions(day) / f"{source}.parquet"
+
     @property
     def reference(self) -> Path:
         return self.monitoring / "reference"
+
+    def reference_log(self, model_version: str, suffix: str = ".parquet") -> Path:
+        """A model version's validation-set predictions (``.parquet`` or ``.csv``)."""
+        return self.reference / f"{model_version}{suffix}"
 
     @property
     def campaigns(self) -> Path:
@@ -201,6 +209,12 @@ class DataLayout:
 
     def campaign(self, campaign_id: str) -> Path:
         return self.campaigns / campaign_id
+
+    def campaign_items(self, campaign_id: str) -> Path:
+        return self.campaign(campaign_id) / "items.parquet"
+
+    def campaign_manifest(self, campaign_id: str) -> Path:
+        return self.campaign(campaign_id) / "campaign.json"
 
     def monitoring_quarantine(self, day: str) -> Path:
         return self.monitoring / "quarantine" / f"{day}.parquet"

@@ -7,85 +7,81 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
-from annotation_pipeline.cli.common import CliError, emit
-from annotation_pipeline.consensus.aggregators import ANSWER_COLUMNS, METHODS, aggregate_labels
-from annotation_pipeline.consensus.agreement import batch_agreement, class_agreement
-from annotation_pipeline.consensus.boxes import BOX_COLUMNS, COORDS, merge_boxes_by_iou
+from annotation_pipeline.cli.common import (
+    CliError,
+    check_output_file,
+    emit,
+    numeric_columns,
+    positive_int,
+    read_csv,
+    unit_interval_open_closed,
+)
 
+# The consensus package (scipy, crowd-kit's methods) is imported by the commands that use it:
+# `--help` and misuse answer at once.
 _METHOD_ALIASES = {"auto": "auto", "mv": "mv", "wmv": "wmv", "ds": "ds"}
+
+CONSENSUS_HELP = """One label per item from several annotators' answers.
+
+ANSWERS.csv has the columns item_id,annotator_id,label (one row per answer).
+LABELS.csv gets item_id,label,confidence (one row per item).
+Methods: mv = majority vote, wmv = vote weighted by each annotator's accuracy
+on GOLD.csv (item_id,label), ds = Dawid-Skene; auto picks wmv with gold, else ds.
+"""
+
+AGREEMENT_HELP = """Inter-annotator agreement of ANSWERS.csv (item_id,annotator_id,label):
+Cohen's kappa (mean over annotator pairs), Fleiss' kappa and Krippendorff's
+alpha (nominal), overall and per class (one class against the rest).
+"""
+
+MERGE_HELP = """Merge several annotators' boxes of the same object into one, by IoU.
+
+BOXES.csv: item_id,annotator_id,label,x_min,y_min,x_max,y_max (pixels).
+MERGED.csv: item_id,label,x_min,y_min,x_max,y_max,confidence,n_annotators.
+Boxes of one label overlapping at IoU >= --iou form an object; it is kept when
+at least --quorum annotators drew it (default: a majority of those who saw the item).
+"""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("consensus", help="one label per item from several annotators")
+    raw = argparse.RawDescriptionHelpFormatter
+    p = subparsers.add_parser("consensus", help="one label per item from several annotators",
+                              description=CONSENSUS_HELP, formatter_class=raw)
     p.add_argument("--input", required=True, type=Path, help="ANSWERS.csv: item_id,annotator_id,label")
     p.add_argument("--output", required=True, type=Path, help="LABELS.csv: item_id,label,confidence")
-    p.add_argument("--method", choices=METHODS, default="auto",
+    p.add_argument("--method", choices=list(_METHOD_ALIASES), default="auto",
                    help="auto (default), mv = majority vote, wmv = gold-weighted vote, ds = Dawid-Skene")
     p.add_argument("--gold", type=Path, default=None, help="GOLD.csv: item_id,label")
     p.set_defaults(func=run_consensus_command)
 
-    p = subparsers.add_parser("agreement", help="inter-annotator agreement of ANSWERS.csv")
+    p = subparsers.add_parser("agreement", help="inter-annotator agreement of ANSWERS.csv",
+                              description=AGREEMENT_HELP, formatter_class=raw)
     p.add_argument("--input", required=True, type=Path, help="ANSWERS.csv: item_id,annotator_id,label")
     p.set_defaults(func=run_agreement_command)
 
-    p = subparsers.add_parser("merge-boxes", help="merge annotators' boxes by IoU")
+    p = subparsers.add_parser("merge-boxes", help="merge annotators' boxes by IoU",
+                              description=MERGE_HELP, formatter_class=raw)
     p.add_argument("--input", required=True, type=Path,
                    help="BOXES.csv: item_id,annotator_id,label,x_min,y_min,x_max,y_max")
     p.add_argument("--output", required=True, type=Path,
                    help="MERGED.csv: item_id,label,x_min,y_min,x_max,y_max,confidence,n_annotators")
-    p.add_argument("--iou", type=float, default=0.5, help="IoU threshold (default 0.5)")
-    p.add_argument("--quorum", type=int, default=None,
-                   help="annotators needed per object (default: majority of those who saw the item)")
+    p.add_argument("--iou", type=unit_interval_open_closed, default=0.5, help="IoU threshold in (0, 1] (default 0.5)")
+    p.add_argument("--quorum", type=positive_int, default=None,
+                   help="annotators needed per object, at least 1 (default: majority of those who saw the item)")
     p.set_defaults(func=run_merge_boxes_command)
 
 
-def read_csv(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
-    """Read a CSV as strings; CliError names the file and missing columns / empty cells."""
-    if not path.exists():
-        raise CliError(f"{path}: file not found")
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise CliError(f"{path}: not a readable CSV ({str(exc).splitlines()[0]})") from None
-    missing = [c for c in required if c not in frame.columns]
-    if missing:
-        raise CliError(f"{path}: missing column(s) {', '.join(missing)}; "
-                       f"expected {','.join(required)}")
-    problems = []
-    for column in required:
-        empty = np.flatnonzero(frame[column].isna().to_numpy())
-        if len(empty):
-            # +2: header line and 1-based numbering, so the row matches an editor's line number
-            problems.append(f"{path}: column {column} is empty on line(s) "
-                            f"{', '.join(str(r + 2) for r in empty[:5])}"
-                            f"{' ...' if len(empty) > 5 else ''}")
-    if problems:
-        raise CliError(*problems)
-    return frame
-
-
-def _numeric(frame: pd.DataFrame, path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
-    problems = []
-    out = frame.copy()
-    for column in columns:
-        values = pd.to_numeric(frame[column], errors="coerce")
-        bad = np.flatnonzero(values.isna().to_numpy() | ~np.isfinite(values.to_numpy(float)))
-        if len(bad):
-            problems.append(f"{path}: column {column} is not a number on line {bad[0] + 2} "
-                            f"({frame[column].iloc[bad[0]]!r})"
-                            f"{f' and {len(bad) - 1} more line(s)' if len(bad) > 1 else ''}")
-        out[column] = values
-    if problems:
-        raise CliError(*problems)
-    return out
-
-
 def run_consensus_command(args: argparse.Namespace) -> int:
-    answers = read_csv(args.input, ANSWER_COLUMNS)
-    gold = read_csv(args.gold, ("item_id", "label")) if args.gold else None
-    result = aggregate_labels(answers[list(ANSWER_COLUMNS)], _METHOD_ALIASES[args.method], gold)
+    from annotation_pipeline.consensus.aggregators import ANSWER_COLUMNS, AnswersError, aggregate_labels
+
+    check_output_file(args.output)
+    answers = read_csv(args.input, ANSWER_COLUMNS, what="answer")
+    gold = read_csv(args.gold, ("item_id", "label"), what="gold label") if args.gold else None
+    try:
+        result = aggregate_labels(answers[list(ANSWER_COLUMNS)], _METHOD_ALIASES[args.method], gold)
+    except AnswersError as exc:
+        raise CliError(f"{args.input}: {exc}") from None
     result[["item_id", "label", "confidence"]].to_csv(args.output, index=False)
     summary = {"input": str(args.input), "output": str(args.output),
                "method": result.attrs["method"], "answers": int(len(answers)),
@@ -102,7 +98,10 @@ def _render_consensus(r: dict[str, Any]) -> str:
 
 
 def run_agreement_command(args: argparse.Namespace) -> int:
-    answers = read_csv(args.input, ANSWER_COLUMNS)
+    from annotation_pipeline.consensus.aggregators import ANSWER_COLUMNS
+    from annotation_pipeline.consensus.agreement import batch_agreement, class_agreement
+
+    answers = read_csv(args.input, ANSWER_COLUMNS, what="answer")
     overall = batch_agreement(answers)
     per_class = class_agreement(answers)
     result = {"input": str(args.input), "answers": int(len(answers)),
@@ -137,18 +136,19 @@ def _render_agreement(r: dict[str, Any]) -> str:
 
 
 def run_merge_boxes_command(args: argparse.Namespace) -> int:
-    if not 0.0 < args.iou <= 1.0:
-        raise CliError(f"--iou must be in (0, 1], got {args.iou}")
-    if args.quorum is not None and args.quorum < 1:
-        raise CliError(f"--quorum must be at least 1, got {args.quorum}")
-    boxes = _numeric(read_csv(args.input, BOX_COLUMNS), args.input, COORDS)
+    from annotation_pipeline.consensus.boxes import BOX_COLUMNS, COORDS, GeometryError, merge_boxes_by_iou
+
+    check_output_file(args.output)
+    boxes = numeric_columns(read_csv(args.input, BOX_COLUMNS, what="box"), args.input, COORDS)
     inverted = np.flatnonzero(((boxes["x_max"] < boxes["x_min"])
                                | (boxes["y_max"] < boxes["y_min"])).to_numpy())
     if len(inverted):
-        raise CliError(f"{args.input}: x_max < x_min or y_max < y_min on line(s) "
-                       f"{', '.join(str(r + 2) for r in inverted[:5])}; expected "
-                       "x_min,y_min,x_max,y_max with min <= max")
-    result = merge_boxes_by_iou(boxes, iou_threshold=args.iou, quorum=args.quorum)
+        raise CliError(*(f"{args.input}: line {r + 2}: x_max < x_min or y_max < y_min; expected "
+                         "x_min,y_min,x_max,y_max with min <= max" for r in inverted))
+    try:
+        result = merge_boxes_by_iou(boxes, iou_threshold=args.iou, quorum=args.quorum)
+    except GeometryError as exc:
+        raise CliError(f"{args.input}: {exc}") from None
     merged = result.merged[["item_id", "label", *COORDS, "confidence", "n_annotators"]]
     merged.to_csv(args.output, index=False)
     summary = {"input": str(args.input), "output": str(args.output), **result.counts}

@@ -1,12 +1,4 @@
-"""``annotation-pipeline intake FILE...``: parse vendor returns and report, row by row.
-
-The same path as the ``returned_annotations`` asset: intake (formats) then the row-level QA
-suite (qa). Files must sit in ``ROOT/vendors/<vendor>/inbox/<batch_id>/``; the batch's handoff
-tasks are read from ``ROOT/handoff/<batch_id>/tasks.parquet``. When that file is missing the
-rows cannot be matched to tasks and are reported quarantined as ``unknown_task`` (the report
-says which file was looked for), rather than guessed. Exit 0 whenever a report was produced,
-also with quarantined rows; exit 1 only when none of the files exists.
-"""
+"""``annotation-pipeline intake FILE...``: parse vendor returns and report, row by row."""
 
 from __future__ import annotations
 
@@ -17,15 +9,29 @@ from typing import Any
 
 import pandas as pd
 
-from annotation_pipeline.cli.common import CliError, add_root_option, emit, layout_for
+from annotation_pipeline.cli.common import CliError, add_root_option, emit, input_file_problem, layout_for
 from annotation_pipeline.contracts import VENDOR_TASKS
 from annotation_pipeline.layout import DataLayout
+
+HELP = """\
+Parse vendor return files and report, file by file and row by row, what is
+accepted and what is quarantined with which reason.
+
+The same path as the returned_annotations asset: intake, then the row-level QA
+suite. Files must sit in ROOT/vendors/VENDOR/inbox/BATCH_ID/; the batch's
+handoff tasks are read from ROOT/handoff/BATCH_ID/tasks.parquet. Without that
+file the rows cannot be matched to tasks and are reported quarantined as
+unknown_task (the report names the file looked for), rather than guessed.
+
+Exit 0 whenever a report was produced, also with quarantined rows or files;
+exit 1 when a FILE is missing or is not a regular file, naming each one.
+"""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "intake", help="parse vendor return files; report accepted / quarantined rows with reasons",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("files", nargs="+", type=Path, metavar="FILE",
                         help="Label Studio JSON export or COCO JSON in ROOT/vendors/<vendor>/inbox/<batch_id>/")
     add_root_option(parser)
@@ -63,8 +69,9 @@ def run_intake(args: argparse.Namespace) -> int:
     from annotation_pipeline.vendor.intake import intake_vendor_returns
 
     files: list[Path] = list(args.files)
-    if not any(f.exists() for f in files):
-        raise CliError(*(f"{f}: no such file" for f in files))
+    problems = [problem for f in files if (problem := input_file_problem(f))]
+    if problems:
+        raise CliError(*problems)
     layout = layout_for(args)
     vendor = args.vendor or _vendor_from_paths(files)
     if not vendor:
@@ -94,7 +101,7 @@ def run_intake(args: argparse.Namespace) -> int:
         "vendor": vendor, "inbox": str(inbox), "missing_handoff_tasks": missing_handoffs,
         "received": intake.n_received, "accepted": len(accepted), "quarantined": len(quarantine),
         "duplicate_files": intake.n_duplicate_files,
-        "files": intake.files.where(intake.files.notna(), None).to_dict("records"),
+        "files": intake.files.to_dict("records"),
         "quarantine": quarantine[["stage", "source_file", "record_ref", "reason", "detail"]].to_dict("records"),
         "expectations": expectations,
     }

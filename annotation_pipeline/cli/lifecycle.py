@@ -9,7 +9,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from annotation_pipeline.cli.common import CliError, add_root_option, emit, settings_for
+from annotation_pipeline.cli.common import (
+    CliError,
+    add_root_option,
+    emit,
+    non_negative_int,
+    parse_day,
+    positive_int,
+    settings_for,
+)
 from annotation_pipeline.layout import DataLayout
 from annotation_pipeline.settings import DAGSTER_HOME_ENV, SECRET_ENV, load_settings, set_for_this_process
 
@@ -17,19 +25,44 @@ from annotation_pipeline.settings import DAGSTER_HOME_ENV, SECRET_ENV, load_sett
 DEMO_SECRET = "demo-only-key-for-generated-sample-data-0123456789"
 
 
+DEMO_HELP = """\
+Run the whole lifecycle on generated sample data, through Dagster on the local
+profile: ingestion, anonymization, pre-labels, vendor handoff to a simulated
+workforce, QA, consensus, release and drift. Prints the counts of each stage
+and the release. A rerun on the same root changes nothing.
+
+The Dagster instance is $DAGSTER_HOME when set, else ROOT/dagster_home.
+"""
+
+RELEASES_HELP = """\
+List the dataset releases under the data root: version, date, labels, items,
+content fingerprint and parent release.
+"""
+
+TRACE_HELP = """\
+Trace an item's released labels back to the vendor answers behind them, the
+vendor files they came from (with sha256), the raw file it was ingested from
+and the redactions applied, and check that the release's files are intact.
+"""
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    demo = sub.add_parser("demo", help="run the whole lifecycle on generated sample data through Dagster")
+    raw = argparse.RawDescriptionHelpFormatter
+    demo = sub.add_parser("demo", help="run the whole lifecycle on generated sample data through Dagster",
+                          description=DEMO_HELP, formatter_class=raw)
     add_root_option(demo)
-    demo.add_argument("--images", type=int, default=40, help="synthetic images to generate (default 40)")
-    demo.add_argument("--seed", type=int, default=0, help="sample-data seed (default 0)")
+    demo.add_argument("--images", type=positive_int, default=40, help="synthetic images to generate (default 40)")
+    demo.add_argument("--seed", type=non_negative_int, default=0, help="sample-data seed, 0 or more (default 0)")
     demo.add_argument("--date", default=None, help="partition date YYYY-MM-DD (default: yesterday, UTC)")
     demo.set_defaults(func=run_demo)
 
-    releases = sub.add_parser("releases", help="list dataset releases")
+    releases = sub.add_parser("releases", help="list dataset releases", description=RELEASES_HELP,
+                              formatter_class=raw)
     add_root_option(releases)
     releases.set_defaults(func=list_releases)
 
-    trace = sub.add_parser("trace", help="trace an item's released labels back to vendor answers and the raw file")
+    trace = sub.add_parser("trace", help="trace an item's released labels back to vendor answers and the raw file",
+                           description=TRACE_HELP, formatter_class=raw)
     trace.add_argument("item_id")
     add_root_option(trace)
     trace.add_argument("--release", default=None, help="release version (default: the latest)")
@@ -39,10 +72,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _partition_date(value: str | None) -> str:
     if value is None:
         return (datetime.now(timezone.utc).date() - timedelta(days=1)).isoformat()
-    try:
-        parsed = date.fromisoformat(value)
-    except ValueError:
-        raise CliError(f"--date {value!r}: expected YYYY-MM-DD") from None
+    parsed = date.fromisoformat(parse_day(value))
     if parsed < date(2026, 1, 1):
         raise CliError(f"--date {value}: partitions start on 2026-01-01")
     today = datetime.now(timezone.utc).date()
@@ -50,6 +80,14 @@ def _partition_date(value: str | None) -> str:
         raise CliError(f"--date {value}: the day has not ended yet (UTC); the latest partition is "
                        f"{(today - timedelta(days=1)).isoformat()}")
     return parsed.isoformat()
+
+
+def _check_dagster_home(root: Path) -> None:
+    """Before any work: Dagster's own error for a missing $DAGSTER_HOME is a traceback."""
+    home = load_settings().dagster_home
+    if home is not None and not home.is_dir():
+        raise CliError(f"DAGSTER_HOME={home} is not a folder; create it, or unset DAGSTER_HOME to use "
+                       f"{DataLayout(root).dagster_home}")
 
 
 def _instance(root: Path):
@@ -69,10 +107,9 @@ _QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    if args.images < 1:
-        raise CliError(f"--images {args.images}: need at least 1 image")
     root = settings_for(args).data_root
     partition = _partition_date(args.date)
+    _check_dagster_home(root)
     if not settings_for(args).has_pseudonym_secret:
         set_for_this_process(SECRET_ENV, DEMO_SECRET)
         print(f"note: {SECRET_ENV} is not set; using the public demo key (fine for generated sample data only)",
@@ -116,9 +153,9 @@ def _log_production_predictions(root: Path, partition: str) -> None:
     except ModelIntegrityError as exc:  # a replaced model file: say so, never load it
         raise CliError(str(exc)) from None
     size, n = tuple(production["frame_size"]), production["predictions_per_day"]
-    if not (layout.reference / f"{model.version}.parquet").exists():
+    if not layout.reference_log(model.version).exists():
         generate_prediction_logs(root, model, "reference", n, production["reference_scene_shares"], size=size)
-    if not (layout.predictions(partition) / "serving.parquet").exists():  # reruns reuse it
+    if not layout.prediction_log(partition, "serving").exists():  # reruns reuse it
         generate_prediction_logs(root, model, partition, n, production["scene_shares"], size=size)
 
 

@@ -47,6 +47,7 @@ from annotation_pipeline.contracts import (
     ContractError,
     item_id_for_bytes,
     quarantine_rows,
+    require_columns,
 )
 from annotation_pipeline.layout import DataLayout
 
@@ -112,11 +113,12 @@ def read_prediction_logs(files: list[Path], root: Path, partition_date: str) -> 
                                               f"could not read the prediction log: {type(exc).__name__}: {exc}"))
             continue
         received += len(raw)
-        missing = [c for c in required if c not in raw.columns]
-        if missing:
+        try:
+            require_columns(raw, required, f"prediction log {name}")
+        except ContractError as missing:  # every row of the file, quarantined with the same sentence
             quarantine.append(quarantine_rows(
                 STAGE, partition_date, name, [f"row={i}" for i in range(len(raw))], "log_missing_columns",
-                f"prediction log lacks column(s) {', '.join(missing)}; expected {', '.join(required)}"))
+                str(missing)))
             continue
         raw = raw[required].reset_index(drop=True)
         confidence = pd.to_numeric(raw["confidence"], errors="coerce").to_numpy(dtype=float)
@@ -151,7 +153,7 @@ def read_day(root: Path, partition_date: str) -> PredictionLogs:
 def read_reference(root: Path, model_version: str) -> PredictionLogs | None:
     """The model's validation-set predictions, or None when the serving team wrote none."""
     for suffix in (".parquet", ".csv"):
-        path = DataLayout(root).reference / f"{model_version}{suffix}"
+        path = DataLayout(root).reference_log(model_version, suffix)
         if path.exists():
             return read_prediction_logs([path], root, "reference")
     return None
@@ -274,7 +276,7 @@ def landing_date_for(root: Path, campaign_id: str, today: str) -> str:
     """The day a campaign lands its images: the day after the drifted one, or today if that
     has passed (a partition already processed would never pick them up). A rerun keeps the
     date its first run chose, so it never lands the same images in a second folder."""
-    manifest = DataLayout(root).campaign(campaign_id) / "campaign.json"
+    manifest = DataLayout(root).campaign_manifest(campaign_id)
     if manifest.exists():
         return json.loads(manifest.read_text())["landing_date"]
     next_day = (pd.Timestamp(window_of_campaign(campaign_id)) + pd.Timedelta(days=1)).strftime("%Y-%m-%d")
@@ -323,20 +325,23 @@ def run_campaign(root: Path, campaign_id: str, budget: int, today: str,
         STAGE, landing_date, [m.image_path for m in missing], [f"{campaign_id} priority={m.priority}" for m in missing],
         "campaign_image_missing",
         [f"production image {m.image_path} is not a readable file under the data root" for m in missing])
-    folder = DataLayout(root).campaign(campaign_id)
-    write_parquet_atomic(items, folder / "items.parquet")
+    layout = DataLayout(root)
+    items_path, manifest_path = layout.campaign_items(campaign_id), layout.campaign_manifest(campaign_id)
+    write_parquet_atomic(items, items_path)
     manifest = {"campaign_id": campaign_id, "window": window, "landing_date": landing_date, "budget": budget,
                 "n_candidates": int(logs.rows["image_path"].nunique()), "n_landed": len(items),
                 "n_missing": len(missing), "drifted_labels": assessment.drifted_labels,
                 "signals": json.loads(assessment.signals.to_json(orient="records")),
-                "items_sha256": hashlib.sha256((folder / "items.parquet").read_bytes()).hexdigest()}
-    write_bytes_atomic(folder / "campaign.json", json.dumps(manifest, indent=1).encode())
-    return Campaign(campaign_id, items, quarantine, manifest["n_candidates"], landing, folder / "campaign.json")
+                "items_sha256": hashlib.sha256(items_path.read_bytes()).hexdigest()}
+    write_bytes_atomic(manifest_path, json.dumps(manifest, indent=1).encode())
+    return Campaign(campaign_id, items, quarantine, manifest["n_candidates"], landing, manifest_path)
 
 
 def campaign_items(root: Path) -> pd.DataFrame:
     """Every campaign's landed items (campaign_id, item_id, reason, priority): labeling_queue's priority list."""
-    frames = [pd.read_parquet(p) for p in sorted(DataLayout(root).campaigns.glob("*/items.parquet"))]
+    layout = DataLayout(root)
+    folders = sorted(p for p in layout.campaigns.glob("*") if p.is_dir()) if layout.campaigns.is_dir() else []
+    frames = [pd.read_parquet(path) for f in folders if (path := layout.campaign_items(f.name)).is_file()]
     frames = [f for f in frames if len(f)]
     return RELABEL_CAMPAIGN.conform(pd.concat(frames, ignore_index=True)) if frames else RELABEL_CAMPAIGN.empty()
 

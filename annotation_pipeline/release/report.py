@@ -5,11 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-PROVENANCE_COLUMNS = [
-    "item_id", "label_kind", "label", "annotation_id", "annotator_id", "vendor", "batch_id", "task_id",
-    "answer_label", "source_file", "source_sha256", "raw_source_file", "raw_path", "raw_partition_date",
-    "ontology_version", "guidelines_version", "model_version",
-]
+from annotation_pipeline.contracts import ANNOTATIONS, CONSENSUS_LABELS, PROVENANCE, RAW_ITEMS, require_columns
+
+PROVENANCE_COLUMNS = PROVENANCE.column_names  # kept for callers that name the columns
+_LABEL_INPUT = ["item_id", "kind", "label", "annotation_ids"]
+_ANSWER_INPUT = ["annotation_id", "annotator_id", "vendor", "batch_id", "task_id", "label", "source_file",
+                 "source_sha256", "ontology_version", "guidelines_version", "model_version"]
+_RAW_INPUT = ["item_id", "source_file", "raw_path", "partition_date"]
 
 
 def build_provenance(labels: pd.DataFrame, annotations: pd.DataFrame, raw_items: pd.DataFrame) -> pd.DataFrame:
@@ -18,16 +20,17 @@ def build_provenance(labels: pd.DataFrame, annotations: pd.DataFrame, raw_items:
     ``item_id`` is the sha256 of the raw file's bytes, so the trace ends in a file whose
     identity anyone can recompute.
     """
+    require_columns(labels, _LABEL_INPUT, f"{CONSENSUS_LABELS.name} (provenance input)")
+    require_columns(annotations, _ANSWER_INPUT, f"{ANNOTATIONS.name} (provenance input)")
+    require_columns(raw_items, _RAW_INPUT, f"{RAW_ITEMS.name} (provenance input)")
     exploded = (labels.assign(annotation_id=labels["annotation_ids"].str.split(" "))
                 .explode("annotation_id")[["item_id", "kind", "label", "annotation_id"]]
                 .rename(columns={"kind": "label_kind"}))
-    answers = annotations[["annotation_id", "annotator_id", "vendor", "batch_id", "task_id", "label", "source_file",
-                           "source_sha256", "ontology_version", "guidelines_version", "model_version"]] \
-        .rename(columns={"label": "answer_label"})
-    raw = raw_items[["item_id", "source_file", "raw_path", "partition_date"]].rename(
+    answers = annotations[_ANSWER_INPUT].rename(columns={"label": "answer_label"})
+    raw = raw_items[_RAW_INPUT].rename(
         columns={"source_file": "raw_source_file", "partition_date": "raw_partition_date"})
     out = exploded.merge(answers, on="annotation_id", how="left").merge(raw, on="item_id", how="left")
-    return out[PROVENANCE_COLUMNS].astype({c: "string" for c in PROVENANCE_COLUMNS}).reset_index(drop=True)
+    return PROVENANCE.conform(out.astype({c: "string" for c in PROVENANCE.column_names}))
 
 
 def build_quality_report(dataset: pd.DataFrame, partition_date: str, day_labels: pd.DataFrame,
@@ -45,7 +48,8 @@ def build_quality_report(dataset: pd.DataFrame, partition_date: str, day_labels:
         },
         "partition": {
             "date": partition_date, "labels": int(len(day_labels)),
-            "mean_confidence": float(day_labels["confidence"].mean()) if len(day_labels) else float("nan"),
+            # None, not NaN: the report is written as strict JSON
+            "mean_confidence": float(day_labels["confidence"].mean()) if len(day_labels) else None,
             "review_queue": int(len(review_queue)),
             "quarantined_records": int(len(quarantine)),
             **{f"quarantined_{k}": int(v) for k, v in quarantine["reason"].value_counts().items()},

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from annotation_pipeline.contracts import ANNOTATIONS, QUARANTINE, VENDOR_TASKS, quarantine_rows
+from annotation_pipeline.contracts import ANNOTATIONS, INTAKE_FILES, QUARANTINE, VENDOR_TASKS, quarantine_rows
 
 STAGE = "intake"
 
@@ -144,8 +144,7 @@ def intake_vendor_returns(files: Iterable[Path], inbox_root: Path, tasks: pd.Dat
                    else ANNOTATIONS.empty())
     quarantine = (pd.concat(quarantine_parts, ignore_index=True) if quarantine_parts
                   else QUARANTINE.empty())
-    files_df = pd.DataFrame(file_rows, columns=FILE_COLUMNS)
-    files_df = files_df.astype({"n_received": "int64", "n_accepted": "int64", "n_quarantined": "int64"})
+    files_df = INTAKE_FILES.conform(pd.DataFrame(file_rows, columns=INTAKE_FILES.column_names))
     return IntakeResult(ANNOTATIONS.conform(annotations), QUARANTINE.conform(quarantine), files_df)
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from annotation_pipeline.atomic_files import write_parquet_atomic
-from annotation_pipeline.contracts import ANNOTATIONS, QUARANTINE
+from annotation_pipeline.contracts import ANNOTATIONS, INTAKE_LEDGER, QUARANTINE
 from annotation_pipeline.qa.suite import CheckOutcome, QAThresholds, RowValidation, batch_health, validate_annotations
 from annotation_pipeline.vendor.intake import intake_vendor_returns
 
@@ -70,8 +70,8 @@ class IntakeLedger:
 
     def _read(self) -> pd.DataFrame:
         if self.path.exists():
-            return pd.read_parquet(self.path)
-        return pd.DataFrame({"source_sha256": pd.Series(dtype=str), "partition_date": pd.Series(dtype=str)})
+            return INTAKE_LEDGER.conform(pd.read_parquet(self.path))
+        return INTAKE_LEDGER.empty()
 
     def seen_before(self, partition_date: str) -> set[str]:
         ledger = self._read()
@@ -82,4 +82,4 @@ class IntakeLedger:
         updated = pd.concat([ledger[ledger["partition_date"] != partition_date],
                              pd.DataFrame({"source_sha256": sorted(sha256s), "partition_date": partition_date})],
                             ignore_index=True)
-        write_parquet_atomic(updated, self.path)
+        write_parquet_atomic(INTAKE_LEDGER.conform(updated), self.path)

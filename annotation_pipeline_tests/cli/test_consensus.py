@@ -99,7 +99,7 @@ def test_merge_boxes_names_file_column_and_line_of_a_non_numeric_coordinate(tmp_
                     "img1,a0,car,1,2,3,4\nimg1,a1,car,1,two,3,4\n")
     assert main(["merge-boxes", "--input", str(path), "--output", str(tmp_path / "m.csv")]) == 1
     err = capsys.readouterr().err
-    assert "boxes.csv: column y_min is not a number on line 3 ('two')" in err
+    assert "boxes.csv: line 3: column y_min is not a number ('two')" in err
 
 
 def test_merge_boxes_quorum_option_overrides_the_majority(tmp_path, capsys):

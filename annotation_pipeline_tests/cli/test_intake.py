@@ -61,7 +61,7 @@ def test_intake_exits_1_with_one_line_per_missing_file(tmp_path, capsys):
                  "--vendor", VENDOR])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1
-    assert err == [f"error: {tmp_path / 'a.json'}: no such file", f"error: {tmp_path / 'b.json'}: no such file"]
+    assert err == [f"error: {tmp_path / 'a.json'}: file not found", f"error: {tmp_path / 'b.json'}: file not found"]
 
 
 def test_intake_asks_for_the_vendor_when_the_path_does_not_tell(tmp_path, capsys):
