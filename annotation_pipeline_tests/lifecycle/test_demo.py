@@ -232,3 +232,27 @@ def test_diff_between_two_demo_days_lists_the_new_days_labels_as_added(demo_run)
     assert new_items and {c["item_id"] for c in added} >= new_items
     assert out["added"] + out["unchanged"] + out["changed"] == len(new)
     assert out["removed"] + out["unchanged"] + out["changed"] == len(old)
+
+
+def test_the_release_carries_an_offline_report_exports_and_a_registry_tag(demo_run):
+    from html.parser import HTMLParser
+
+    root, (first, _), _ = demo_run
+    release = root / "releases" / "v0001"
+    urls = []
+
+    class Links(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            assert tag not in ("script", "link", "iframe")
+            urls.extend(v for k, v in attrs if k in ("src", "href") and v)
+
+    Links().feed((release / "quality_report.html").read_text())
+    assert urls and all(u.startswith("data:image/png;base64,") for u in urls)
+    coco = json.loads((release / "export_coco.json").read_text())
+    labels = pd.read_parquet(release / "labels.parquet")
+    assert len(coco["annotations"]) == len(labels) and len(coco["images"]) == labels["item_id"].nunique()
+    assert len(json.loads((release / "export_label_studio.json").read_text())) == labels["item_id"].nunique()
+    tags = subprocess.run(["git", "-C", str(root), "tag"], capture_output=True, text=True).stdout.split()
+    assert "dataset-v0001" in tags
+    report = json.loads((release / "quality_report.json").read_text())
+    assert report["changes"]["added"] == len(labels) and report["changes"]["removed"] == 0
