@@ -200,19 +200,20 @@ def test_bad_input_is_one_line_per_problem_and_misuse_exits_2(case, via, bad, tm
     assert not (tmp_path / "out.csv").exists()  # nothing half-made
 
 
-def test_an_unexpected_failure_is_one_line_and_debug_shows_the_traceback(bad):
-    # A release index that is not JSON Lines: nothing checks for it on purpose, so it reaches
-    # the last-resort handler, which must still answer in one line.
-    root = bad / "broken_index"
-    index = DataLayout(root).release_index
-    index.parent.mkdir(parents=True)
-    index.write_text("{not json\n")
-    proc = run_cli("releases", "--root", str(root))
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr
-    [line] = proc.stderr.strip().splitlines()
-    assert line.startswith("error: ") and "--debug" in line
-    with pytest.raises(ValueError):  # --debug lets it through, traceback and all
-        main(["--debug", "releases", "--root", str(root)])
+def test_an_unexpected_failure_is_one_line_and_debug_shows_the_traceback(bad, monkeypatch, capsys):
+    # A failure no check anticipates (here: the release store breaking inside) must still reach
+    # the user as one line; --debug lets it through, traceback and all.
+    from annotation_pipeline.release.store import DvcReleaseStore
+
+    def broken(self):
+        raise RuntimeError("the store broke in a way nobody foresaw")
+
+    monkeypatch.setattr(DvcReleaseStore, "list_releases", broken)
+    assert main(["releases", "--root", str(bad)]) == 1
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: ") and "--debug" in line and "Traceback" not in line
+    with pytest.raises(RuntimeError):
+        main(["--debug", "releases", "--root", str(bad)])
 
 
 # ---------------------------------------------------------------- --json is strict JSON
