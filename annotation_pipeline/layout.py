@@ -161,6 +161,26 @@ class DataLayout:
     def releases(self) -> Path:
         return self.root / "releases"
 
+    def release_pointer(self, version: str) -> Path:
+        """The ``.dvc`` file that pins a release (what the git registry commits and tags)."""
+        return self.releases / f"{version}.dvc"
+
+    def registry_files(self, version: str) -> list[Path]:
+        """What the git registry commits for a release: its pointer, the index, DVC's config and
+        the ignore files (release/registry.py says why nothing else)."""
+        return [self.release_pointer(version), self.release_index, self.releases / ".gitignore",
+                self.dvc_dir / "config", self.dvc_dir / ".gitignore", self.root / ".dvcignore",
+                self.registry_gitignore]
+
+    @property
+    def dvc_dir(self) -> Path:
+        """The data root's DVC project folder (config, cache)."""
+        return self.root / ".dvc"
+
+    @property
+    def registry_gitignore(self) -> Path:
+        return self.root / ".gitignore"
+
     @property
     def release_index(self) -> Path:
         return self.releases / "index.jsonl"

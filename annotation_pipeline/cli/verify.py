@@ -1,9 +1,10 @@
-"""``verify``: is the data root's history what was published? For auditors and CI.
+"""annotation-pipeline verify: is the data root's history what was published? For auditors and CI.
 
 Checks the audit log's hash chain, every release's files against its manifest, each manifest
-against its index line and audit event, the index against the release folders and ``.dvc``
-files, and ``dvc status`` of every release against the workspace and the DVC remote
-(release/integrity.py says why all three anchors). Exits 1 naming each problem, one line each.
+against its index line and audit event, the index against the release folders and .dvc
+files, and dvc status of every release against the workspace and the DVC remote (three
+anchors, so that rewriting one of them is not enough to hide a change).
+Exits 0 when everything is intact, 1 naming each problem, one line each.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from annotation_pipeline.cli.common import CliError, add_root_option, emit, sett
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    verify = sub.add_parser("verify", help="check the audit chain, release manifests, index and DVC remote")
+    verify = sub.add_parser("verify", help="check the audit chain, release manifests, index and DVC remote",
+                            description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_root_option(verify)
     verify.add_argument("--json", action="store_true", help="machine-readable output")
     verify.set_defaults(func=run_verify)

@@ -23,8 +23,11 @@ from pathlib import Path
 from annotation_pipeline.layout import DataLayout
 
 TAG_PREFIX = "dataset-"
-# Whitelist: git sees only what addresses releases. Everything else under the root stays out;
-# inside .dvc/, DVC's own .gitignore keeps its cache, tmp and local config out.
+# Whitelist: git sees only the top-level entries that address releases; everything else under
+# the root stays out. Inside them, DVC's own .gitignore files keep the release folders
+# (releases/.gitignore, written by `dvc add`) and its cache and tmp (.dvc/.gitignore) out.
+# (Negations deeper than the top level, like "!/releases/*.dvc", hide the .dvc files from DVC's
+# own walker in git mode: `dvc push` then finds nothing. Keep the patterns one level deep.)
 GITIGNORE = """\
 # Written by annotation_pipeline: the data root is a DVC registry; only release pointers are versioned.
 /*
@@ -32,9 +35,6 @@ GITIGNORE = """\
 !/.dvcignore
 !/.dvc
 !/releases
-/releases/*
-!/releases/*.dvc
-!/releases/index.jsonl
 """
 _IDENTITY = ["-c", "user.name=annotation-pipeline", "-c", "user.email=releases@annotation-pipeline.invalid",
              "-c", "commit.gpgsign=false", "-c", "tag.gpgsign=false"]
@@ -59,7 +59,7 @@ def ensure_registry(root: Path) -> None:
     """Make the root a git repository with the whitelist ``.gitignore`` (idempotent)."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    ignore = root / ".gitignore"
+    ignore = DataLayout(root).registry_gitignore
     if not ignore.exists() or ignore.read_text() != GITIGNORE:
         ignore.write_text(GITIGNORE)
     if not (root / ".git").exists():
@@ -77,11 +77,10 @@ def record_release(root: Path, version: str) -> str:
     if _git(root, "tag", "--list", tag):
         return _git(root, "rev-list", "-n", "1", tag)
     layout = DataLayout(root)
-    pointer = layout.releases / f"{version}.dvc"
+    pointer = layout.release_pointer(version)
     if not pointer.exists():
         raise RegistryError(f"release {version} has no DVC pointer at {pointer}; publish it first")
-    tracked = [p for p in (pointer, layout.release_index, root / ".dvc" / "config", root / ".dvc" / ".gitignore",
-                           root / ".dvcignore", root / ".gitignore") if p.exists()]
+    tracked = [p for p in layout.registry_files(version) if p.exists()]
     _git(root, "add", "--", *(str(p.relative_to(root)) for p in tracked))
     if _git(root, "status", "--porcelain", "--untracked-files=no"):
         _git(root, "commit", "-q", "-m", f"dataset release {version}")

@@ -146,7 +146,7 @@ class DvcReleaseStore:
         # DVC logs progress at INFO to stdout; our callers own stdout (e.g. `--json`).
         logging.getLogger("dvc").setLevel(logging.WARNING)
 
-        if not (self.root / ".dvc").exists():
+        if not self.layout.dvc_dir.exists():
             self.root.mkdir(parents=True, exist_ok=True)
             with contextlib.redirect_stdout(io.StringIO()):  # DVC prints a banner; stdout is the caller's
                 ensure_registry(self.root)  # the data root is a git-tagged DVC registry
@@ -325,7 +325,7 @@ class DvcReleaseStore:
     def check(self, with_dvc: bool = True) -> IntegrityReport:
         """The whole history: audit chain, index, every release; with DVC workspace and remote status."""
         report = check_offline(self.root, self.releases_dir, self.layout.release_index)
-        if with_dvc and (self.root / ".dvc").exists():
+        if with_dvc and self.layout.dvc_dir.exists():
             report.problems += self.dvc_problems([r.version for r in self.list_releases()], cloud=True)
         return report
 

@@ -50,7 +50,7 @@ def release_day(store: DvcReleaseStore, date: str, n: int = 3, label: str = "car
     """What the release step does for ``date``, through the domain publish path."""
     t = day_tables(date, n, label)
 
-    def report_for(dataset: pd.DataFrame) -> dict:
+    def report_for(dataset: pd.DataFrame, parent_labels: pd.DataFrame | None) -> dict:
         return build_quality_report(dataset, date, t["consensus_labels"], t["review_queue"], t["agreement_metrics"],
                                     t["annotator_scorecards"], pd.DataFrame({"reason": pd.Series(dtype="string")}))
 
