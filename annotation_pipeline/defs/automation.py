@@ -34,8 +34,8 @@ def record_failed_runs(context: dg.RunFailureSensorContext, data_root: DataRoot)
     A run whose process was killed fails too: run monitoring (dagster.yaml) marks it FAILED once
     it outlives ``max_runtime_seconds``, and that failure reaches this sensor like any other.
     """
-    append_audit_event(data_root.root, "run_failed", run_id=context.dagster_run.run_id, job=context.dagster_run.job_name,
-                       partition=context.dagster_run.tags.get("dagster/partition"),
+    append_audit_event(data_root.root, "run_failed", run_id=context.dagster_run.run_id,
+                       job=context.dagster_run.job_name, partition=context.dagster_run.tags.get("dagster/partition"),
                        message=context.failure_event.message or "")
 
 

@@ -47,7 +47,12 @@ from annotation_pipeline.release.integrity import (
     read_index_lines,
     release_events,
 )
-from annotation_pipeline.release.recovery import publish_lock, reconcile_audit, remove_leftover
+from annotation_pipeline.release.recovery import (
+    cut_torn_index_line,
+    publish_lock,
+    reconcile_audit,
+    remove_leftover,
+)
 from annotation_pipeline.settings import Settings, silence_phone_home
 
 silence_phone_home()  # no internet here: DVC must not phone home
@@ -209,6 +214,7 @@ class DvcReleaseStore:
 
     def _recover_and_verify_latest(self) -> ReleaseInfo | None:
         """Under the lock: refuse a tampered history, finish what a crash left, check the parent."""
+        cut_torn_index_line(self.root, self.layout.release_index)
         lines, index_problems = read_index_lines(self.layout.release_index)
         problems = index_problems + verify_audit_chain(self.root) + check_index_order(lines)
         events = release_events(self.root)

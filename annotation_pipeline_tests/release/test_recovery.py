@@ -176,3 +176,18 @@ def test_crash_leftovers_read_only_and_owned_by_another_user_are_removed_by_the_
         assert store.check(with_dvc=False).intact
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_an_index_line_torn_by_a_crash_is_cut_off_and_the_release_rebuilt(tmp_path):
+    store = store_for(tmp_path / "root")
+    release_day(store, "2026-11-20")
+    layout = DataLayout(store.root)
+    line = layout.release_index.read_bytes().splitlines()[0].replace(b'"v0001"', b'"v0002"')
+    with layout.release_index.open("ab") as fh:
+        fh.write(line[: len(line) // 2])  # the crash: half of v0002's line, no newline
+    assert any("not a release record" in p for p in store.check(with_dvc=False).problems)
+    info = release_day(store, "2026-11-21")
+    assert info.version == "v0002" and info.parent == "v0001"
+    assert [e["event"] for e in read_audit_events(store.root)] == [
+        "release_published", "release_index_repaired", "release_published"]
+    assert store.check(with_dvc=True).intact
