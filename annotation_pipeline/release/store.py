@@ -242,7 +242,11 @@ class DvcReleaseStore:
                 f"built on it. Restore it (`dvc checkout releases/{parent.record['version']}.dvc` in the data "
                 "root restores its files from the DVC cache) and check with `annotation-pipeline verify`:",
                 problems)
-        return ReleaseInfo.from_record(parent.record)
+        info = ReleaseInfo.from_record(parent.record)
+        if info is None:
+            raise ReleaseIntegrityError(f"release index line {parent.number} lacks fields of a release record; "
+                                        "nothing was released", [])
+        return info
 
     def _publish_on(self, latest: ReleaseInfo | None, labels: pd.DataFrame, provenance: pd.DataFrame,
                     quality_report: dict, partitions: list[str], versions: dict[str, str]) -> ReleaseInfo:

@@ -191,3 +191,24 @@ def test_an_index_line_torn_by_a_crash_is_cut_off_and_the_release_rebuilt(tmp_pa
     assert [e["event"] for e in read_audit_events(store.root)] == [
         "release_published", "release_index_repaired", "release_published"]
     assert store.check(with_dvc=True).intact
+
+
+def test_a_root_released_before_anchoring_still_verifies_and_releases_on(tmp_path):
+    store = store_for(tmp_path / "root")
+    release_day(store, "2026-11-20")
+    layout = DataLayout(store.root)
+    # what the previous version wrote: no manifest_sha256 in the index, an unchained audit line, no head
+    record = json.loads(layout.release_index.read_text())
+    del record["manifest_sha256"]
+    layout.release_index.write_text(json.dumps(record) + "\n")
+    event = json.loads(layout.audit_log.read_text())
+    legacy = {k: v for k, v in event.items() if k not in ("seq", "prev_sha256", "manifest_sha256", "index_line_sha256")}
+    layout.audit_log.write_text(json.dumps(legacy) + "\n")
+    layout.audit_head.unlink()
+    report = store.check(with_dvc=True)
+    assert report.intact and report.notes == [
+        "release v0001: published before manifests were anchored in the index and the audit log; its files are "
+        "checked against its manifest only"]
+    assert release_day(store, "2026-11-21").version == "v0002"
+    assert store.check(with_dvc=True).intact
+    assert [e.get("seq") for e in read_audit_events(store.root)] == [None, 2]  # the chain starts after the legacy line
