@@ -26,6 +26,8 @@ def run_verify(args: argparse.Namespace) -> int:
     from annotation_pipeline.release.store import DvcReleaseStore
 
     settings = settings_for(args)
+    if not settings.data_root.is_dir():
+        raise CliError(f"no data root at {settings.data_root}: pass --root DIR or set $ANNOTATION_PIPELINE_ROOT")
     store = DvcReleaseStore.from_settings(settings)
     report = store.check(with_dvc=True)
     result = {"root": str(settings.data_root), "intact": report.intact, "releases": report.releases,

@@ -29,9 +29,13 @@ nightly_schedule = dg.build_schedule_from_partitioned_job(lifecycle_job, hour_of
 @dg.run_failure_sensor(monitored_jobs=[lifecycle_job, train_prelabel_model_job, relabel_campaign_job],
                        default_status=dg.DefaultSensorStatus.RUNNING)
 def record_failed_runs(context: dg.RunFailureSensorContext, data_root: DataRoot) -> None:
-    """Failed nightly runs and campaigns go to the audit log, so on-call sees them beside the releases."""
+    """Failed nightly runs and campaigns go to the audit log, so on-call sees them beside the releases.
+
+    A run whose process was killed fails too: run monitoring (dagster.yaml) marks it FAILED once
+    it outlives ``max_runtime_seconds``, and that failure reaches this sensor like any other.
+    """
     append_audit_event(data_root.root, "run_failed", run_id=context.dagster_run.run_id,
-                       partition=context.dagster_run.tags.get("dagster/partition"),
+                       job=context.dagster_run.job_name, partition=context.dagster_run.tags.get("dagster/partition"),
                        message=context.failure_event.message or "")
 
 

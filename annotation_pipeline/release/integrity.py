@@ -104,10 +104,12 @@ def check_release_files(releases_dir: Path, line: IndexLine) -> list[str]:
         return [f"release {version}: {manifest_path} is missing"]
     problems = []
     manifest_sha = file_sha256(manifest_path)
-    if manifest_sha != info.get("manifest_sha256"):
-        recorded = info.get("manifest_sha256") or "nothing (published before manifests were anchored)"
+    # An index line without the key was written before manifests were anchored (its audit event
+    # then records the index line's sha256 neither); removing the key from a newer line changes
+    # the line, which its audit event's index_line_sha256 shows.
+    if "manifest_sha256" in info and manifest_sha != info["manifest_sha256"]:
         problems.append(f"release {version}: manifest.json sha256 {manifest_sha[:12]} differs from the index's "
-                        f"{recorded[:12] if info.get('manifest_sha256') else recorded} (the manifest was rewritten)")
+                        f"{str(info['manifest_sha256'])[:12]} (the manifest was rewritten)")
     try:
         manifest = json.loads(manifest_path.read_text())
         files = dict(manifest["files"])
@@ -195,6 +197,9 @@ def check_offline(root: Path, releases_dir: Path, index: Path) -> IntegrityRepor
         if version not in indexed:
             report.problems.append(f"audit log line {event['line']}: records release {version}, which the index "
                                    "does not list (an index line was deleted)")
+    report.notes += [f"release {line.record['version']}: published before manifests were anchored in the index "
+                     "and the audit log; its files are checked against its manifest only"
+                     for line in lines if "manifest_sha256" not in line.record]
     for path in leftover_folders(releases_dir, indexed):
         report.notes.append(f"{path}: left by a crashed release; the next release run removes it")
     return report

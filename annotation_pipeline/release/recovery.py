@@ -11,6 +11,8 @@ A publish writes, in order: a staging folder, the release folder (renamed into p
 - a staging folder, or a release folder and ``.dvc`` file that no index line names: removed
   by the next publish, even when read-only (modes are restored first; ownership by another
   user needs that user or root, and the error says so);
+- a torn index line (the file ends mid-line, not JSON): cut off, with an audit event saying
+  so; its release folder is then a leftover like any other;
 - an index line without its audit event: the next publish appends the event, marked
   ``reconciled``, so the release does not stay unaudited.
 """
@@ -19,6 +21,8 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
+import json
 import os
 import shutil
 import stat
@@ -83,3 +87,25 @@ def reconcile_audit(root: Path, lines: list[IndexLine], events: dict[str, dict])
                            note="the publish crashed between its index line and its audit line")
         reconciled.append(info["version"])
     return reconciled
+
+
+def cut_torn_index_line(root: Path, index: Path) -> bool:
+    """Remove a last index line a crash left half-written; True when one was removed."""
+    if not index.is_file():
+        return False
+    data = index.read_bytes()
+    if not data or data.endswith(b"\n"):
+        return False
+    start = data.rfind(b"\n") + 1
+    try:
+        json.loads(data[start:])
+        return False  # whole, only its newline is missing: a line like any other
+    except ValueError:
+        pass
+    with index.open("r+b") as fh:
+        fh.truncate(start)
+        os.fsync(fh.fileno())
+    append_audit_event(root, "release_index_repaired", removed_bytes=len(data) - start,
+                       removed_sha256=hashlib.sha256(data[start:]).hexdigest(),
+                       note="a crash left the index's last line half-written; it was cut off")
+    return True

@@ -47,7 +47,7 @@ from annotation_pipeline.release.integrity import (
     read_index_lines,
     release_events,
 )
-from annotation_pipeline.release.recovery import publish_lock, reconcile_audit, remove_leftover
+from annotation_pipeline.release.recovery import cut_torn_index_line, publish_lock, reconcile_audit, remove_leftover
 from annotation_pipeline.release.registry import ensure_registry, record_release, recorded_versions
 from annotation_pipeline.settings import Settings, silence_phone_home
 
@@ -57,6 +57,7 @@ log = logging.getLogger(__name__)
 
 # (report, dataset, image index) -> {file name: content}: more files for a release folder.
 Attachments = Callable[[dict, pd.DataFrame, pd.DataFrame], dict[str, bytes]]
+
 
 class ReleaseIntegrityError(RuntimeError):
     """The release history is not what was published: nothing may be built on it."""
@@ -228,6 +229,7 @@ class DvcReleaseStore:
 
     def _recover_and_verify_latest(self) -> ReleaseInfo | None:
         """Under the lock: refuse a tampered history, finish what a crash left, check the parent."""
+        cut_torn_index_line(self.root, self.layout.release_index)
         lines, index_problems = read_index_lines(self.layout.release_index)
         problems = index_problems + verify_audit_chain(self.root) + check_index_order(lines)
         events = release_events(self.root)
@@ -258,7 +260,11 @@ class DvcReleaseStore:
                 f"built on it. Restore it (`dvc checkout releases/{parent.record['version']}.dvc` in the data "
                 "root restores its files from the DVC cache) and check with `annotation-pipeline verify`:",
                 problems)
-        return ReleaseInfo.from_record(parent.record)
+        info = ReleaseInfo.from_record(parent.record)
+        if info is None:
+            raise ReleaseIntegrityError(f"release index line {parent.number} lacks fields of a release record; "
+                                        "nothing was released", [])
+        return info
 
     def _publish_on(self, latest: ReleaseInfo | None, labels: pd.DataFrame, provenance: pd.DataFrame,
                     quality_report: dict, partitions: list[str], versions: dict[str, str],

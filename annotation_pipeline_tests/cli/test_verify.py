@@ -176,3 +176,9 @@ def test_verify_exits_1_without_a_traceback_as_a_command(root):
     assert not _strict_json(proc.stdout)["intact"]
     assert proc.stderr.splitlines()[0] == ("error: audit log line 1: seq 2 where 1 was expected (lines were "
                                            "deleted, inserted or reordered before it)")
+
+
+def test_verify_of_a_missing_root_says_so(tmp_path, capsys):
+    code, _, err = _run(capsys, "verify", "--root", str(tmp_path / "nowhere"))
+    assert code == 1 and err == [f"error: no data root at {tmp_path / 'nowhere'}: pass --root DIR or set "
+                                 "$ANNOTATION_PIPELINE_ROOT"]
