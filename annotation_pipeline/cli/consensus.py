@@ -10,9 +10,10 @@ import numpy as np
 import pandas as pd
 
 from annotation_pipeline.cli.common import CliError, emit
-from annotation_pipeline.consensus.aggregators import ANSWER_COLUMNS, METHODS, aggregate_labels
 from annotation_pipeline.consensus.agreement import batch_agreement, class_agreement
+from annotation_pipeline.consensus.auto import METHODS, aggregate_labels
 from annotation_pipeline.consensus.boxes import BOX_COLUMNS, COORDS, merge_boxes_by_iou
+from annotation_pipeline.consensus.encoding import ANSWER_COLUMNS
 
 _METHOD_ALIASES = {"auto": "auto", "mv": "mv", "wmv": "wmv", "ds": "ds"}
 

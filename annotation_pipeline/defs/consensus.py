@@ -4,7 +4,7 @@
 import dagster as dg
 import pandas as pd
 
-from annotation_pipeline.consensus.aggregators import run_consensus
+from annotation_pipeline.consensus.stage import run_consensus
 from annotation_pipeline.contracts import AGREEMENT_METRICS, CONSENSUS_LABELS, GOLD_LABELS, REVIEW_QUEUE
 from annotation_pipeline.defs.common import OWNERS, daily_partitions, table_metadata
 from annotation_pipeline.defs.resources import DataRoot
