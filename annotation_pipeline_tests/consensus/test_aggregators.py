@@ -8,7 +8,7 @@ import pytest
 from crowdkit.aggregation import DawidSkene as CrowdKitDawidSkene
 from crowdkit.aggregation import MajorityVote as CrowdKitMajorityVote
 
-from annotation_pipeline.consensus.auto import aggregate_labels, choose_method
+from annotation_pipeline.consensus.auto import aggregate_labels
 from annotation_pipeline.consensus.dawid_skene import DawidSkene
 from annotation_pipeline.consensus.encoding import AnswersError
 from annotation_pipeline.consensus.gold_weighted_vote import GoldWeightedVote
@@ -99,16 +99,6 @@ def test_aggregate_labels_reports_label_confidence_and_votes_per_item():
     assert result["n_votes"].eq(3).all()
     assert result["confidence"].between(0, 1).all()
     assert set(result["item_id"]) == set(answers["item_id"])
-
-
-def test_auto_picks_dawid_skene_for_plenty_of_answers_and_gold_vote_for_few():
-    many, _ = crowd(0, n_items=2000)
-    few, _ = crowd(0, n_items=40)
-    gold = pd.DataFrame({"item_id": ["item0000"], "label": ["day"]})
-    assert choose_method(many) == "ds"
-    assert choose_method(few, gold) == "wmv"
-    assert choose_method(few) == "mv"
-    assert aggregate_labels(few, method="auto", gold=gold).attrs["method"] == "wmv"
 
 
 def test_answers_without_a_label_column_are_rejected_with_the_column_named():
