@@ -15,7 +15,7 @@ from annotation_pipeline.consensus.auto import METHODS, aggregate_labels
 from annotation_pipeline.consensus.boxes import BOX_COLUMNS, COORDS, merge_boxes_by_iou
 from annotation_pipeline.consensus.encoding import ANSWER_COLUMNS
 
-_METHOD_ALIASES = {"auto": "auto", "mv": "mv", "wmv": "wmv", "ds": "ds"}
+_METHOD_ALIASES = {m: m for m in METHODS}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,7 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--input", required=True, type=Path, help="ANSWERS.csv: item_id,annotator_id,label")
     p.add_argument("--output", required=True, type=Path, help="LABELS.csv: item_id,label,confidence")
     p.add_argument("--method", choices=METHODS, default="auto",
-                   help="auto (default), mv = majority vote, wmv = gold-weighted vote, ds = Dawid-Skene")
+                   help="auto (default: committee of Dawid-Skene shrinkage levels), mv = majority vote, "
+                        "wmv = gold-weighted vote, ds = Dawid-Skene, ocds = one-coin Dawid-Skene, "
+                        "bds = Dawid-Skene with hierarchical priors")
     p.add_argument("--gold", type=Path, default=None, help="GOLD.csv: item_id,label")
     p.set_defaults(func=run_consensus_command)
 

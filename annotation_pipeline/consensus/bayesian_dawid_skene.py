@@ -26,13 +26,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from annotation_pipeline.consensus.encoding import (
-    _EPS,
-    EncodedAnswers,
-    _Aggregator,
-    _softmax_columns,
-    encode_answers,
-)
+from annotation_pipeline.consensus.encoding import _EPS, EncodedAnswers, _Aggregator, _softmax_columns, encode_answers
 
 
 @dataclass
@@ -60,7 +54,6 @@ def fit_em(counts: sp.csr_matrix, k: int, *, coin_strength: float, skill_strengt
 
     Starts from majority vote. Gold items have their posterior clamped to the known class.
     """
-    n_items = counts.shape[0]
     n_ann = counts.shape[1] // k
     counts_t = counts.T.tocsr()
     n_answers = max(float(counts.sum()), 1.0)

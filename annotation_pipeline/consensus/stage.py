@@ -22,6 +22,7 @@ from annotation_pipeline.consensus.boxes import (
     merge_polygons_by_iou,
 )
 from annotation_pipeline.consensus.encoding import ANSWER_COLUMNS
+from annotation_pipeline.consensus.review import ReviewPolicy, allocate, annotator_precision, triage_objects
 from annotation_pipeline.contracts import AGREEMENT_METRICS, CONSENSUS_LABELS, REVIEW_QUEUE
 
 
@@ -43,84 +44,55 @@ def _join_ids(values: pd.Series, groups: pd.Series) -> pd.Series:
 
 def run_consensus(annotations: pd.DataFrame, tasks: pd.DataFrame, gold: pd.DataFrame, *,
                   method: str = "auto", iou_threshold: float = 0.5,
-                  min_confidence: float = 0.7) -> ConsensusResult:
+                  min_confidence: float = 0.7,
+                  policy: ReviewPolicy | None = None) -> ConsensusResult:
     """Scene labels, merged objects, agreement and the review queue for returned annotations.
 
     - Scene (kind ``choice``): aggregated with ``method`` over all tasks; gold tasks calibrate
       annotators (their known answers clamp the posterior) and are excluded from ``labels``.
-      Items whose confidence is below ``min_confidence`` go to the review queue *instead of*
-      ``labels`` (reason ``low_confidence``), with every answer's annotation id.
+      Items below ``min_confidence`` are review candidates (reason ``low_confidence``).
     - Objects (kinds ``box`` / ``polygon``): merged per item and class by IoU with at most one
       object per annotator per cluster; quorum = a majority of the annotators who saw the item
       (anyone who answered the item's task). Fused geometry is weighted by each annotator's
       geometry reliability (agreement with a first, unweighted consensus). Clusters below
-      quorum go to the review queue (``below_quorum``). Gold items are excluded here too.
+      quorum are dismissed or become review candidates (see ``review``). Gold items excluded.
+    - Review: candidates are ranked by expected label-accuracy gain and queued up to the
+      partition's budget (``policy``); the review queue holds every candidate not released,
+      with ``status`` queued / deferred / dismissed, its reason and expected gain.
     """
+    policy = policy or ReviewPolicy(min_confidence=min_confidence, iou_threshold=iou_threshold)
     annotations = annotations.reset_index(drop=True)
     gold_items = set(tasks.loc[tasks["is_gold"].astype(bool), "item_id"]) | set(
         annotations.loc[annotations["is_gold"].astype(bool), "item_id"])
     is_gold_row = annotations["item_id"].isin(gold_items).to_numpy()
     kind = annotations["kind"].to_numpy()
-
     # who saw which item: every annotator who returned anything for it
     seen = annotations[["item_id", "annotator_id"]].drop_duplicates()
     n_assigned = seen.groupby("item_id", sort=False).size().rename("n_assigned")
 
-    # ---- scene choices
     choices = annotations[kind == "choice"]
     gold_choice = gold.loc[gold["kind"] == "choice", ["item_id", "label"]] if len(gold) else None
-    scene_labels = CONSENSUS_LABELS.empty()
-    scene_queue = REVIEW_QUEUE.empty()
-    scene_model = None
-    chosen = "none"
-    if len(choices):
-        result = aggregate_labels(choices[list(ANSWER_COLUMNS)], method, gold_choice)
-        chosen = result.attrs["method"]
-        scene_model = result.attrs["model"]
-        ids = _join_ids(choices["annotation_id"], choices["item_id"])
-        result["annotation_ids"] = ids.reindex(result["item_id"]).to_numpy()
-        result["n_assigned"] = n_assigned.reindex(result["item_id"]).to_numpy()
-        # n_annotators = annotators who voted for the released label
-        support = choices.groupby(["item_id", "label"], sort=False)["annotator_id"].nunique()
-        keys = pd.MultiIndex.from_arrays([result["item_id"], result["label"]])
-        result["n_annotators"] = support.reindex(keys).fillna(0).to_numpy()
-        result = result[~result["item_id"].isin(gold_items)]
-        confident = result["confidence"].to_numpy() >= min_confidence
-        base = result.assign(kind="choice", x_min=np.nan, y_min=np.nan, x_max=np.nan,
-                             y_max=np.nan, geometry_wkb=None, method=chosen)
-        scene_labels = CONSENSUS_LABELS.conform(base[confident])
-        scene_queue = REVIEW_QUEUE.conform(base[~confident].assign(reason="low_confidence"))
-
-    # ---- geometry (gold items calibrate nothing here; they are simply not released)
+    scene, scene_model, chosen = _scene_candidates(choices, gold_choice, gold_items, n_assigned,
+                                                   method, policy)
     objects = annotations[((kind == "box") | (kind == "polygon")) & ~is_gold_row]
     objects = objects.assign(n_assigned=n_assigned.reindex(objects["item_id"]).to_numpy())
-    geometry_frames, queue_frames, members = [], [], []
-    weights = None
-    for geometry_kind, merge in (("box", merge_boxes_by_iou), ("polygon", merge_polygons_by_iou)):
-        subset = objects[objects["kind"] == geometry_kind]
-        if not len(subset):
-            continue
-        first = merge(subset, iou_threshold=iou_threshold)
-        weights_kind = annotator_geometry_reliability(first)
-        weights = weights_kind if weights is None else pd.concat([weights, weights_kind]).groupby(
-            level=0).mean()
-        merged = merge(subset, iou_threshold=iou_threshold, annotator_weights=weights_kind)
-        geometry_frames.append(merged.merged.assign(kind=geometry_kind, method="iou_cluster"))
-        queue_frames.append(merged.below_quorum.assign(kind=geometry_kind, reason="below_quorum"))
-        members.append(merged.members.assign(kind=geometry_kind))
+    merged, below, members, weights = _object_candidates(objects, policy)
 
-    for frame in geometry_frames:
-        if "geometry_wkb" not in frame.columns:
-            frame["geometry_wkb"] = None
-    labels = pd.concat([scene_labels] + [CONSENSUS_LABELS.conform(f) for f in geometry_frames],
-                       ignore_index=True)
-    review = pd.concat([scene_queue] + [REVIEW_QUEUE.conform(f) for f in queue_frames],
-                       ignore_index=True)
-    labels = CONSENSUS_LABELS.conform(labels)
-    review = REVIEW_QUEUE.conform(review)
+    n_candidates = len(scene) + len(merged) + len(below)
+    decided = allocate(pd.concat([scene, below], ignore_index=True), n_candidates, policy)
+    is_scene = (decided["kind"] == "choice").to_numpy()
+    status = decided["status"].to_numpy()
+    released_scene = decided[is_scene & (status == "released")]
+    queue = decided[status != "released"]
+    queue = queue.assign(status=queue["status"].replace({"over_budget": "deferred"}))
+    labels = CONSENSUS_LABELS.conform(pd.concat(
+        [CONSENSUS_LABELS.empty(), CONSENSUS_LABELS.conform(released_scene)]
+        + ([CONSENSUS_LABELS.conform(merged)] if len(merged) else []), ignore_index=True))
+    review = REVIEW_QUEUE.conform(pd.concat([REVIEW_QUEUE.empty(), queue[list(REVIEW_QUEUE.columns)]],
+                                            ignore_index=True))
 
     # ---- agreement and reliability
-    member_frame = pd.concat(members, ignore_index=True) if members else None
+    member_frame = members if len(members) else None
     consensus_scene = (scene_model.labels_.rename("label").reset_index()
                        if scene_model is not None else None)
     metrics = agreement_mod.agreement_table(
@@ -129,19 +101,77 @@ def run_consensus(annotations: pd.DataFrame, tasks: pd.DataFrame, gold: pd.DataF
         consensus=consensus_scene, geometry_members=member_frame,
         gold=gold_choice)
     reliability = _annotator_reliability(annotations, scene_model, gold_choice, weights)
+    review_status = review["status"].to_numpy()
     counts = {
         "annotations_received": int(len(annotations)),
         "scene_answers": int(len(choices)),
         "object_annotations": int(len(objects)),
         "gold_answers": int(is_gold_row.sum()),
-        "scene_items_labeled": int(len(scene_labels)),
-        "scene_items_queued": int(len(scene_queue)),
-        "objects_merged": int(sum(len(f) for f in geometry_frames)),
-        "clusters_below_quorum": int(sum(len(f) for f in queue_frames)),
+        "scene_items_labeled": int(len(released_scene)),
+        "scene_items_queued": int(((review["kind"] == "choice").to_numpy()).sum()),
+        "objects_merged": int(len(merged)),
+        "clusters_below_quorum": int(len(below)),
+        "consensus_candidates": int(n_candidates),
+        "review_budget": int(policy.budget(n_candidates)),
+        "queued_for_review": int((review_status == "queued").sum()),
+        "deferred_over_budget": int((review_status == "deferred").sum()),
+        "dismissed": int((review_status == "dismissed").sum()),
     }
     return ConsensusResult(labels=labels, review_queue=review,
                            agreement=AGREEMENT_METRICS.conform(metrics),
                            annotator_reliability=reliability, counts=counts, method=chosen)
+
+
+def _scene_candidates(choices: pd.DataFrame, gold_choice, gold_items: set, n_assigned: pd.Series,
+                      method: str, policy: ReviewPolicy):
+    """Non-gold scene items with status ``released`` (confident) or ``candidate`` and their gain."""
+    columns = [*CONSENSUS_LABELS.columns, "reason", "status", "expected_gain"]
+    if not len(choices):
+        return pd.DataFrame(columns=columns), None, "none"
+    result = aggregate_labels(choices[list(ANSWER_COLUMNS)], method, gold_choice)
+    chosen, model = result.attrs["method"], result.attrs["model"]
+    ids = _join_ids(choices["annotation_id"], choices["item_id"])
+    result["annotation_ids"] = ids.reindex(result["item_id"]).to_numpy()
+    result["n_assigned"] = n_assigned.reindex(result["item_id"]).to_numpy()
+    # n_annotators = annotators who voted for the released label
+    support = choices.groupby(["item_id", "label"], sort=False)["annotator_id"].nunique()
+    keys = pd.MultiIndex.from_arrays([result["item_id"], result["label"]])
+    result["n_annotators"] = support.reindex(keys).fillna(0).to_numpy()
+    result = result[~result["item_id"].isin(gold_items)]
+    confident = result["confidence"].to_numpy() >= policy.min_confidence
+    scene = result.assign(
+        kind="choice", x_min=np.nan, y_min=np.nan, x_max=np.nan, y_max=np.nan,
+        geometry_wkb=None, method=chosen, reason=np.where(confident, "", "low_confidence"),
+        status=np.where(confident, "released", "candidate"),
+        expected_gain=1.0 - result["confidence"].to_numpy())
+    return scene[columns], model, chosen
+
+
+def _object_candidates(objects: pd.DataFrame, policy: ReviewPolicy):
+    """Merged objects, triaged below-quorum clusters, members and geometry weights per annotator."""
+    merged_frames, below_frames, members = [], [], []
+    weights = None
+    for geometry_kind, merge in (("box", merge_boxes_by_iou), ("polygon", merge_polygons_by_iou)):
+        subset = objects[objects["kind"] == geometry_kind]
+        if not len(subset):
+            continue
+        first = merge(subset, iou_threshold=policy.iou_threshold)
+        weights_kind = annotator_geometry_reliability(first)
+        weights = weights_kind if weights is None else pd.concat([weights, weights_kind]).groupby(
+            level=0).mean()
+        merged = merge(subset, iou_threshold=policy.iou_threshold, annotator_weights=weights_kind)
+        below = triage_objects(merged, annotator_precision(first.members), policy)
+        merged_frames.append(merged.merged.assign(kind=geometry_kind, method="iou_cluster"))
+        below_frames.append(below.assign(kind=geometry_kind, method="iou_cluster"))
+        members.append(merged.members.assign(kind=geometry_kind))
+    for frame in merged_frames + below_frames:
+        if "geometry_wkb" not in frame.columns:
+            frame["geometry_wkb"] = None
+    merged = pd.concat(merged_frames, ignore_index=True) if merged_frames else pd.DataFrame()
+    below = pd.concat(below_frames, ignore_index=True) if below_frames else pd.DataFrame(
+        columns=[*CONSENSUS_LABELS.columns, "reason", "status", "expected_gain"])
+    return (merged, below, pd.concat(members, ignore_index=True) if members else pd.DataFrame(),
+            weights)
 
 
 def _annotator_reliability(annotations: pd.DataFrame, scene_model, gold_choice,

@@ -12,14 +12,8 @@ from crowdkit.aggregation import MajorityVote as CrowdKitMajorityVote
 from crowdkit.aggregation import OneCoinDawidSkene as CrowdKitOneCoin
 
 from annotation_pipeline.consensus.auto import AutoConsensus, aggregate_labels
-from annotation_pipeline.consensus.bayesian_dawid_skene import (
-    BayesianDawidSkene,
-    OneCoinDawidSkene,
-)
-from annotation_pipeline.consensus.calibration import (
-    expected_calibration_error,
-    reliability_table,
-)
+from annotation_pipeline.consensus.bayesian_dawid_skene import BayesianDawidSkene, OneCoinDawidSkene
+from annotation_pipeline.consensus.calibration import expected_calibration_error, reliability_table
 
 
 def crowd(seed: int, n_items: int = 600, n_annotators: int = 30, per_item: int = 4,
