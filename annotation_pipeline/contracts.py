@@ -232,7 +232,7 @@ CONSENSUS_LABELS = TableContract(
 
 REVIEW_QUEUE = TableContract(
     "review_queue",
-    "Labels that need a human reviewer: below quorum or low agreement. Nothing is overwritten.",
+    "Consensus candidates not released: queued for a reviewer by expected gain, deferred over budget, or dismissed with a reason. Nothing is overwritten.",
     {
         "item_id": _c("string", "item"),
         "kind": _c("string", "choice, box or polygon"),
@@ -241,7 +241,11 @@ REVIEW_QUEUE = TableContract(
         "confidence": _c("float64", "confidence of the best label", True),
         "n_annotators": _c("Int64", "annotators supporting it"),
         "n_assigned": _c("Int64", "annotators who saw the item"),
-        "reason": _c("string", "below_quorum, low_confidence, ..."),
+        "reason": _c("string", "low_confidence, below_quorum, unreliable_annotators_only, "
+                               "outvoted_by_merged_object"),
+        "status": _c("string", "queued (a reviewer decides), deferred (over the partition's review "
+                               "budget: kept, not released) or dismissed (automatically, for the reason)"),
+        "expected_gain": _c("float64", "expected label-accuracy gain of reviewing it (ranking key)"),
         "annotation_ids": _c("string", "annotation_ids involved"),
     },
 )

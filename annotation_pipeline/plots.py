@@ -64,3 +64,25 @@ def share_comparison(shares: pd.DataFrame, title: str = "Predicted label shares"
     ax.invert_yaxis()
     ax.legend(loc="lower right", fontsize=8)
     return _png(fig)
+
+
+def reliability_diagram(table: pd.DataFrame, title: str = "Reliability of consensus confidence",
+                        ece: float | None = None) -> bytes:
+    """Accuracy against mean confidence per bin (``consensus.calibration.reliability_table``),
+    with the diagonal a calibrated model sits on and bar widths showing how many labels each holds."""
+    filled = table[table["n"] > 0]
+    fig, (ax, ax_n) = plt.subplots(2, 1, figsize=(5, 5.5), sharex=True,
+                                   gridspec_kw={"height_ratios": [3, 1]})
+    ax.plot([0, 1], [0, 1], color="#555", linestyle="--", linewidth=1, label="calibrated")
+    ax.plot(filled["mean_confidence"], filled["accuracy"], marker="o", color="#2e86c1",
+            label="consensus")
+    ax.set_ylabel("accuracy against truth")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_title(title + (f" (ECE {ece:.3f})" if ece is not None else ""))
+    ax.legend(loc="upper left")
+    width = (table["bin_high"] - table["bin_low"]).to_numpy()
+    ax_n.bar(table["bin_low"], table["n"], width=width, align="edge", color="#aab7b8")
+    ax_n.set_xlabel("confidence")
+    ax_n.set_ylabel("labels")
+    return _png(fig)

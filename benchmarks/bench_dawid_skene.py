@@ -17,7 +17,8 @@ from crowdkit.aggregation import DawidSkene as CrowdKitDawidSkene
 from crowdkit.aggregation import MajorityVote as CrowdKitMajorityVote
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from annotation_pipeline.consensus.aggregators import DawidSkene, MajorityVote  # noqa: E402
+from annotation_pipeline.consensus.dawid_skene import DawidSkene  # noqa: E402
+from annotation_pipeline.consensus.majority_vote import MajorityVote  # noqa: E402
 
 
 def generate(seed: int = 0):

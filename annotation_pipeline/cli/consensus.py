@@ -18,9 +18,9 @@ from annotation_pipeline.cli.common import (
     unit_interval_open_closed,
 )
 
-# The consensus package (scipy, crowd-kit's methods) is imported by the commands that use it:
-# `--help` and misuse answer at once.
-_METHOD_ALIASES = {"auto": "auto", "mv": "mv", "wmv": "wmv", "ds": "ds"}
+# The heavy consensus modules are imported by the commands that use them; the method names
+# are needed to parse the command line.
+from annotation_pipeline.consensus.auto import METHODS  # noqa: E402
 
 CONSENSUS_HELP = """One label per item from several annotators' answers.
 
@@ -50,8 +50,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               description=CONSENSUS_HELP, formatter_class=raw)
     p.add_argument("--input", required=True, type=Path, help="ANSWERS.csv: item_id,annotator_id,label")
     p.add_argument("--output", required=True, type=Path, help="LABELS.csv: item_id,label,confidence")
-    p.add_argument("--method", choices=list(_METHOD_ALIASES), default="auto",
-                   help="auto (default), mv = majority vote, wmv = gold-weighted vote, ds = Dawid-Skene")
+    p.add_argument("--method", choices=METHODS, default="auto",
+                   help="auto (default: committee of Dawid-Skene shrinkage levels), mv = majority vote, "
+                        "wmv = gold-weighted vote, ds = Dawid-Skene, ocds = one-coin Dawid-Skene, "
+                        "bds = Dawid-Skene with hierarchical priors")
     p.add_argument("--gold", type=Path, default=None, help="GOLD.csv: item_id,label")
     p.set_defaults(func=run_consensus_command)
 
@@ -73,13 +75,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_consensus_command(args: argparse.Namespace) -> int:
-    from annotation_pipeline.consensus.aggregators import ANSWER_COLUMNS, AnswersError, aggregate_labels
+    from annotation_pipeline.consensus.auto import aggregate_labels
+    from annotation_pipeline.consensus.encoding import ANSWER_COLUMNS, AnswersError
 
     check_output_file(args.output)
     answers = read_csv(args.input, ANSWER_COLUMNS, what="answer")
     gold = read_csv(args.gold, ("item_id", "label"), what="gold label") if args.gold else None
     try:
-        result = aggregate_labels(answers[list(ANSWER_COLUMNS)], _METHOD_ALIASES[args.method], gold)
+        result = aggregate_labels(answers[list(ANSWER_COLUMNS)], args.method, gold)
     except AnswersError as exc:
         raise CliError(f"{args.input}: {exc}") from None
     result[["item_id", "label", "confidence"]].to_csv(args.output, index=False)
@@ -98,8 +101,8 @@ def _render_consensus(r: dict[str, Any]) -> str:
 
 
 def run_agreement_command(args: argparse.Namespace) -> int:
-    from annotation_pipeline.consensus.aggregators import ANSWER_COLUMNS
     from annotation_pipeline.consensus.agreement import batch_agreement, class_agreement
+    from annotation_pipeline.consensus.encoding import ANSWER_COLUMNS
 
     answers = read_csv(args.input, ANSWER_COLUMNS, what="answer")
     overall = batch_agreement(answers)

@@ -4,7 +4,8 @@
 import dagster as dg
 import pandas as pd
 
-from annotation_pipeline.consensus.aggregators import run_consensus
+from annotation_pipeline.consensus.review import ReviewPolicy
+from annotation_pipeline.consensus.stage import run_consensus
 from annotation_pipeline.contracts import AGREEMENT_METRICS, CONSENSUS_LABELS, GOLD_LABELS, REVIEW_QUEUE
 from annotation_pipeline.defs.common import OWNERS, daily_partitions, table_metadata
 from annotation_pipeline.defs.resources import DataRoot
@@ -12,9 +13,22 @@ from annotation_pipeline.plots import bar_chart, histogram, markdown_image
 
 
 class ConsensusConfig(dg.Config):
-    method: str = "auto"          # auto | mv | wmv | ds
+    method: str = "auto"          # auto | mv | wmv | ds | ocds | bds
     iou_threshold: float = 0.5    # the usual object-matching threshold (PASCAL VOC / COCO AP50)
-    min_confidence: float = 0.7   # below this a scene label goes to review instead of release
+    min_confidence: float = 0.7   # below this a scene label is a review candidate, not released
+    # review budget per partition: at most this share of consensus candidates (and, when set,
+    # this many) go to a reviewer, the highest expected label-accuracy gain first
+    review_budget_share: float = 0.15
+    review_budget_max: int | None = None
+    min_review_gain: float = 0.05       # a review expected to fix less than this is not queued
+    unreliable_precision: float = 0.5   # annotators whose objects are confirmed less often than
+                                        # this: a cluster only they drew is dismissed
+
+    def review_policy(self) -> ReviewPolicy:
+        return ReviewPolicy(budget_share=self.review_budget_share, budget_max=self.review_budget_max,
+                            min_gain=self.min_review_gain,
+                            unreliable_precision=self.unreliable_precision,
+                            min_confidence=self.min_confidence, iou_threshold=self.iou_threshold)
 
 
 def read_gold(data_root: DataRoot) -> pd.DataFrame:
@@ -34,8 +48,10 @@ def read_gold(data_root: DataRoot) -> pd.DataFrame:
                         + CONSENSUS_LABELS.markdown()),
         "review_queue": dg.AssetOut(
             owners=OWNERS, kinds={"parquet"},
-            description="What a reviewer must decide: clusters below quorum and low-confidence scene labels, "
-                        "with the evidence. Nothing is overwritten.\n\n" + REVIEW_QUEUE.markdown()),
+            description="Consensus candidates not released, with the evidence: queued for a reviewer (highest "
+                        "expected label-accuracy gain first, within the partition's budget), deferred over "
+                        "budget, or dismissed automatically with the reason (e.g. drawn only by unreliable "
+                        "annotators). Nothing is overwritten.\n\n" + REVIEW_QUEUE.markdown()),
         "agreement_metrics": dg.AssetOut(
             owners=OWNERS, kinds={"parquet"},
             description="Cohen's kappa (mean pairwise), Fleiss' kappa, Krippendorff's alpha per batch, class "
@@ -45,7 +61,7 @@ def read_gold(data_root: DataRoot) -> pd.DataFrame:
 def consensus(context: dg.AssetExecutionContext, config: ConsensusConfig, data_root: DataRoot,
               returned_annotations: pd.DataFrame, vendor_batches: pd.DataFrame):
     result = run_consensus(returned_annotations, vendor_batches, read_gold(data_root), method=config.method,
-                           iou_threshold=config.iou_threshold, min_confidence=config.min_confidence)
+                           policy=config.review_policy())
     batch_metrics = result.agreement[result.agreement["scope"] == "batch"]
     headline = {f"{r.metric}": float(r.value) for r in batch_metrics.itertuples() if pd.notna(r.value)}
     labels, agreement = result.labels, result.agreement
@@ -71,8 +87,16 @@ def consensus(context: dg.AssetExecutionContext, config: ConsensusConfig, data_r
         "mean_confidence": float(result.labels["confidence"].mean()) if len(result.labels) else 0.0,
         **table_metadata(result.labels.drop(columns=["geometry_wkb"])),
     })
-    yield dg.Output(result.review_queue, output_name="review_queue", metadata={
-        "by_reason": dg.MetadataValue.json(result.review_queue["reason"].value_counts().to_dict()),
+    queue = result.review_queue
+    yield dg.Output(queue, output_name="review_queue", metadata={
+        "queued": int((queue["status"] == "queued").sum()),
+        "deferred": int((queue["status"] == "deferred").sum()),
+        "dismissed": int((queue["status"] == "dismissed").sum()),
+        "review_budget": result.counts["review_budget"],
+        "queued_share_of_candidates": float((queue["status"] == "queued").sum()
+                                            / max(result.counts["consensus_candidates"], 1)),
+        "by_reason": dg.MetadataValue.json(queue["reason"].value_counts().to_dict()),
+        "by_status": dg.MetadataValue.json(queue["status"].value_counts().to_dict()),
         **table_metadata(result.review_queue),
     })
     yield dg.Output(result.agreement, output_name="agreement_metrics", metadata={

@@ -1,0 +1,125 @@
+"""Generated crowds with known truth, one per regime a real project meets (for the consensus benchmark).
+
+Each regime changes one thing a real crowd does to the answers: how many answers an annotator
+gives (dense panels, long-tailed marketplaces), how many classes, spammers (uniform and
+always-the-same-class), skewed classes, systematic confusions between neighbouring classes,
+items that are hard for everyone, and items with a single answer. Every answer is
+``(item_id, annotator_id, label)``; the truth is a Series by item.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def _frame(item: np.ndarray, worker: np.ndarray, label: np.ndarray, truth: np.ndarray):
+    answers = pd.DataFrame({"item_id": item, "annotator_id": worker, "label": label})
+    return answers.drop_duplicates(["item_id", "annotator_id"]), pd.Series(truth, name="label")
+
+
+def _assign(rng, n_items: int, per_item: np.ndarray, activity: np.ndarray):
+    """Annotators per item, drawn without replacement in proportion to ``activity``."""
+    p = activity / activity.sum()
+    item = np.repeat(np.arange(n_items), per_item)
+    # Gumbel top-k per item: weighted sampling without replacement, vectorized
+    keys = np.log(p)[None, :] - np.log(-np.log(rng.random((n_items, len(p)))))
+    order = np.argsort(-keys, axis=1)
+    rank = np.arange(per_item.max())[None, :] < per_item[:, None]
+    worker = order[:, : per_item.max()][rank]
+    return item, worker
+
+
+def _answers(rng, truth, item, worker, confusion):
+    """Observed labels drawn from each worker's confusion matrix (n_workers, K obs, K true)."""
+    probs = confusion[worker, :, truth[item]]  # (n_answers, K)
+    cum = probs.cumsum(axis=1)
+    return (rng.random(len(item))[:, None] > cum).sum(axis=1).clip(0, probs.shape[1] - 1)
+
+
+def _one_coin(accuracy: np.ndarray, k: int) -> np.ndarray:
+    off = (1 - accuracy) / max(k - 1, 1)
+    conf = np.broadcast_to(off[:, None, None], (len(accuracy), k, k)).copy()
+    conf[:, np.arange(k), np.arange(k)] = accuracy[:, None]
+    return conf
+
+
+def regime(name: str, seed: int = 0):
+    """(answers, truth) of one named regime; see ``REGIMES``."""
+    rng = np.random.default_rng(seed)
+    spec = REGIMES[name]
+    k, n_items, n_workers = spec["k"], spec["items"], spec["workers"]
+    prior = np.asarray(spec.get("prior", np.full(k, 1.0 / k)))
+    truth = rng.choice(k, n_items, p=prior)
+    per_item = np.asarray(spec["per_item"](rng, n_items))
+    activity = spec.get("activity", lambda r, n: np.ones(n))(rng, n_workers)
+    item, worker = _assign(rng, n_items, np.minimum(per_item, n_workers), activity)
+    confusion = spec["confusion"](rng, n_workers, k)
+    label = _answers(rng, truth, item, worker, confusion)
+    if "difficulty" in spec:  # hard items: everybody answers them close to at random
+        hard = rng.random(n_items) < spec["difficulty"]
+        noisy = hard[item] & (rng.random(len(item)) < 0.7)
+        label = np.where(noisy, rng.integers(0, k, len(item)), label)
+    return _frame(item, worker, label, truth)
+
+
+def _heterogeneous(low: float, high: float, spam: float = 0.0, constant_spam: float = 0.0):
+    def make(rng, n, k):
+        acc = rng.uniform(low, high, n)
+        conf = _one_coin(acc, k)
+        n_spam, n_const = int(spam * n), int(constant_spam * n)
+        conf[:n_spam] = 1.0 / k  # uniform spammers
+        for w in range(n_spam, n_spam + n_const):  # always answer the same class
+            conf[w] = 0.0
+            conf[w, rng.integers(0, k), :] = 1.0
+        return conf
+    return make
+
+
+def _neighbour_confusion(rng, n, k):
+    """Ordinal classes: mistakes go to the adjacent class, and some workers lean one way."""
+    conf = np.zeros((n, k, k))
+    acc = rng.uniform(0.45, 0.85, n)
+    lean = rng.uniform(0.1, 0.9, n)
+    for t in range(k):
+        up, down = min(t + 1, k - 1), max(t - 1, 0)
+        conf[:, t, t] += acc
+        conf[:, up, t] += (1 - acc) * lean
+        conf[:, down, t] += (1 - acc) * (1 - lean)
+    return conf
+
+
+def _biased_towards_majority(rng, n, k):
+    """Skewed classes: weak workers answer the common class when unsure."""
+    acc = rng.uniform(0.5, 0.95, n)
+    conf = _one_coin(acc, k) * 0.5
+    conf[:, 0, :] += 0.5 * (1 - acc)[:, None]
+    conf[:, np.arange(k), np.arange(k)] += 0.5 * acc[:, None]
+    return conf / conf.sum(axis=1, keepdims=True)
+
+
+def _long_tail(rng, n):
+    return rng.pareto(1.2, n) + 0.05
+
+
+REGIMES: dict[str, dict] = {
+    "dense_binary": dict(k=2, items=400, workers=8, per_item=lambda r, n: np.full(n, 8),
+                         confusion=_heterogeneous(0.55, 0.9)),
+    "sparse_10_classes": dict(k=10, items=800, workers=60, per_item=lambda r, n: np.full(n, 4),
+                              activity=_long_tail, confusion=_heterogeneous(0.35, 0.9)),
+    "spammers_30pct": dict(k=4, items=600, workers=30, per_item=lambda r, n: np.full(n, 5),
+                           confusion=_heterogeneous(0.6, 0.9, spam=0.2, constant_spam=0.1)),
+    "skewed_classes": dict(k=3, items=800, workers=25, prior=[0.8, 0.15, 0.05],
+                           per_item=lambda r, n: np.full(n, 5), confusion=_biased_towards_majority),
+    "single_answers": dict(k=4, items=1000, workers=40,
+                           per_item=lambda r, n: r.choice([1, 1, 2, 3], n),
+                           activity=_long_tail, confusion=_heterogeneous(0.5, 0.95, spam=0.1)),
+    "ordinal_confusions": dict(k=5, items=600, workers=15, per_item=lambda r, n: np.full(n, 5),
+                               confusion=_neighbour_confusion),
+    "hard_items": dict(k=3, items=600, workers=20, per_item=lambda r, n: np.full(n, 7),
+                       difficulty=0.3, confusion=_heterogeneous(0.6, 0.85)),
+    "many_classes_dense": dict(k=12, items=300, workers=10, per_item=lambda r, n: np.full(n, 6),
+                               confusion=_heterogeneous(0.4, 0.85, spam=0.1)),
+    "thin_marketplace": dict(k=2, items=1500, workers=300, per_item=lambda r, n: np.full(n, 3),
+                             activity=_long_tail, confusion=_heterogeneous(0.55, 0.95, spam=0.15)),
+}
