@@ -12,7 +12,7 @@ import argparse
 import os
 import sys
 
-from annotation_pipeline.cli import consensus, drift, intake, lifecycle
+from annotation_pipeline.cli import anonymize, consensus, drift, intake, lifecycle
 from annotation_pipeline.cli.common import CliError
 
 COMMAND_GROUPS = [
@@ -20,6 +20,7 @@ COMMAND_GROUPS = [
     intake,      # intake
     consensus,   # consensus, agreement, merge-boxes
     drift,       # drift
+    anonymize,   # anonymize
 ]
 
 
