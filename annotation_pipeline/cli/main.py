@@ -12,7 +12,7 @@ import argparse
 import os
 import sys
 
-from annotation_pipeline.cli import consensus, diff, drift, intake, lifecycle, verify
+from annotation_pipeline.cli import anonymize, consensus, diff, drift, intake, lifecycle, verify
 from annotation_pipeline.cli.common import CliError, one_line, print_problems
 from annotation_pipeline.contracts import ContractError
 from annotation_pipeline.settings import SettingsError
@@ -24,6 +24,7 @@ COMMAND_GROUPS = [
     drift,       # drift
     diff,        # diff
     verify,      # verify
+    anonymize,   # anonymize
 ]
 
 DESCRIPTION = """\
