@@ -7,7 +7,7 @@ import pandas as pd
 
 PROVENANCE_COLUMNS = [
     "item_id", "label_kind", "label", "annotation_id", "annotator_id", "vendor", "batch_id", "task_id",
-    "answer_label", "source_file", "source_sha256", "raw_source_file", "raw_path", "raw_partition_date",
+    "answer_label", "source_file", "source_sha256", "raw_path", "raw_partition_date",
     "ontology_version", "guidelines_version", "model_version",
 ]
 
@@ -16,7 +16,8 @@ def build_provenance(labels: pd.DataFrame, annotations: pd.DataFrame, raw_items:
     """One row per (released label, vendor answer behind it), joined to the raw item.
 
     ``item_id`` is the sha256 of the raw file's bytes, so the trace ends in a file whose
-    identity anyone can recompute.
+    identity anyone can recompute. The raw file is named by its raw store path only: the
+    uploaded name may hold personal data and stays in the restricted store.
     """
     exploded = (labels.assign(annotation_id=labels["annotation_ids"].str.split(" "))
                 .explode("annotation_id")[["item_id", "kind", "label", "annotation_id"]]
@@ -24,8 +25,8 @@ def build_provenance(labels: pd.DataFrame, annotations: pd.DataFrame, raw_items:
     answers = annotations[["annotation_id", "annotator_id", "vendor", "batch_id", "task_id", "label", "source_file",
                            "source_sha256", "ontology_version", "guidelines_version", "model_version"]] \
         .rename(columns={"label": "answer_label"})
-    raw = raw_items[["item_id", "source_file", "raw_path", "partition_date"]].rename(
-        columns={"source_file": "raw_source_file", "partition_date": "raw_partition_date"})
+    raw = raw_items[["item_id", "raw_path", "partition_date"]].rename(
+        columns={"partition_date": "raw_partition_date"})
     out = exploded.merge(answers, on="annotation_id", how="left").merge(raw, on="item_id", how="left")
     return out[PROVENANCE_COLUMNS].astype({c: "string" for c in PROVENANCE_COLUMNS}).reset_index(drop=True)
 
