@@ -40,9 +40,10 @@ from skimage import data as skdata
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from annotation_pipeline.anonymization.items import anonymize_items, default_policy  # noqa: E402
 from annotation_pipeline.anonymization.image import ImageSettings  # noqa: E402
-from annotation_pipeline.contracts import RAW_ITEMS  # noqa: E402
+from annotation_pipeline.anonymization.items import anonymize_items as anonymize_split  # noqa: E402
+from annotation_pipeline.anonymization.items import default_policy  # noqa: E402
+from annotation_pipeline.contracts import LANDING_ORIGINALS, RAW_ITEMS  # noqa: E402
 from annotation_pipeline.sample_world.sample_data import render_scene  # noqa: E402
 
 SECRET = b"benchmark-secret-0123456789abcdef0123"
@@ -130,7 +131,13 @@ def write_partition(root: Path, images: list[np.ndarray]) -> pd.DataFrame:
                      "source_file": Path(raw_path).name, "raw_path": raw_path, "media_type": "image/jpeg",
                      "width": rgb.shape[1], "height": rgb.shape[0], "byte_size": len(content),
                      "metadata_json": meta, "caption": json.loads(meta)["notes"]})
-    return RAW_ITEMS.conform(pd.DataFrame(rows))
+    return pd.DataFrame(rows)  # RAW_ITEMS columns plus the restricted originals, split by anonymize_items below
+
+
+def anonymize_items(raw: pd.DataFrame, root: Path, out_dir: str, **options):
+    """Split a partition as ingestion stores it (pseudonymous raw_items, restricted originals), then anonymize."""
+    originals = raw.assign(entry="landing_" + raw["item_id"], outcome="accepted")
+    return anonymize_split(RAW_ITEMS.conform(raw), LANDING_ORIGINALS.conform(originals), root, out_dir, **options)
 
 
 def anchor_ms_per_image() -> float:
