@@ -100,18 +100,33 @@ _BOX = {
 
 RAW_ITEMS = TableContract(
     "raw_items",
-    "Raw items of one daily partition, one row per distinct content hash.",
+    "Raw items of one daily partition, one row per distinct content hash. Pseudonymous: the "
+    "original file names and sidecar metadata are in LANDING_ORIGINALS, in the restricted store.",
     {
         "item_id": _c("string", "sha256 of the raw file bytes (first 16 hex chars)"),
         "partition_date": _c("string", "daily partition key, YYYY-MM-DD"),
-        "source_file": _c("string", "file name as received in the landing folder"),
-        "raw_path": _c("string", "path of the stored raw file, relative to the data root"),
+        "raw_path": _c("string", "stored raw file, relative to the data root: raw/<date>/<item_id>.<ext>"),
         "media_type": _c("string", "image/png, image/jpeg, ..."),
         "width": _c("Int64", "image width in pixels"),
         "height": _c("Int64", "image height in pixels"),
         "byte_size": _c("Int64", "size of the raw file"),
-        "metadata_json": _c("string", "sidecar metadata as received (may hold personal data)"),
-        "caption": _c("string", "free text as received (may hold personal data)", True),
+    },
+)
+
+LANDING_ORIGINALS = TableContract(
+    "landing_originals",
+    "Restricted store only (0600): every landing entry under its original name, with the sidecar "
+    "as received for accepted items. Maps the pseudonymous entry names used everywhere else back "
+    "to the uploads, for an auditor with restricted access; anonymization reads the sidecars.",
+    {
+        "entry": _c("string", "pseudonymous entry name (landing_<12 hex>) used in quarantine and logs"),
+        "partition_date": _c("string", "daily partition key"),
+        "source_file": _c("string", "original name relative to the landing folder (undecodable bytes "
+                                    "as \\xNN escapes)"),
+        "outcome": _c("string", "accepted, duplicate or quarantined"),
+        "item_id": _c("string", "content hash, when the file could be read", True),
+        "metadata_json": _c("string", "sidecar metadata as received (accepted items)", True),
+        "caption": _c("string", "free text as received (accepted items)", True),
     },
 )
 
@@ -381,7 +396,6 @@ PROVENANCE = TableContract(
         "answer_label": _c("string", "what the annotator answered", True),
         "source_file": _c("string", "vendor return file the answer came from", True),
         "source_sha256": _c("string", "sha256 of that return file", True),
-        "raw_source_file": _c("string", "file name as it landed", True),
         "raw_path": _c("string", "stored raw file, relative to the data root", True),
         "raw_partition_date": _c("string", "day the raw file was ingested", True),
         "ontology_version": _c("string", "ontology version of the task", True),

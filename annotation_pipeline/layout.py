@@ -9,7 +9,8 @@ ROOT/
   landing/<day>/                 uploads waiting for ingestion (files + ``<name>.json`` sidecars)
   raw/<day>/<item_id>.<ext>      content-addressed raw store (original bytes)
   anonymized/<day>/              what may cross to a vendor
-  restricted/                    re-identification maps: owner only (0700)
+  restricted/                    owner only (0700): re-identification maps, landing/<day>.parquet
+                                 (original file names and sidecars)
   tables/<asset>/<day>.parquet   every asset's table (local profile)
   quarantine/<stage>/<day>.parquet
   gold/images/, gold/gold_labels.parquet
@@ -88,6 +89,10 @@ class DataLayout:
     @property
     def reidentification(self) -> Path:
         return self.restricted / "reidentification"
+
+    def landing_originals(self, day: str) -> Path:
+        """Original names and sidecars of a day's landing entries (restricted, 0600)."""
+        return self.restricted / "landing" / f"{day}.parquet"
 
     # tables and quarantine
     @property

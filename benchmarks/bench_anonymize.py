@@ -55,8 +55,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from annotation_pipeline.anonymization import face_detection  # noqa: E402
 from annotation_pipeline.anonymization.image import (  # noqa: E402
     PLATE_CASCADE, PLATE_WINDOW, ImageSettings, anonymize_image, detect_boxes, pad_boxes)
-from annotation_pipeline.anonymization.items import anonymize_items  # noqa: E402
-from annotation_pipeline.contracts import RAW_ITEMS  # noqa: E402
+from annotation_pipeline.anonymization.items import anonymize_items as anonymize_split  # noqa: E402
+from annotation_pipeline.contracts import LANDING_ORIGINALS, RAW_ITEMS  # noqa: E402
 from scenes_anonymize import (  # noqa: E402
     FACE_BANDS, PLATE_ANGLES, PLATE_WIDTHS, Scene, coverage, face_scenes, non_face_scenes, plate_scenes)
 
@@ -226,7 +226,13 @@ def write_partition(root: Path, scenes: list[Scene]) -> pd.DataFrame:
                      "source_file": Path(raw_path).name, "raw_path": raw_path, "media_type": "image/jpeg",
                      "width": 640, "height": 480, "byte_size": len(content), "metadata_json": meta,
                      "caption": json.loads(meta)["notes"]})
-    return RAW_ITEMS.conform(pd.DataFrame(rows))
+    return pd.DataFrame(rows)  # RAW_ITEMS columns plus the restricted originals, split by anonymize_items below
+
+
+def anonymize_items(raw: pd.DataFrame, root: Path, out_dir: str, **options):
+    """Split a partition as ingestion stores it (pseudonymous raw_items, restricted originals), then anonymize."""
+    originals = raw.assign(entry="landing_" + raw["item_id"], outcome="accepted")
+    return anonymize_split(RAW_ITEMS.conform(raw), LANDING_ORIGINALS.conform(originals), root, out_dir, **options)
 
 
 def throughput(scenes: list[Scene], deface: Deface, settings: ImageSettings, repeats: int) -> list[dict[str, float]]:

@@ -2,18 +2,20 @@
 
 Pure Python (no Dagster); the asset calls :func:`anonymize_items` once per partition:
 
-- metadata (``metadata_json``) is walked with a declared :class:`FieldPolicy`: fields are
-  dropped, pseudonymized (keyed HMAC-SHA256), treated as names, kept or redacted; every string
-  that stays (kept or redacted fields, the caption) is scanned by the pattern detectors and
-  the name finder of :mod:`annotation_pipeline.anonymization.text`, all rows at once;
+- metadata (the sidecar as received, from the restricted LANDING_ORIGINALS) is walked with a
+  declared :class:`FieldPolicy` (:mod:`~annotation_pipeline.anonymization.metadata`): fields
+  are dropped, pseudonymized (keyed HMAC-SHA256), treated as names, kept or redacted; every
+  string that stays (kept or redacted fields, the caption) is scanned by the pattern
+  detectors and the name finder of :mod:`annotation_pipeline.anonymization.text`, all rows
+  at once;
 - pixels go through :mod:`annotation_pipeline.anonymization.image` (EXIF/XMP/GPS stripped by
-  re-encoding (PNG, or JPEG for JPEG uploads), faces and plates found by OpenCV Haar cascades and obscured, plus
+  re-encoding (PNG, or JPEG for JPEG uploads), faces and plates found and obscured, plus
   user-given regions), two images at a time on a 2-core machine;
 - every redaction becomes a row of the redaction log (contract ``REDACTION_LOG``) and every
   pseudonym a row of the re-identification map, which the caller must keep in a restricted
   store (:func:`store_reidentification_map`), never beside vendor data;
 - every input row ends in ``items`` or in ``quarantine`` with a reason: received = accepted +
-  quarantined.
+  quarantined. Quarantine rows name an item by its raw store name, never by the uploaded name.
 
 The secret for pseudonyms comes from the environment (:func:`load_secret`); it is used as
 an HMAC key only and is never written anywhere.
@@ -24,7 +26,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import stat
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -36,23 +37,15 @@ import numpy as np
 import pandas as pd
 
 from annotation_pipeline.anonymization.image import AnonymizedImage, ImageProblem, ImageSettings, anonymize_image
-from annotation_pipeline.anonymization.text import (
-    TEXT_DETECTORS_VERSION,
-    FieldPolicy,
-    FieldRule,
-    NameFinder,
-    PolicyError,
-    default_policy,
-    pseudonymize,
-    scan_texts,
-)
+from annotation_pipeline.anonymization.metadata import redact_metadata
+from annotation_pipeline.anonymization.reidentification import REIDENTIFICATION_MAP, store_reidentification_map
+from annotation_pipeline.anonymization.text import FieldPolicy, FieldRule, PolicyError, default_policy
 from annotation_pipeline.contracts import (
     ANONYMIZED_ITEMS,
+    LANDING_ORIGINALS,
     QUARANTINE,
     RAW_ITEMS,
     REDACTION_LOG,
-    Column,
-    TableContract,
     quarantine_rows,
 )
 from annotation_pipeline.settings import MIN_SECRET_BYTES, SecretError, load_settings
@@ -67,18 +60,6 @@ __all__ = [
 T = TypeVar("T")
 STAGE = "anonymization"
 _SAFE_ITEM_ID = re.compile(r"[0-9A-Za-z_-]{1,128}")
-
-REIDENTIFICATION_MAP = TableContract(
-    "reidentification_map",
-    "Pseudonym -> original value. Restricted store only: never beside vendor data.",
-    {
-        "pseudonym": Column("string", "pseudonym as shipped, e.g. person_3f9a1c2b4d5e"),
-        "kind": Column("string", "name, email, ip, ... (the pseudonym's kind)"),
-        "field": Column("string", "metadata field or 'caption' where the value was found"),
-        "original_value": Column("string", "the personal data the pseudonym stands for"),
-        "item_id": Column("string", "item the value was found in"),
-    },
-)
 
 
 def load_secret(env: Mapping[str, str] | None = None) -> bytes:
@@ -116,101 +97,6 @@ class AnonymizationResult:
         }
 
 
-# --------------------------------------------------------------------------------------------
-# Metadata walk
-# --------------------------------------------------------------------------------------------
-
-_DROPPED = object()
-
-
-@dataclass
-class _Leaves:
-    """Scalar metadata values of a partition, one entry per value, plus where to write it back."""
-
-    row: list[int] = field(default_factory=list)
-    path: list[str] = field(default_factory=list)
-    action: list[str] = field(default_factory=list)
-    kind: list[str] = field(default_factory=list)
-    text: list[str] = field(default_factory=list)
-    is_text: list[bool] = field(default_factory=list)
-    slot: list[tuple[Any, Any]] = field(default_factory=list)  # (container, key) to write back
-    drops: list[tuple[int, str, str]] = field(default_factory=list)
-
-    def add(self, row: int, path: str, rule: FieldRule, text: str, is_text: bool, slot: tuple[Any, Any]) -> None:
-        self.row.append(row)
-        self.path.append(path)
-        self.action.append(rule.action)
-        self.kind.append("name" if rule.action == "name" else rule.kind)
-        self.text.append(text)
-        self.is_text.append(is_text)
-        self.slot.append(slot)
-
-    def frame(self) -> pd.DataFrame:
-        return pd.DataFrame({"row": self.row, "path": self.path, "action": self.action,
-                             "kind": self.kind, "text": pd.array(self.text, dtype="string"),
-                             "is_text": self.is_text})
-
-
-def _collect_leaves(doc: dict, row: int, policy: FieldPolicy, rules: dict[str, FieldRule],
-                    leaves: _Leaves) -> dict:
-    """Copy ``doc`` without dropped fields, recording every scalar that stays as a leaf."""
-
-    def rule_of(path: str) -> FieldRule:
-        if path not in rules:
-            rules[path] = policy.rule_for(path)
-        return rules[path]
-
-    def visit(value: Any, path: str, container: Any, key: Any) -> Any:
-        rule = rule_of(path)
-        if rule.action == "drop":
-            leaves.drops.append((row, path, rule.kind))
-            return _DROPPED
-        if rule.action in ("pseudonymize", "name") and isinstance(value, (dict, list)):
-            # The whole subtree is one value (canonical JSON, so key order does not matter).
-            leaves.add(row, path, rule, json.dumps(value, sort_keys=True, ensure_ascii=False), True,
-                       (container, key))
-            return value
-        if isinstance(value, dict):
-            copy: dict = {}
-            for k, v in value.items():
-                copy[k] = None
-                result = visit(v, f"{path}.{k}" if path else str(k), copy, k)
-                if result is _DROPPED:
-                    del copy[k]
-                else:
-                    copy[k] = result
-            return copy
-        if isinstance(value, list):
-            # Elements share the list's path, hence its rule: they are all kept or all dropped.
-            copy_list: list = [None] * len(value)
-            for i, v in enumerate(value):
-                copy_list[i] = visit(v, path, copy_list, i)
-            return copy_list
-        if value is None or isinstance(value, bool):
-            return value  # no personal data fits in null/true/false
-        leaves.add(row, path, rule, str(value), isinstance(value, str), (container, key))
-        return value
-
-    root: dict = {}
-    for k, v in doc.items():
-        result = visit(v, str(k), root, k)
-        if result is not _DROPPED:
-            root[k] = result
-    return root
-
-
-# --------------------------------------------------------------------------------------------
-# The stage
-# --------------------------------------------------------------------------------------------
-
-def _log_frame(rows: dict[str, Sequence[Any]]) -> pd.DataFrame:
-    frame = pd.DataFrame(rows)
-    for col in ("x_min", "y_min", "x_max", "y_max"):
-        if col not in frame:
-            frame[col] = np.nan
-    return frame
-
-
 class _Quarantine:
     """Collects quarantine rows; an item is quarantined once, for the first problem found."""
 
@@ -226,7 +112,7 @@ class _Quarantine:
         sub = self.raw[mask]
         chosen = np.asarray(details, dtype=object)[mask]
         self.parts.append(quarantine_rows(
-            STAGE, sub["partition_date"].to_numpy(), sub["source_file"].to_numpy(), record_ref, reason,
+            STAGE, sub["partition_date"].to_numpy(), sub["stored_name"].to_numpy(), record_ref, reason,
             chosen, item_id=sub["item_id"].to_numpy()))
         self.bad |= mask
 
@@ -245,21 +131,26 @@ def _check_rows(raw: pd.DataFrame, root: Path, quarantine: _Quarantine) -> list[
                    "item_id " + ids + " is not a content-hash id (letters, digits, '-', '_')")
     quarantine.add(ids.duplicated().to_numpy(), "item_id", "duplicate_item_id",
                    "item_id " + ids + " appears more than once in the partition; ingestion dedupes by content hash")
+    quarantine.add(raw["metadata_json"].isna().to_numpy(dtype=bool), "metadata_json", "missing_originals",
+                   raw["stored_name"] + ": no accepted landing entry in the restricted store for this item; "
+                   "re-run ingestion for the day")
     resolved_root = root.resolve()
     outside = raw["raw_path"].map(lambda p: not (resolved_root / p).resolve().is_relative_to(resolved_root))
     quarantine.add(outside.to_numpy(dtype=bool), "raw_path", "raw_path_outside_root",
                    "raw_path " + raw["raw_path"] + " points outside the data root; refusing to read it")
-    # Text is already decoded: ingestion quarantines sidecars that are not UTF-8, and the
-    # contract's Arrow-backed strings cannot hold undecodable bytes. What is left to catch is
-    # metadata that is not a JSON object.
+    # Ingestion parsed every sidecar with bounds (depth, numbers, strings); what is left to
+    # catch is metadata from elsewhere that is not a JSON object.
     docs: list[Any] = [None] * len(raw)
     errors = [""] * len(raw)
     for i in quarantine.ok_rows:  # json.loads has no vectorized form: one parse per item
-        source = raw.at[i, "source_file"]
+        source = raw.at[i, "stored_name"]
         try:
             docs[i] = json.loads(raw.at[i, "metadata_json"])
         except json.JSONDecodeError as exc:
             errors[i] = f"metadata_json of {source} is not valid JSON ({exc.msg} at char {exc.pos}); re-send the sidecar"
+            continue
+        except (ValueError, RecursionError) as exc:
+            errors[i] = f"metadata_json of {source} cannot be parsed ({type(exc).__name__}); re-send the sidecar"
             continue
         if not isinstance(docs[i], dict):
             errors[i] = f"metadata_json of {source} is a JSON {type(docs[i]).__name__}, expected an object"
@@ -267,90 +158,12 @@ def _check_rows(raw: pd.DataFrame, root: Path, quarantine: _Quarantine) -> list[
     return docs
 
 
-@dataclass
-class _TextOutcome:
-    documents: list[dict | None]  # metadata after the policy, by raw row
-    captions: list[str | None]
-    log: list[pd.DataFrame]
-    reid: list[pd.DataFrame]
-
-
-def _redact_text(raw: pd.DataFrame, docs: list[Any], rows: np.ndarray, policy: FieldPolicy,
-                 secret: bytes) -> _TextOutcome:
-    """Apply the field policy to metadata and scan every string that stays, all rows at once."""
-    leaves = _Leaves()
-    rules: dict[str, FieldRule] = {}
-    documents: list[dict | None] = [None] * len(raw)
-    for i in rows:
-        documents[i] = _collect_leaves(docs[i], int(i), policy, rules, leaves)
-    caption_rule = policy.rule_for("caption")
-    captions: list[Any] = raw["caption"].astype(object).where(raw["caption"].notna(), None).tolist()
-    for i in rows:
-        if captions[i] is None:
-            continue
-        if caption_rule.action == "drop":
-            leaves.drops.append((int(i), "caption", caption_rule.kind))
-            captions[i] = None
-        else:
-            leaves.add(int(i), "caption", caption_rule, captions[i], True, (captions, int(i)))
-    frame = leaves.frame()
-    item_ids = raw["item_id"].astype(str).to_numpy()
-    new_text = frame["text"].copy()
-    policy_version = f"policy {policy.version}"
-    log: list[pd.DataFrame] = []
-    reid: list[pd.DataFrame] = []
-
-    # Declared names and pseudonymized fields: whole value -> keyed pseudonym (one HMAC per
-    # distinct value).
-    whole = frame[frame["action"].isin(["pseudonymize", "name"])]
-    known_names: dict[str, str] = {}
-    for kind, group in whole.groupby("kind", sort=False):
-        uniques = group["text"].unique()
-        mapping = dict(zip(uniques, pseudonymize(uniques, str(kind), secret)))
-        pseudonyms = group["text"].map(mapping)
-        new_text.loc[group.index] = pseudonyms
-        if kind == "name":
-            known_names.update(mapping)
-        where = item_ids[group["row"].to_numpy()]
-        reid.append(pd.DataFrame({"pseudonym": pseudonyms.to_numpy(), "kind": str(kind),
-                                  "field": group["path"].to_numpy(), "original_value": group["text"].to_numpy(),
-                                  "item_id": where}))
-        log.append(_log_frame({"item_id": where, "kind": str(kind), "field": group["path"].to_numpy(),
-                               "count": 1, "action": "pseudonymize", "detector": "field-policy+hmac-sha256",
-                               "detector_version": policy_version}))
-
-    # Everything else that stays is scanned: redact (with name heuristics) and keep.
-    scanned = frame[frame["action"].isin(["redact", "keep"])]
-    finder = NameFinder(known_names)
-    if len(scanned):
-        texts, hits = scan_texts(scanned["text"], scanned["action"] == "redact", finder)
-        new_text.loc[scanned.index] = texts
-        where = frame.loc[hits["row"].to_numpy()]
-        log.append(_log_frame({"item_id": item_ids[where["row"].to_numpy()], "kind": hits["kind"].to_numpy(),
-                               "field": where["path"].to_numpy(), "count": hits["count"].to_numpy(),
-                               "action": hits["action"].to_numpy(), "detector": hits["detector"].to_numpy(),
-                               "detector_version": TEXT_DETECTORS_VERSION}))
-        if finder.full_pattern is not None:
-            # Declared names met in free text were pseudonymized there too: map them as well.
-            found = scanned["text"].str.extractall(f"(?P<name>{finder.full_pattern.pattern})",
-                                                   flags=finder.full_pattern.flags)
-            at = frame.loc[found.index.get_level_values(0)]
-            reid.append(pd.DataFrame({"pseudonym": found["name"].map(finder.pseudonym_for_text).to_numpy(),
-                                      "kind": "name", "field": at["path"].to_numpy(),
-                                      "original_value": found["name"].to_numpy(),
-                                      "item_id": item_ids[at["row"].to_numpy()]}))
-    if leaves.drops:
-        drops = pd.DataFrame(leaves.drops, columns=["row", "path", "kind"])
-        log.append(_log_frame({"item_id": item_ids[drops["row"].to_numpy()],
-                               "kind": drops["kind"].where(drops["kind"] != "value", "field").to_numpy(),
-                               "field": drops["path"].to_numpy(), "count": 1, "action": "drop",
-                               "detector": "field-policy", "detector_version": policy_version}))
-
-    # Write changed values back into the copied documents (numbers stay numbers if untouched).
-    for pos in np.flatnonzero((new_text != frame["text"]).fillna(True).to_numpy()):
-        container, key = leaves.slot[pos]
-        container[key] = str(new_text.iat[pos])
-    return _TextOutcome(documents, captions, log, reid)
+def _with_originals(raw_items: pd.DataFrame, originals: pd.DataFrame) -> pd.DataFrame:
+    """Raw items joined to their sidecars as received (restricted), plus the raw store name."""
+    accepted = originals.loc[originals["outcome"] == "accepted", ["item_id", "metadata_json", "caption"]]
+    raw = raw_items.reset_index(drop=True).merge(accepted.drop_duplicates("item_id"), on="item_id", how="left")
+    raw["stored_name"] = raw["raw_path"].str.rsplit("/", n=1).str[-1]
+    return raw
 
 
 def _process_images(raw: pd.DataFrame, rows: np.ndarray, root: Path, out_dir: str, settings: ImageSettings,
@@ -408,6 +221,7 @@ def _image_log(outcomes: dict[int, AnonymizedImage], item_ids: np.ndarray) -> pd
 
 def anonymize_items(
     raw_items: pd.DataFrame,
+    originals: pd.DataFrame,
     root: Path,
     out_dir: str,
     *,
@@ -417,7 +231,7 @@ def anonymize_items(
     settings: ImageSettings = ImageSettings(),
     workers: int = 2,
 ) -> AnonymizationResult:
-    """Anonymize one partition of raw items (contract RAW_ITEMS).
+    """Anonymize one partition of raw items (contract RAW_ITEMS) with their originals (LANDING_ORIGINALS).
 
     Reads ``root / raw_path`` for each item, writes ``root / out_dir / <item_id>.png`` (``.jpg``
     for JPEG uploads, see ImageSettings.jpeg_quality), and
@@ -431,9 +245,10 @@ def anonymize_items(
     if not isinstance(secret, bytes) or len(secret) < MIN_SECRET_BYTES:
         raise SecretError(f"secret must be at least {MIN_SECRET_BYTES} bytes (see load_secret)")
     RAW_ITEMS.validate(raw_items)
+    LANDING_ORIGINALS.validate(originals)
     policy = policy or default_policy()
     root = Path(root)
-    raw = raw_items.reset_index(drop=True)
+    raw = _with_originals(raw_items, originals)
     item_ids = raw["item_id"].astype(str).to_numpy()
     quarantine = _Quarantine(raw)
 
@@ -442,7 +257,7 @@ def anonymize_items(
                for k, v in (sensitive_regions or {}).items()}
     rows = quarantine.ok_rows
     outcomes, text = _process_images(raw, rows, root, out_dir, settings, regions, workers,
-                                     meanwhile=lambda: _redact_text(raw, docs, rows, policy, secret))
+                                     meanwhile=lambda: redact_metadata(raw, docs, rows, policy, secret))
     failed = {i: o for i, o in outcomes.items() if isinstance(o, ImageProblem)}
     for reason in sorted({o.reason for o in failed.values()}):
         mask = np.zeros(len(raw), dtype=bool)
@@ -474,26 +289,3 @@ def anonymize_items(
         raise RuntimeError(f"anonymization lost items: {len(raw)} received, {result.accepted} accepted, "
                            f"{result.quarantined} quarantined")
     return result
-
-
-def store_reidentification_map(reid: pd.DataFrame, restricted_dir: Path, partition: str, *,
-                               vendor_dirs: Iterable[Path] = ()) -> Path:
-    """Write the map as Parquet readable by its owner only, refusing any place near vendor data.
-
-    ``restricted_dir`` must not be inside (or contain) any of ``vendor_dirs`` (outboxes,
-    anonymized image folders): the map would otherwise travel with what we ship.
-    """
-    restricted = Path(restricted_dir).resolve()
-    for vendor in vendor_dirs:
-        vendor = Path(vendor).resolve()
-        if restricted.is_relative_to(vendor) or vendor.is_relative_to(restricted):
-            raise ValueError(f"refusing to store the re-identification map in {restricted}: it overlaps "
-                             f"the vendor-facing folder {vendor}; choose a restricted store elsewhere")
-    restricted.mkdir(parents=True, exist_ok=True)
-    restricted.chmod(stat.S_IRWXU)
-    target = restricted / f"reidentification-{partition}.parquet"
-    tmp = target.with_suffix(".parquet.tmp")
-    REIDENTIFICATION_MAP.conform(reid).to_parquet(tmp, index=False)
-    tmp.chmod(stat.S_IRUSR | stat.S_IWUSR)
-    os.replace(tmp, target)
-    return target

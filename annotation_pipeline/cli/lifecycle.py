@@ -258,7 +258,7 @@ def trace_item(args: argparse.Namespace) -> int:
         "item_id": args.item_id, "release": version,
         "labels": mine.drop(columns=["geometry_wkb"]).to_dict("records"),
         "vendor_answers": prov.to_dict("records"),
-        "raw_item": prov[["raw_source_file", "raw_path", "raw_partition_date"]].drop_duplicates().to_dict("records"),
+        "raw_item": prov[["raw_path", "raw_partition_date"]].drop_duplicates().to_dict("records"),
         "redactions": redactions,
         "problems_with_release_files": store.verify(version),
     }
@@ -279,7 +279,7 @@ def _redactions(root: Path, item_id: str, partition: str) -> list[dict]:
 def _render_trace(t: dict) -> str:
     lines = [f"item {t['item_id']} in release {t['release']}"]
     for raw in t["raw_item"]:
-        lines.append(f"  raw file     {raw['raw_source_file']} -> {raw['raw_path']} (landed {raw['raw_partition_date']})")
+        lines.append(f"  raw file     {raw['raw_path']} (landed {raw['raw_partition_date']})")
     lines.append(f"  redactions   {len(t['redactions'])}: " + ", ".join(
         sorted({f"{r['kind']}×{r['count']}" for r in t["redactions"]})))
     for label in t["labels"]:

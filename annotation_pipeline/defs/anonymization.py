@@ -9,6 +9,7 @@ from annotation_pipeline.anonymization.text import FieldPolicy
 from annotation_pipeline.contracts import ANONYMIZED_ITEMS, REDACTION_LOG
 from annotation_pipeline.defs.common import OWNERS, counts_metadata, daily_partitions, table_metadata
 from annotation_pipeline.defs.resources import DataRoot
+from annotation_pipeline.ingestion.landing import read_landing_originals
 from annotation_pipeline.layout import project_files
 
 
@@ -30,7 +31,11 @@ from annotation_pipeline.layout import project_files
 def anonymize(context: dg.AssetExecutionContext, data_root: DataRoot, raw_items: pd.DataFrame):
     date = context.partition_key
     policy = FieldPolicy.from_json(project_files().anonymization_policy)
-    result = anonymize_items(raw_items, data_root.root, data_root.layout.relative(data_root.layout.anonymized(date)), secret=load_secret(), policy=policy)
+    # The sidecars as received live in the restricted store only; raw_items is pseudonymous.
+    originals = read_landing_originals(data_root.layout, date)
+    result = anonymize_items(raw_items, originals, data_root.root,
+                             data_root.layout.relative(data_root.layout.anonymized(date)),
+                             secret=load_secret(), policy=policy)
     data_root.write_quarantine("anonymization", date, result.quarantine)
     # The re-identification map goes to the restricted store only, never beside vendor data.
     store_reidentification_map(result.reidentification_map, data_root.layout.reidentification, date,

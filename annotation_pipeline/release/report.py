@@ -11,14 +11,16 @@ PROVENANCE_COLUMNS = PROVENANCE.column_names  # kept for callers that name the c
 _LABEL_INPUT = ["item_id", "kind", "label", "annotation_ids"]
 _ANSWER_INPUT = ["annotation_id", "annotator_id", "vendor", "batch_id", "task_id", "label", "source_file",
                  "source_sha256", "ontology_version", "guidelines_version", "model_version"]
-_RAW_INPUT = ["item_id", "source_file", "raw_path", "partition_date"]
+# The uploaded file name is not taken: it may hold personal data and stays in the restricted store.
+_RAW_INPUT = ["item_id", "raw_path", "partition_date"]
 
 
 def build_provenance(labels: pd.DataFrame, annotations: pd.DataFrame, raw_items: pd.DataFrame) -> pd.DataFrame:
     """One row per (released label, vendor answer behind it), joined to the raw item.
 
     ``item_id`` is the sha256 of the raw file's bytes, so the trace ends in a file whose
-    identity anyone can recompute.
+    identity anyone can recompute. The raw file is named by its raw store path only: the
+    uploaded name may hold personal data and stays in the restricted store.
     """
     require_columns(labels, _LABEL_INPUT, f"{CONSENSUS_LABELS.name} (provenance input)")
     require_columns(annotations, _ANSWER_INPUT, f"{ANNOTATIONS.name} (provenance input)")
@@ -27,8 +29,7 @@ def build_provenance(labels: pd.DataFrame, annotations: pd.DataFrame, raw_items:
                 .explode("annotation_id")[["item_id", "kind", "label", "annotation_id"]]
                 .rename(columns={"kind": "label_kind"}))
     answers = annotations[_ANSWER_INPUT].rename(columns={"label": "answer_label"})
-    raw = raw_items[_RAW_INPUT].rename(
-        columns={"source_file": "raw_source_file", "partition_date": "raw_partition_date"})
+    raw = raw_items[_RAW_INPUT].rename(columns={"partition_date": "raw_partition_date"})
     out = exploded.merge(answers, on="annotation_id", how="left").merge(raw, on="item_id", how="left")
     return PROVENANCE.conform(out.astype({c: "string" for c in PROVENANCE.column_names}))
 

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
+from annotation_pipeline.anonymization.image import ImageProblem, anonymize_image
 from annotation_pipeline.atomic_files import write_parquet_atomic
 from annotation_pipeline.contracts import VENDOR_TASKS
 from annotation_pipeline.ontology import Guidelines, Ontology
@@ -39,6 +40,18 @@ def batch_id_for(vendor: str, partition_date: str, item_ids: list[str]) -> str:
 
 def _sha256_file(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _copy_image_for_vendor(source: Path, is_gold: bool, target: Path) -> None:
+    """Queued items come from anonymized_items already; gold images get the same anonymization
+    and re-encoding here (a PNG text chunk or EXIF field of a gold file must not reach a vendor)."""
+    if not is_gold:
+        shutil.copyfile(source, target)
+        return
+    result = anonymize_image(Path(source).read_bytes(), f"gold image {Path(source).name}")
+    if isinstance(result, ImageProblem):
+        raise ValueError(f"{result.detail} ({result.reason}); fix or remove this gold image")
+    target.write_bytes(result.data)
 
 
 def _ls_prediction_results(pre: pd.DataFrame, width: float, height: float, ontology: Ontology) -> list[dict]:
@@ -99,7 +112,7 @@ def build_vendor_batch(queue: pd.DataFrame, items: pd.DataFrame, prelabels: pd.D
     pre_by_item = {k: g for k, g in prelabels.groupby("item_id")}
     tasks_json = []
     for e in entries.itertuples(index=False):
-        shutil.copyfile(e.source, folder / "images" / e.image_file)
+        _copy_image_for_vendor(e.source, e.is_gold, folder / "images" / e.image_file)
         task = {"id": int(e.task_id), "data": {"image": f"images/{e.image_file}"}}
         pre = pre_by_item.get(e.item_id)
         if pre is None and e.is_gold:

@@ -28,7 +28,7 @@ from annotation_pipeline.anonymization.items import (
     load_secret,
     store_reidentification_map,
 )
-from annotation_pipeline.contracts import ANONYMIZED_ITEMS, QUARANTINE, RAW_ITEMS, REDACTION_LOG
+from annotation_pipeline.contracts import ANONYMIZED_ITEMS, LANDING_ORIGINALS, QUARANTINE, RAW_ITEMS, REDACTION_LOG
 
 SECRET = b"canary-secret-7f3e9b2d41c8a65e0d9f1b3c5a7e9d2f"
 DATE = "2026-11-22"
@@ -83,7 +83,7 @@ def sidecar(name: str = CANARIES["name"], **extra) -> dict:
 
 
 def raw_partition(root: Path, entries: list[tuple[str, bytes, str, str | None]]) -> pd.DataFrame:
-    """Write raw files like ingestion does and return their RAW_ITEMS rows."""
+    """Write raw files like ingestion does; RAW_ITEMS rows beside their originals (see ``anonymize``)."""
     rows = []
     for name, content, metadata_json, caption in entries:
         item_id = hashlib.sha256(content + name.encode()).hexdigest()[:16]
@@ -93,7 +93,13 @@ def raw_partition(root: Path, entries: list[tuple[str, bytes, str, str | None]])
         rows.append({"item_id": item_id, "partition_date": DATE, "source_file": name, "raw_path": raw_path,
                      "media_type": "image/jpeg", "width": 0, "height": 0, "byte_size": len(content),
                      "metadata_json": metadata_json, "caption": caption})
-    return RAW_ITEMS.conform(pd.DataFrame(rows))
+    return pd.DataFrame(rows)
+
+
+def anonymize(raw: pd.DataFrame, root: Path, out_dir: str, **options) -> AnonymizationResult:
+    """Split a partition like ingestion does (pseudonymous RAW_ITEMS, restricted originals) and anonymize it."""
+    originals = raw.assign(entry="landing_" + raw["item_id"], outcome="accepted")
+    return anonymize_items(RAW_ITEMS.conform(raw), LANDING_ORIGINALS.conform(originals), root, out_dir, **options)
 
 
 def seeded(root: Path) -> pd.DataFrame:
@@ -119,7 +125,7 @@ def variants(value: str) -> list[bytes]:
 
 def test_canary_no_seeded_personal_data_reaches_the_anonymized_output(tmp_path: Path) -> None:
     raw = seeded(tmp_path)
-    result = anonymize_items(raw, tmp_path, OUT, secret=SECRET, policy=default_policy())
+    result = anonymize(raw, tmp_path, OUT, secret=SECRET, policy=default_policy())
     shipped = shipped_bytes(tmp_path, result).lower()
     hits = [(kind, v) for kind, value in CANARIES.items() for v in variants(value) if v.lower() in shipped]
     hits += [("name-token", t.encode()) for t in ("Zebulon", "Quaxley", "Olwen", "Prydderch", "Vexworth")
@@ -130,7 +136,7 @@ def test_canary_no_seeded_personal_data_reaches_the_anonymized_output(tmp_path: 
 
 def test_canary_no_shipped_image_carries_exif_and_the_face_is_blurred(tmp_path: Path) -> None:
     raw = seeded(tmp_path)
-    result = anonymize_items(raw, tmp_path, OUT, secret=SECRET)
+    result = anonymize(raw, tmp_path, OUT, secret=SECRET)
     for path in result.items["image_path"]:
         image = Image.open(tmp_path / path)
         assert image.format == {".png": "PNG", ".jpg": "JPEG"}[Path(path).suffix]  # JPEG uploads stay JPEG
@@ -153,7 +159,7 @@ def test_canary_no_shipped_image_carries_exif_and_the_face_is_blurred(tmp_path: 
 def test_the_secret_never_appears_in_outputs_log_quarantine_or_repr(tmp_path: Path) -> None:
     broken = raw_partition(tmp_path, [("broken.jpg", b"\xff\xd8\xff\xe0 cut", "{}", None)])
     raw = pd.concat([seeded(tmp_path), broken], ignore_index=True)
-    result = anonymize_items(raw, tmp_path, OUT, secret=SECRET)
+    result = anonymize(raw, tmp_path, OUT, secret=SECRET)
     everything = b"".join([
         shipped_bytes(tmp_path, result),
         result.redaction_log.to_csv().encode(), result.quarantine.to_csv().encode(),
@@ -167,9 +173,9 @@ def test_the_secret_never_appears_in_outputs_log_quarantine_or_repr(tmp_path: Pa
 
 def test_pseudonyms_are_stable_across_runs_and_change_with_the_secret(tmp_path: Path) -> None:
     raw = seeded(tmp_path)
-    first = anonymize_items(raw, tmp_path, OUT, secret=SECRET)
-    second = anonymize_items(raw, tmp_path, OUT, secret=SECRET)
-    other = anonymize_items(raw, tmp_path, "anonymized/other", secret=b"another-secret-" * 3)
+    first = anonymize(raw, tmp_path, OUT, secret=SECRET)
+    second = anonymize(raw, tmp_path, OUT, secret=SECRET)
+    other = anonymize(raw, tmp_path, "anonymized/other", secret=b"another-secret-" * 3)
     pd.testing.assert_frame_equal(first.items, second.items)
     operator = json.loads(first.items.loc[0, "metadata_json"])["operator"]
     assert operator["name"].startswith("person_") and operator["email"].startswith("email_")
@@ -177,7 +183,7 @@ def test_pseudonyms_are_stable_across_runs_and_change_with_the_secret(tmp_path: 
 
 
 def test_a_declared_name_is_replaced_by_its_pseudonym_in_the_free_text_of_every_item(tmp_path: Path) -> None:
-    result = anonymize_items(seeded(tmp_path), tmp_path, OUT, secret=SECRET)
+    result = anonymize(seeded(tmp_path), tmp_path, OUT, secret=SECRET)
     zebulon = json.loads(result.items.loc[0, "metadata_json"])["operator"]["name"]
     olwen = json.loads(result.items.loc[1, "metadata_json"])["operator"]["name"]
     # Item 2's caption names item 1's operator: the partition's declared names are known everywhere.
@@ -188,7 +194,7 @@ def test_a_declared_name_is_replaced_by_its_pseudonym_in_the_free_text_of_every_
 
 
 def test_the_redaction_log_says_what_where_how_many_and_by_which_detector(tmp_path: Path) -> None:
-    result = anonymize_items(seeded(tmp_path), tmp_path, OUT, secret=SECRET)
+    result = anonymize(seeded(tmp_path), tmp_path, OUT, secret=SECRET)
     log = result.redaction_log
     REDACTION_LOG.validate(log)
     first = log[log["item_id"] == result.items.loc[0, "item_id"]]
@@ -224,14 +230,15 @@ def test_bad_items_are_quarantined_with_a_reason_and_the_rest_of_the_partition_g
     outside = raw.iloc[[0]].assign(item_id="0000aaaa0000bbbb", raw_path="../../etc/passwd", source_file="evil.png")
     missing = raw.iloc[[0]].assign(item_id="0000cccc0000dddd", raw_path=f"raw/{DATE}/gone.png", source_file="gone.png")
     raw = pd.concat([raw, outside, missing], ignore_index=True)
-    result = anonymize_items(raw, tmp_path, OUT, secret=SECRET)
+    result = anonymize(raw, tmp_path, OUT, secret=SECRET)
     assert result.received == 8 and result.accepted + result.quarantined == result.received
     assert result.items["item_id"].tolist() == [raw.loc[0, "item_id"]]
+    # Quarantine rows name items by their raw store name, never by the uploaded one.
     reasons = dict(zip(result.quarantine["source_file"], result.quarantine["reason"]))
     assert reasons == {
         "empty.jpg": "empty_file", "truncated.png": "corrupt_image", "notes.txt": "unsupported_format",
         "bad_json.png": "invalid_metadata_json", "list_json.png": "invalid_metadata_json",
-"evil.png": "raw_path_outside_root", "gone.png": "missing_file",
+        "passwd": "raw_path_outside_root", "gone.png": "missing_file",
     }
     QUARANTINE.validate(result.quarantine)
     assert set(result.quarantine["stage"]) == {"anonymization"}
@@ -249,7 +256,7 @@ def test_sensitive_regions_given_by_a_person_are_obscured(tmp_path: Path) -> Non
     noise = rng.integers(0, 256, (100, 100, 3), dtype=np.uint8)
     raw = raw_partition(tmp_path, [("n.png", png_bytes(noise), "{}", None), ("m.png", png_bytes(noise[::-1]), "{}", None)])
     ids = raw["item_id"].tolist()
-    result = anonymize_items(raw, tmp_path, OUT, secret=SECRET,
+    result = anonymize(raw, tmp_path, OUT, secret=SECRET,
                              sensitive_regions={ids[0]: [(10, 10, 50, 50)], ids[1]: [(200, 200, 300, 300)]})
     assert result.items["item_id"].tolist() == [ids[0]]
     assert result.quarantine["reason"].tolist() == ["invalid_sensitive_region"]
@@ -259,7 +266,7 @@ def test_sensitive_regions_given_by_a_person_are_obscured(tmp_path: Path) -> Non
 
 
 def test_outputs_conform_to_their_contracts_and_paths_are_relative_to_the_root(tmp_path: Path) -> None:
-    result = anonymize_items(seeded(tmp_path), tmp_path, OUT, secret=SECRET)
+    result = anonymize(seeded(tmp_path), tmp_path, OUT, secret=SECRET)
     ANONYMIZED_ITEMS.validate(result.items)
     REIDENTIFICATION_MAP.validate(result.reidentification_map)
     assert all(p.startswith(OUT + "/") and (tmp_path / p).is_file() for p in result.items["image_path"])
@@ -269,12 +276,12 @@ def test_outputs_conform_to_their_contracts_and_paths_are_relative_to_the_root(t
 
 def test_a_policy_of_drop_on_the_caption_removes_it(tmp_path: Path) -> None:
     policy = FieldPolicy({**default_policy().fields, "caption": FieldRule("drop")})
-    result = anonymize_items(seeded(tmp_path), tmp_path, OUT, secret=SECRET, policy=policy)
+    result = anonymize(seeded(tmp_path), tmp_path, OUT, secret=SECRET, policy=policy)
     assert result.items["caption"].isna().all()
 
 
 def test_the_reidentification_map_is_stored_owner_only_and_never_beside_vendor_data(tmp_path: Path) -> None:
-    result = anonymize_items(seeded(tmp_path), tmp_path, OUT, secret=SECRET)
+    result = anonymize(seeded(tmp_path), tmp_path, OUT, secret=SECRET)
     vendor = tmp_path / "vendors" / "simvendor" / "outbox"
     with pytest.raises(ValueError, match="overlaps the vendor-facing folder"):
         store_reidentification_map(result.reidentification_map, vendor / "maps", DATE, vendor_dirs=[vendor])
@@ -295,4 +302,4 @@ def test_load_secret_explains_a_missing_or_short_secret_without_echoing_it() -> 
     assert "hunter2" not in str(err.value)
     assert load_secret({SECRET_ENV_VAR: SECRET.decode()}) == SECRET
     with pytest.raises(SecretError):
-        anonymize_items(RAW_ITEMS.empty(), Path("."), OUT, secret=b"short")
+        anonymize_items(RAW_ITEMS.empty(), LANDING_ORIGINALS.empty(), Path("."), OUT, secret=b"short")

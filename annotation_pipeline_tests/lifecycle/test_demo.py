@@ -44,6 +44,14 @@ def table(root: Path, asset: str) -> pd.DataFrame:
     return pd.read_parquet(root / "tables" / asset / f"{DATE}.parquet")
 
 
+def accepted_originals(root: Path) -> pd.DataFrame:
+    """Original names and sidecars of the accepted uploads: only the restricted store has them."""
+    from annotation_pipeline.layout import DataLayout
+
+    originals = pd.read_parquet(DataLayout(root).landing_originals(DATE))
+    return originals[originals["outcome"] == "accepted"]
+
+
 def test_demo_ends_with_a_dvc_release_on_disk(demo_run):
     root, (first, _), _ = demo_run
     assert first["success"] and first["release"]["version"] == "v0001" and first["release"]["new_release"]
@@ -99,7 +107,7 @@ def test_a_second_demo_run_changes_nothing(demo_run):
 def test_only_anonymized_data_reaches_the_vendor(demo_run):
     """Canary: the personal data the generator seeded never appears in the vendor outbox."""
     root, _, _ = demo_run
-    raw = table(root, "raw_items")
+    raw = accepted_originals(root)
     canaries = set()
     for meta in raw["metadata_json"]:
         m = json.loads(meta)
@@ -167,7 +175,7 @@ def test_the_face_in_the_shipped_photo_is_blurred_in_the_outbox(demo_run):
     from PIL import Image
 
     root, (first, _), _ = demo_run
-    raw = table(root, "raw_items")
+    raw = table(root, "raw_items").merge(accepted_originals(root)[["item_id", "source_file"]], on="item_id")
     astronaut = raw[raw["source_file"] == "photo_astronaut.jpg"].iloc[0]
     tasks = pd.read_parquet(root / "handoff" / first["handoff"]["batch_id"] / "tasks.parquet")
     shipped = tasks.loc[tasks["item_id"] == astronaut["item_id"], "image_file"]
