@@ -160,7 +160,6 @@ def _intake_one(given: Path, inbox_abs: Path, seen: set[str], tasks: pd.DataFram
             row.update(status="duplicate_file", reason="duplicate_file",
                        detail=f"identical content (sha256 {digest[:12]}…) was already ingested; not counted again")
             return row, ANNOTATIONS.empty(), QUARANTINE.empty()
-        seen.add(digest)
         row["format"], parsed = _parse_document(decode_json(raw))
         outcome = finalize_rows(parsed, source_file=rel, sha256=digest, batch_id=batch_id, vendor=vendor,
                                 tasks=tasks, partition_date=partition_date, stage=STAGE)
@@ -171,9 +170,11 @@ def _intake_one(given: Path, inbox_abs: Path, seen: set[str], tasks: pd.DataFram
                          f"intake could not read this file ({type(exc).__name__}: {preview(str(exc))}); "
                          "send it to the pipeline maintainers with this message", partition_date)
     row.update(n_received=len(parsed), n_accepted=len(outcome.accepted), n_quarantined=len(outcome.quarantined))
-    if outcome.file_reason:
+    if outcome.file_reason:  # not marked seen: its copy in the right batch folder must still be read
         row.update(status="quarantined", reason=outcome.file_reason, detail=outcome.file_detail)
-    elif len(parsed) == 0:
+        return row, outcome.accepted, outcome.quarantined
+    seen.add(digest)
+    if len(parsed) == 0:
         row.update(reason="empty_file", detail="the file holds no tasks or annotations")
     return row, outcome.accepted, outcome.quarantined
 

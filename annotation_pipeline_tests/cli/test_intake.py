@@ -50,7 +50,7 @@ def test_without_handoff_tasks_rows_are_reported_as_unknown_tasks(tmp_path, caps
     inbox.mkdir(parents=True)
     path = inbox / "ann-01.json"
     path.write_bytes(dumps(valid_export("ann-01", task_ids=(1,))))
-    assert main(["intake", str(path), "--root", str(tmp_path), "--json", "--no-qa"]) == 0
+    assert main(["intake", str(path), "--root", str(tmp_path), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["missing_handoff_tasks"] == [str(tmp_path / "handoff" / "b-x" / "tasks.parquet")]
     assert {q["reason"] for q in out["quarantine"]} == {"unknown_task"} and out["accepted"] == 0
