@@ -40,7 +40,8 @@ def finalize_rows(parsed: pd.DataFrame, *, source_file: str, sha256: str, batch_
         return RowsOutcome(ANNOTATIONS.empty(), QUARANTINE.empty())
     batch_tasks = tasks[(tasks["batch_id"] == batch_id) & (tasks["vendor"] == vendor)]
     joined, known_task = _join_tasks(parsed.reset_index(drop=True), batch_tasks, sha256)
-    _to_pixels(joined)
+    with np.errstate(over="ignore", invalid="ignore"):  # 1e308 * 3.2 is inf: QA names it, with its row
+        _to_pixels(joined)
     problem = joined["problem"].to_numpy(dtype=object)
     detail = joined["problem_detail"].to_numpy(dtype=object)
     _flag_task_problems(joined, known_task, problem, detail, batch_id=batch_id, vendor=vendor)
