@@ -69,3 +69,37 @@ def test_intake_asks_for_the_vendor_when_the_path_does_not_tell(tmp_path, capsys
     path.write_bytes(dumps(valid_export("ann-01", task_ids=(1,))))
     assert main(["intake", str(path), "--root", str(tmp_path)]) == 1
     assert "--vendor" in capsys.readouterr().err
+
+
+def test_a_hostile_batch_folder_gets_a_report_and_never_a_traceback(root):
+    """The real command in a fresh process: every hostile file and entry judged, JSON strict."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from annotation_pipeline_tests.malformed.corpus import field_mutations, file_mutations
+
+    folder = root / "vendors" / VENDOR / "inbox" / BATCH
+    folder.mkdir(parents=True)
+    (folder / "ann-01.json").write_bytes(dumps(valid_export("ann-01")))
+    for m in field_mutations()[::37]:
+        (folder / m.name).write_bytes(m.content)
+    for case in file_mutations():
+        (folder / case.name).write_bytes(case.content)
+    os.mkfifo(folder / "fifo.json")
+    os.symlink("/etc/passwd", folder / "passwd.json")
+    (folder / os.fsdecode(b"\xff\xfe-name.json")).write_bytes(dumps(valid_export("ann-02")))
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "GX_ANALYTICS_ENABLED": "false"}
+    done = subprocess.run([sys.executable, "-m", "annotation_pipeline.cli", "intake", str(folder), str(folder / "fifo.json"),
+                           "--root", str(root), "--json"], capture_output=True, timeout=600, env=env,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
+    assert b"Traceback" not in done.stderr
+    out = json.loads(done.stdout, parse_constant=lambda c: pytest.fail(f"not strict JSON: {c}"))
+    assert out["received"] == out["accepted"] + out["quarantined"]
+    assert out["files_received"] == out["files_accepted"] + out["files_quarantined"] + out["files_duplicate"]
+    assert out["files_received"] == len(list(folder.iterdir())) + 1  # the FIFO named twice: judged twice
+    shown = {f["source_file"]: f for f in out["files"]}
+    assert shown[f"{BATCH}/passwd.json"]["reason"] == "path_outside_inbox"
+    assert shown[f"{BATCH}/\\xff\\xfe-name.json"]["n_accepted"] == 18
