@@ -67,10 +67,13 @@ def _returns_by_batch(files: list[Path], inbox: Path) -> dict[str, tuple[Path, l
         rel = absolute.relative_to(inbox_abs).parts if absolute.is_relative_to(inbox_abs) else None
         is_dir = absolute.is_dir() and not absolute.is_symlink()
         if rel is not None and is_dir and len(rel) <= 1:
-            batches = [rel[0]] if rel else sorted(
-                (e.name for e in os.scandir(inbox_abs) if e.is_dir(follow_symlinks=False)), key=os.fsencode)
+            with os.scandir(inbox_abs) as scan:
+                top = sorted(scan, key=lambda e: os.fsencode(e.name))
+            batches = [rel[0]] if rel else [e.name for e in top if e.is_dir(follow_symlinks=False)]
             for batch_id in batches:
                 grouped.setdefault(batch_id, []).extend(batch_folder_entries(inbox_abs, batch_id))
+            if not rel:  # loose entries of the inbox itself: judged (and quarantined) too
+                grouped.setdefault("", []).extend(Path(e.path) for e in top if not e.is_dir(follow_symlinks=False))
             continue
         batch_id = rel[0] if rel is not None and len(rel) > 1 else ""  # "": intake says why it is misplaced
         grouped.setdefault(batch_id, []).append(given)
@@ -142,10 +145,10 @@ def _result(report, vendor: str, inbox: Path, missing_handoffs: list[str]) -> di
 
 
 def _render(result: dict[str, Any]) -> str:
-    lines = [f"vendor {result['vendor']}: received {result['received']}, accepted {result['accepted']}, "
-             f"quarantined {result['quarantined']}, duplicate files {result['duplicate_files']}",
-             f"files: {result['files_received']} = {result['files_accepted']} accepted + "
-             f"{result['files_quarantined']} quarantined + {result['files_duplicate']} duplicate"]
+    lines = [(f"vendor {result['vendor']}: received {result['received']}, accepted {result['accepted']}, "
+              f"quarantined {result['quarantined']}, duplicate files {result['duplicate_files']}"),
+             (f"files: {result['files_received']} = {result['files_accepted']} accepted + "
+              f"{result['files_quarantined']} quarantined + {result['files_duplicate']} duplicate")]
     for path in result["missing_handoff_tasks"]:
         lines.append(f"warning: no handoff tasks at {path}; its rows are reported as unknown_task")
     for f in result["files"]:

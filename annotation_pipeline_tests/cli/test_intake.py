@@ -92,7 +92,7 @@ def test_a_hostile_batch_folder_gets_a_report_and_never_a_traceback(root):
     (folder / os.fsdecode(b"\xff\xfe-name.json")).write_bytes(dumps(valid_export("ann-02")))
     env = {**os.environ, "DVC_NO_ANALYTICS": "1", "GX_ANALYTICS_ENABLED": "false"}
     done = subprocess.run([sys.executable, "-m", "annotation_pipeline.cli", "intake", str(folder), str(folder / "fifo.json"),
-                           "--root", str(root), "--json"], capture_output=True, timeout=600, env=env,
+                           "--root", str(root), "--json"], check=False, capture_output=True, timeout=600, env=env,
                           cwd=Path(__file__).resolve().parents[2])
     assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
     assert b"Traceback" not in done.stderr
@@ -103,3 +103,15 @@ def test_a_hostile_batch_folder_gets_a_report_and_never_a_traceback(root):
     shown = {f["source_file"]: f for f in out["files"]}
     assert shown[f"{BATCH}/passwd.json"]["reason"] == "path_outside_inbox"
     assert shown[f"{BATCH}/\\xff\\xfe-name.json"]["n_accepted"] == 18
+
+
+def test_the_inbox_given_as_a_folder_stands_for_every_batch_and_every_loose_entry(root, capsys):
+    inbox = root / "vendors" / VENDOR / "inbox"
+    (inbox / BATCH).mkdir(parents=True)
+    (inbox / BATCH / "ann-01.json").write_bytes(dumps(valid_export("ann-01")))
+    (inbox / "loose.json").write_bytes(dumps(valid_export("ann-02")))
+    assert main(["intake", str(inbox), "--root", str(root), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert {(f["source_file"], f["reason"]) for f in out["files"]} == {
+        (f"{BATCH}/ann-01.json", ""), ("loose.json", "no_batch_folder")}
+    assert out["accepted"] == 18 and out["files_quarantined"] == 1
