@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -62,7 +61,8 @@ def finalize_rows(parsed: pd.DataFrame, *, source_file: str, sha256: str, batch_
 
 
 def _base_name(path: Any) -> str | None:
-    return PurePosixPath(path).name if isinstance(path, str) else None
+    # rpartition, not PurePosixPath(path).name: same answer for file paths, 10x faster per row
+    return path.rpartition("/")[2] if isinstance(path, str) else None
 
 
 def _join_tasks(df: pd.DataFrame, batch_tasks: pd.DataFrame, sha256: str) -> tuple[pd.DataFrame, np.ndarray]:
@@ -71,6 +71,7 @@ def _join_tasks(df: pd.DataFrame, batch_tasks: pd.DataFrame, sha256: str) -> tup
                         index=batch_tasks["image_file"].map(_base_name).to_numpy())
     by_file = by_file[~by_file.index.duplicated()]
     image_base = df["image_name"].map(_base_name)
+    df["image_base"] = image_base.astype("string")
     df["task_id"] = df["task_id"].where(df["task_id"].notna(), image_base.map(by_file)).astype("string")
     joined = df.merge(batch_tasks, on="task_id", how="left", suffixes=("", "_task"),
                       validate="many_to_one", indicator=True)
@@ -169,7 +170,7 @@ def _flag_task_problems(joined: pd.DataFrame, known_task: np.ndarray, problem: n
         f"task id {t!r} is not among the tasks of batch {batch_id!r} sent to vendor {vendor!r}"
         if pd.notna(t) else f"image {img!r} matches no task of batch {batch_id!r}"
         for t, img in zip(joined.loc[task_missing, "task_id"], joined.loc[task_missing, "image_name"])]
-    seen_image = joined["image_name"].map(_base_name).astype("string")
+    seen_image = joined["image_base"]
     sent_image = joined["image_file"].map(_base_name).astype("string")
     image_mismatch = (problem == "") & (seen_image != sent_image).fillna(False).to_numpy(dtype=bool)
     problem[image_mismatch] = "task_image_mismatch"
@@ -191,9 +192,8 @@ def _flag_wrong_batch(joined: pd.DataFrame, batch_tasks: pd.DataFrame, tasks: pd
     """
     if batch_tasks.empty:
         return "", ""
-    named = joined["image_name"].map(_base_name).dropna()
-    ours = set(batch_tasks["image_file"].map(_base_name))
-    if named.empty or named.isin(ours).any():
+    named = joined["image_base"].dropna()
+    if named.empty or named.isin(set(batch_tasks["image_file"].map(_base_name))).any():
         return "", ""
     elsewhere = tasks.loc[tasks["image_file"].map(_base_name).isin(set(named)), "batch_id"]
     others = sorted(set(elsewhere) - {batch_id})
