@@ -109,8 +109,11 @@ def batch_folder_entries(inbox_root: Path, batch_id: str) -> list[Path]:
         return [folder]
     if not folder.is_dir():
         return []
-    with os.scandir(folder) as scan:
-        names = sorted((entry.name for entry in scan), key=os.fsencode)
+    try:
+        with os.scandir(folder) as scan:
+            names = sorted((entry.name for entry in scan), key=os.fsencode)
+    except OSError:  # unreadable folder: the files the exchange listed are still judged one by one
+        return []
     return [folder / name for name in names]
 
 
