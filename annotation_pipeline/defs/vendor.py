@@ -149,7 +149,7 @@ def intake_vendor_returns_and_validate(context: dg.AssetExecutionContext, data_r
     accepted, docs_url = report.accepted, report.validation.data_docs_url
     yield dg.Output(accepted, output_name="returned_annotations", metadata={
         **counts_metadata(report.received, len(accepted), report.quarantined),
-        "files_received": len(report.files),
+        **report.file_counts(), "ledger_files_recorded": len(report.accepted_sha256),
         "files_by_status": dg.MetadataValue.json(report.files["status"].value_counts().to_dict()),
         "quarantine_reasons": dg.MetadataValue.json(report.quarantine["reason"].value_counts().to_dict()),
         "answers_by_annotator": dg.MetadataValue.json(accepted["annotator_id"].value_counts().to_dict()),

@@ -101,7 +101,9 @@ def build_vendor_batch(queue: pd.DataFrame, items: pd.DataFrame, prelabels: pd.D
     ], ignore_index=True)
     entries = entries.iloc[rng.permutation(len(entries))].reset_index(drop=True)
     entries["task_id"] = (np.arange(len(entries)) + 1).astype(str)
-    entries["image_file"] = ("t" + entries["task_id"].str.zfill(5)
+    # Task ids repeat in every batch (1..n); the batch's digest in each image name is what lets
+    # intake recognize another batch's export dropped into this batch's inbox (wrong_batch).
+    entries["image_file"] = ("t" + entries["task_id"].str.zfill(5) + "-" + batch_id.rsplit("-", 1)[-1]
                              + entries["source"].map(lambda p: Path(p).suffix.lower() or ".png"))
 
     folder = staging_dir / batch_id

@@ -1,11 +1,16 @@
 """One day's vendor returns, end to end: intake, the row-level suite, batch health.
 
-What the Dagster step around it does is fetch the files and persist the results; everything
-that decides what is accepted lives here, testable without Dagster.
+The one intake path: the ``returned_annotations`` asset and ``annotation-pipeline intake``
+both call ``process_vendor_returns``, so a file is judged the same way by both. What the
+callers add around it is state, not judgement: the asset reads the intake ledger (files
+ingested on other days count as duplicates), records the day's accepted files in it, writes
+Data Docs and persists the tables; the CLI only reads the ledger and writes nothing.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,14 +19,14 @@ import pandas as pd
 from annotation_pipeline.atomic_files import write_parquet_atomic
 from annotation_pipeline.contracts import ANNOTATIONS, INTAKE_LEDGER, QUARANTINE
 from annotation_pipeline.qa.suite import CheckOutcome, QAThresholds, RowValidation, batch_health, validate_annotations
-from annotation_pipeline.vendor.intake import intake_vendor_returns
+from annotation_pipeline.vendor.intake import FILE_COLUMNS, batch_folder_entries, file_counts, intake_vendor_returns
 
 
 @dataclass
 class ReturnsReport:
     accepted: pd.DataFrame          # ANNOTATIONS that passed intake and the row suite
     quarantine: pd.DataFrame        # QUARANTINE rows of intake and QA
-    files: pd.DataFrame             # one row per file received, with its status
+    files: pd.DataFrame             # one row per file received, with its status (intake.FILE_COLUMNS)
     validation: RowValidation
     health: list[CheckOutcome]
     received: int                   # records received (results, COCO annotations, unreadable files)
@@ -34,22 +39,56 @@ class ReturnsReport:
     def accepted_sha256(self) -> set[str]:
         return set(self.files.loc[self.files["status"] == "accepted", "source_sha256"])
 
+    def file_counts(self) -> dict[str, int]:
+        """files_received = files_accepted + files_quarantined + files_duplicate.
+
+        files_accepted is also what the intake ledger records for the day (``accepted_sha256``).
+        """
+        return file_counts(self.files)
+
+    def counts(self) -> dict[str, int]:
+        """Records and files, each reconciling: received = accepted + quarantined (+ duplicate files)."""
+        return {"received": self.received, "accepted": len(self.accepted), "quarantined": self.quarantined,
+                **self.file_counts()}
+
+    @property
+    def reconciles(self) -> bool:
+        c = self.counts()
+        return (c["received"] == c["accepted"] + c["quarantined"]
+                and c["files_received"] == c["files_accepted"] + c["files_quarantined"] + c["files_duplicate"])
+
+
+def returned_files(inbox: Path, batch_id: str, given: Iterable[Path] = ()) -> list[Path]:
+    """The files of a batch to judge: those ``given`` and every entry of ``inbox/<batch_id>/``.
+
+    The exchange may have filtered its listing (hidden names, links, FIFOs, sub-folders);
+    intake still counts each entry, so nothing in the folder goes unaccounted for.
+    """
+    paths = {os.path.abspath(p): Path(p) for p in [*given, *batch_folder_entries(inbox, batch_id)]}
+    return [paths[k] for k in sorted(paths, key=os.fsencode)]
+
 
 def process_vendor_returns(returns: dict[str, tuple[Path, list[Path]]], tasks: pd.DataFrame, gold: pd.DataFrame,
                            ontology: dict, *, vendor: str, already_ingested_sha256: set[str],
                            partition_date: str, thresholds: QAThresholds = QAThresholds(),
-                           docs_dir: Path | None = None) -> ReturnsReport:
-    """``returns`` maps batch_id to (inbox folder, files); ``tasks`` is VENDOR_TASKS of those batches."""
+                           docs_dir: Path | None = None, whole_batch_folders: bool = True) -> ReturnsReport:
+    """``returns`` maps batch_id to (inbox folder, files); ``tasks`` is VENDOR_TASKS (of these batches or more).
+
+    With ``whole_batch_folders`` every entry of ``inbox/<batch_id>/`` is judged besides the
+    files given (the asset); without, only the files given (the CLI, on the files it is shown).
+    """
     annotations, quarantines, files = [], [], []
     seen = set(already_ingested_sha256)
     for batch_id, (inbox, batch_files) in returns.items():
-        intake = intake_vendor_returns(batch_files, inbox, tasks[tasks["batch_id"] == batch_id], ontology,
-                                       vendor=vendor, already_ingested_sha256=seen, partition_date=partition_date)
-        seen |= set(intake.files["source_sha256"].dropna())
+        batch_files = returned_files(inbox, batch_id, batch_files) if whole_batch_folders else list(batch_files)
+        intake = intake_vendor_returns(batch_files, inbox, tasks, ontology, vendor=vendor,
+                                       already_ingested_sha256=seen, partition_date=partition_date)
+        seen |= set(intake.files.loc[intake.files["status"] == "accepted", "source_sha256"].dropna())
         annotations.append(intake.annotations); quarantines.append(intake.quarantine); files.append(intake.files)
     parsed = pd.concat(annotations, ignore_index=True) if annotations else ANNOTATIONS.empty()
-    files_report = pd.concat(files, ignore_index=True) if files else pd.DataFrame(
-        {"status": pd.Series(dtype=str), "n_received": pd.Series(dtype="int64"), "source_sha256": pd.Series(dtype=str)})
+    files_report = (pd.concat(files, ignore_index=True) if files
+                    else pd.DataFrame({c: pd.Series(dtype="int64" if c.startswith("n_") else object)
+                                       for c in FILE_COLUMNS}))
     validation = validate_annotations(parsed, tasks, ontology, thresholds=thresholds, partition_date=partition_date,
                                       docs_dir=docs_dir, run_name=f"returned_annotations-{partition_date}")
     quarantine = QUARANTINE.conform(pd.concat([*quarantines, validation.quarantined], ignore_index=True))

@@ -191,3 +191,157 @@ def write_corpus(inbox: Path, batch_id: str = BATCH) -> tuple[list[Path], list[C
     outside.write_bytes(dumps(valid_export("ann-09")))
     files.append(folder / ".." / ".." / "outside.json")
     return files, cases
+
+
+# ---------------------------------------------------------------- hostile mutations (issue 11)
+#
+# Classes of bad input, not examples: every hostile value is put at every place of a valid
+# export where a vendor's tool (or an attacker) could put it. Task 1 (or COCO image 1) carries
+# the mutation; task 2 stays intact, and its rows must be accepted whatever task 1 holds.
+
+class Raw:
+    """A JSON literal json.dumps cannot write (a 5,000-digit number, 10k-deep nesting)."""
+
+    def __init__(self, literal: str):
+        self.literal = literal
+
+
+HOSTILE_VALUES: dict[str, object] = {
+    "null": None, "true": True, "zero": 0, "negative": -1, "number_string": "12",
+    "superscript_two": "²", "lone_surrogate": "\ud800", "empty_string": "", "long_string": "x" * 100_000,
+    "list": [320], "object": {"id": 1}, "nan": float("nan"), "huge_float": 1e308,
+    "big_int": Raw("9" * 5000), "big_exponent": Raw("1e99999"), "deep_10k": Raw("[" * 10_000 + "]" * 10_000),
+    "nested_50": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]],
+}
+
+
+def hostile_dumps(document) -> bytes:
+    """json.dumps with ``Raw`` values written as their literal."""
+    raws: dict[str, str] = {}
+
+    def default(value):
+        if isinstance(value, Raw):
+            key = f"@@raw{len(raws)}@@"
+            raws[key] = value.literal
+            return key
+        raise TypeError(type(value).__name__)
+
+    text = json.dumps(document, default=default)
+    for key, literal in raws.items():
+        text = text.replace(f'"{key}"', literal)
+    return text.encode("utf-8")
+
+
+def _ls_two_tasks() -> list[dict]:
+    return valid_export("ann-08", task_ids=(1, 2))
+
+
+def _ls_sites() -> dict[str, tuple]:
+    """Label Studio: where to put a value in task 1 (a path of keys/indices from the export)."""
+    a = (0, "annotations", 0)
+    r = (*a, "result", 1)           # the car box
+    p = (*a, "result", 2)           # the sign outline
+    return {
+        "task": (0,), "task.id": (0, "id"), "task.data": (0, "data"), "task.data.image": (0, "data", "image"),
+        "task.annotations": (0, "annotations"), "annotation": a, "annotation.id": (*a, "id"),
+        "completed_by": (*a, "completed_by"), "completed_by.email": (*a, "completed_by", "email"),
+        "lead_time": (*a, "lead_time"), "was_cancelled": (*a, "was_cancelled"), "result": (*a, "result"),
+        "result_entry": r, "result.id": (*r, "id"), "result.type": (*r, "type"), "result.value": (*r, "value"),
+        "value.x": (*r, "value", "x"), "value.width": (*r, "value", "width"),
+        "value.rectanglelabels": (*r, "value", "rectanglelabels"),
+        "value.label": (*r, "value", "rectanglelabels", 0), "value.rotation": (*r, "value", "rotation"),
+        "choice.label": (*a, "result", 0, "value", "choices", 0),
+        "original_width": (*r, "original_width"), "original_height": (*r, "original_height"),
+        "image_rotation": (*r, "image_rotation"), "value.points": (*p, "value", "points"),
+        "value.points[0]": (*p, "value", "points", 0), "value.points[0][0]": (*p, "value", "points", 0, 0),
+    }
+
+
+def _coco_two_images() -> dict:
+    """COCO: images 1 and 2 (tasks 1 and 2), each with its own categories, so a mutation of
+    image 1's categories leaves image 2's rows alone."""
+    x, y, w, h = CAR
+    images = [{"id": i, "file_name": f"t{i:05d}.png", "width": W, "height": H} for i in (1, 2)]
+    categories, annotations = [], []
+    for i in (1, 2):
+        base = 10 * i
+        categories += [{"id": base + 1, "name": "car"}, {"id": base + 2, "name": "sign"},
+                       {"id": base + 3, "name": SCENES[i]}]
+        common = {"image_id": i, "annotator_id": "ann-08", "task_id": i, "lead_time": 20.0}
+        annotations += [
+            {"id": base + 1, "category_id": base + 1, "bbox": [x, y, w, h], **common},
+            {"id": base + 2, "category_id": base + 2, "segmentation": [[c for pt in SIGN for c in pt]], **common},
+            {"id": base + 3, "category_id": base + 3, **common}]
+    return {"images": images, "categories": categories, "annotations": annotations}
+
+
+def _coco_sites() -> dict[str, tuple]:
+    return {
+        "coco.image": ("images", 0), "coco.image.id": ("images", 0, "id"),
+        "coco.image.file_name": ("images", 0, "file_name"), "coco.image.width": ("images", 0, "width"),
+        "coco.category.id": ("categories", 0, "id"), "coco.category.name": ("categories", 0, "name"),
+        "coco.annotation": ("annotations", 0), "coco.annotation.id": ("annotations", 0, "id"),
+        "coco.image_id": ("annotations", 0, "image_id"), "coco.category_id": ("annotations", 0, "category_id"),
+        "coco.bbox": ("annotations", 0, "bbox"), "coco.bbox[0]": ("annotations", 0, "bbox", 0),
+        "coco.segmentation": ("annotations", 1, "segmentation"),
+        "coco.segmentation[0]": ("annotations", 1, "segmentation", 0),
+        "coco.annotator_id": ("annotations", 0, "annotator_id"), "coco.task_id": ("annotations", 0, "task_id"),
+        "coco.lead_time": ("annotations", 0, "lead_time"),
+    }
+
+
+def _set(document, path: tuple, value):
+    target = document
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    return document
+
+
+@dataclass(frozen=True)
+class Mutation:
+    name: str            # file name: <site>~<value>.json
+    content: bytes
+    intact_rows: int     # rows of the untouched task/image that must be accepted
+
+
+def field_mutations() -> list[Mutation]:
+    """Every hostile value at every site of a Label Studio and a COCO export (>700 files)."""
+    import copy
+
+    mutations = []
+    for sites, build, intact in ((_ls_sites(), _ls_two_tasks, 3), (_coco_sites(), _coco_two_images, 3)):
+        pristine = build()
+        for site, path in sites.items():
+            for value_name, value in HOSTILE_VALUES.items():
+                document = _set(copy.deepcopy(pristine), path, value)
+                mutations.append(Mutation(f"{site}~{value_name}.json", hostile_dumps(document), intact))
+    return mutations
+
+
+def file_mutations() -> list[Case]:
+    """Whole-file damage: each file is one record, quarantined with its reason."""
+    good = dumps(valid_export("ann-06", task_ids=(1,)))
+    text = good.decode()
+    return [
+        Case("utf16-bom.json", codecs.BOM_UTF16_LE + text.encode("utf-16-le"), "intake", {"not_utf8": 1}, 0, "UTF-16"),
+        Case("utf16-be-bom.json", codecs.BOM_UTF16_BE + text.encode("utf-16-be"), "intake", {"not_utf8": 1}, 0,
+             "UTF-16 big-endian"),
+        Case("utf32-bom.json", codecs.BOM_UTF32_LE + text.encode("utf-32-le"), "intake", {"not_utf8": 1}, 0, "UTF-32"),
+        Case("utf16-no-bom.json", text.encode("utf-16-le"), "intake", {"not_utf8": 1}, 0, "UTF-16 without a mark"),
+        Case("utf32-no-bom.json", text.encode("utf-32-be"), "intake", {"not_utf8": 1}, 0, "UTF-32 without a mark"),
+        Case("empty.json", b"", "intake", {"empty_file": 1}, 0, "zero bytes"),
+        Case("blank.json", b" \n\t ", "intake", {"empty_file": 1}, 0, "whitespace only"),
+        Case("cut.json", good[:-7], "intake", {"truncated_json": 1}, 0, "cut off"),
+        Case("garbage-after.json", good + b"}{", "intake", {"invalid_json": 1}, 0, "trailing garbage"),
+        Case("deep.json", b"[" * 10_000 + b"]" * 10_000, "intake", {"too_deep": 1}, 0, "10k-deep nesting"),
+        Case("deep-object.json", b'{"a":' * 10_000 + b"1" + b"}" * 10_000, "intake", {"too_deep": 1}, 0,
+             "10k-deep objects"),
+        Case("big-int.json", b"9" * 5000, "intake", {"unknown_format": 1}, 0, "a 5,000-digit number alone"),
+        Case("string.json", b'"\\ud800"', "intake", {"unknown_format": 1}, 0, "a lone surrogate alone"),
+        Case("null.json", b"null", "intake", {"unknown_format": 1}, 0, "JSON null"),
+        Case("object.json", b'{"images": 1, "annotations": 2}', "intake", {"unknown_format": 1}, 0, "COCO keys, no lists"),
+        Case("nan.json", b"NaN", "intake", {"unknown_format": 1}, 0, "NaN alone"),
+        Case("binary.json", bytes(range(256)) * 4, "intake", {"not_utf8": 1}, 0, "binary bytes"),
+        Case("empty-list.json", b"[]", "intake", {}, 0, "an export of no tasks"),
+    ]
