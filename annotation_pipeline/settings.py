@@ -18,6 +18,7 @@ from the object's ``repr`` so it never reaches a log line.
 | ``ANNOTATION_PIPELINE_SIMULATE_VENDOR`` | ``1``: the simulated workforce answers batches in the S3 inbox (staging, e2e tests) | ``0`` |
 | ``ANNOTATION_PIPELINE_CELERY_BROKER`` | Celery broker of the production executor (RabbitMQ or Redis URL) | ``pyamqp://guest:guest@127.0.0.1:5672//`` |
 | ``ANNOTATION_PIPELINE_CELERY_BACKEND`` | Celery result backend of the production executor | ``rpc://`` |
+| ``ANNOTATION_PIPELINE_EXECUTOR`` | production steps on ``celery`` workers or as Kubernetes Jobs (``k8s``) | ``celery`` |
 | ``DAGSTER_HOME`` | the Dagster instance folder | the demo uses ``ROOT/dagster_home`` |
 """
 
@@ -44,6 +45,8 @@ S3_PREFIX_ENV = "ANNOTATION_PIPELINE_S3_PREFIX"
 SIMULATE_VENDOR_ENV = "ANNOTATION_PIPELINE_SIMULATE_VENDOR"
 CELERY_BROKER_ENV = "ANNOTATION_PIPELINE_CELERY_BROKER"
 CELERY_BACKEND_ENV = "ANNOTATION_PIPELINE_CELERY_BACKEND"
+EXECUTOR_ENV = "ANNOTATION_PIPELINE_EXECUTOR"
+PRODUCTION_EXECUTORS = ("celery", "k8s")
 # The machine's RabbitMQ with its default account; production sets its own URL.
 DEFAULT_CELERY_BROKER = "pyamqp://guest:guest@127.0.0.1:5672//"
 
@@ -76,6 +79,7 @@ class Settings:
     celery_broker: str = field(default=DEFAULT_CELERY_BROKER, repr=False)
     celery_backend: str = field(default="rpc://", repr=False)
     celery_broker_from_env: bool = False
+    production_executor: str = "celery"
 
     def celery_broker_config(self) -> str | dict:
         """The broker as Dagster config: an ``{"env": ...}`` reference when the variable is set, so
@@ -134,7 +138,15 @@ def load_settings(env: Mapping[str, str] | None = None, *, root: Path | str | No
         celery_broker=env.get(CELERY_BROKER_ENV) or DEFAULT_CELERY_BROKER,
         celery_backend=env.get(CELERY_BACKEND_ENV) or "rpc://",
         celery_broker_from_env=bool(env.get(CELERY_BROKER_ENV)),
+        production_executor=_choice(env, EXECUTOR_ENV, PRODUCTION_EXECUTORS),
     )
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    value = env.get(name) or choices[0]
+    if value not in choices:
+        raise SettingsError(f"{name}={value!r}: expected one of {', '.join(choices)}")
+    return value
 
 
 def _flag(env: Mapping[str, str], name: str) -> bool:

@@ -400,12 +400,21 @@ def build_resources(profile: str | None = None, root: Path | None = None) -> dic
     }
 
 
+K8S_EXECUTOR_CONFIG = Path(__file__).resolve().parent.parent / "deploy" / "k8s_executor.yaml"
+
+
 def build_executor(profile: str | None = None) -> dg.ExecutorDefinition:
     """How a profile's jobs run. Local: in one process, since a process per step costs more than
-    the day's work on 2 cores. Production: each step a Celery task on the workers."""
+    the day's work on 2 cores (benchmarks/RESULTS.md). Production: each step a Celery task on
+    the workers, or a Kubernetes Job (``ANNOTATION_PIPELINE_EXECUTOR=k8s``, Helm deployments)."""
     settings = load_settings(profile=profile)
     if settings.profile == "local":
         return dg.in_process_executor
+    if settings.production_executor == "k8s":
+        import yaml
+        from dagster_k8s import k8s_job_executor
+
+        return k8s_job_executor.configured(yaml.safe_load(K8S_EXECUTOR_CONFIG.read_text()), name="k8s")
     from dagster_celery import celery_executor
 
     return celery_executor.configured({"broker": settings.celery_broker_config(), "backend": settings.celery_backend},
