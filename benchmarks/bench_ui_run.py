@@ -51,6 +51,9 @@ def prepare(root: Path, images: int) -> dict:
            "ANNOTATION_PIPELINE_PSEUDONYM_SECRET": SECRET, "ANNOTATION_PIPELINE_PROFILE": "local",
            "PYTHONPATH": str(REPO), "DVC_NO_ANALYTICS": "1", "GX_ANALYTICS_ENABLED": "false",
            "DAGSTER_DISABLE_TELEMETRY": "1"}
+    home = root / "dagster_home"  # one SQLite instance for every variant, as `dagster dev` on the demo's root
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     # the demo generates the day, the gold set and the model once; the timed runs reuse them
     subprocess.run([sys.executable, "-m", "annotation_pipeline.cli", "demo", "--root", str(root), "--images",
                     str(images), "--date", DAY, "--json"], env=env, cwd=REPO, check=True, capture_output=True)

@@ -93,3 +93,19 @@ def test_the_drift_sensor_keeps_its_place_across_a_postgres_restart(tmp_path):
         instance.dispose()
     finally:
         drop_database(database)
+
+
+def test_the_production_executor_settings_are_validated_and_keep_the_broker_url_out_of_config():
+    from annotation_pipeline.settings import SettingsError, load_settings
+
+    with pytest.raises(SettingsError, match="ANNOTATION_PIPELINE_EXECUTOR='docker'"):
+        load_settings({"ANNOTATION_PIPELINE_EXECUTOR": "docker"})
+    with pytest.raises(SettingsError, match="ANNOTATION_PIPELINE_SIMULATE_VENDOR"):
+        load_settings({"ANNOTATION_PIPELINE_SIMULATE_VENDOR": "maybe"})
+    secret_url = "pyamqp://pipeline:s3cret@rabbit:5672//"
+    settings = load_settings({"ANNOTATION_PIPELINE_CELERY_BROKER": secret_url})
+    assert settings.celery_broker_config() == {"env": "ANNOTATION_PIPELINE_CELERY_BROKER"}
+    assert "s3cret" not in repr(settings)
+    default = load_settings({})
+    assert default.celery_broker_config() == "pyamqp://guest:guest@127.0.0.1:5672//"
+    assert default.production_executor == "celery" and default.s3_prefix == "pipeline"
