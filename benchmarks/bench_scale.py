@@ -87,11 +87,7 @@ def generate_returns(n_annotations: int, folder: Path, seed: int = 0) -> dict:
     from annotation_pipeline.contracts import VENDOR_TASKS
     from annotation_pipeline.ontology import load_ontology
     from annotation_pipeline.sample_world.sample_data import load_sample_settings
-    from annotation_pipeline.sample_world.workforce import (
-        AnnotatorProfile,
-        simulate_answers,
-        write_label_studio_exports,
-    )
+    from annotation_pipeline.sample_world.workforce import AnnotatorProfile, simulate_answers
 
     rng = np.random.default_rng(seed)
     ontology = load_ontology()
@@ -122,7 +118,7 @@ def generate_returns(n_annotations: int, folder: Path, seed: int = 0) -> dict:
     answers = simulate_answers(tasks, truth, profiles, ANSWERS_PER_TASK, list(ontology.scene_classes),
                                ontology.object_geometry, seed=seed)
     inbox = folder / "inbox"
-    write_label_studio_exports(answers, tasks, profiles, inbox / batch_id, VENDOR)
+    write_label_studio_exports_fast(answers, tasks, profiles, inbox / batch_id, VENDOR)
     tasks.to_parquet(folder / "tasks.parquet", index=False)
     raw = pd.DataFrame({"item_id": ids, "partition_date": DAY, "source_file": files,
                         "raw_path": np.char.add(f"raw/{DAY}/", files.astype(str)).astype(object)})
@@ -130,6 +126,46 @@ def generate_returns(n_annotations: int, folder: Path, seed: int = 0) -> dict:
     meta = {"n_annotations": int(len(answers)), "n_tasks": n_tasks, "batch_id": batch_id}
     (folder / "meta.json").write_text(json.dumps(meta))
     return meta
+
+
+def _fmt(values) -> pd.Series:
+    return pd.Series(np.round(np.asarray(values, dtype=float), 4)).astype(str)
+
+
+def write_label_studio_exports_fast(answers: pd.DataFrame, tasks: pd.DataFrame, profiles, inbox: Path,
+                                    vendor: str) -> None:
+    """The JSON the simulated workforce writes (sample_world.workforce.write_label_studio_exports,
+    one export per annotator), built with column string operations: its per-task loop is fine for a
+    demo day and takes an hour for a million answers on this machine. Boxes and choices only."""
+    from annotation_pipeline.sample_world.workforce import SCENE_FROM_NAME
+
+    size = tasks.set_index("task_id")[["image_width", "image_height", "image_file"]]
+    a = answers[answers["kind"].isin(["choice", "box"])].reset_index(drop=True)
+    w, h = size["image_width"].reindex(a["task_id"]).to_numpy(), size["image_height"].reindex(a["task_id"]).to_numpy()
+    rid = '"r' + a.groupby(["ann", "task_id"], sort=False).cumcount().astype(str) + '"'
+    label = a["label"].astype(str)
+    choice = ('{"id":' + rid + f',"from_name":"{SCENE_FROM_NAME}","to_name":"image","type":"choices",'
+              '"value":{"choices":["' + label + '"]}}')
+    geometry = (',"original_width":' + pd.Series(w.astype(int)).astype(str) + ',"original_height":'
+                + pd.Series(h.astype(int)).astype(str) + ',"image_rotation":0')
+    box = ('{"id":' + rid + ',"from_name":"objects","to_name":"image","type":"rectanglelabels"' + geometry
+           + ',"value":{"x":' + _fmt(100 * a["x_min"] / w) + ',"y":' + _fmt(100 * a["y_min"] / h)
+           + ',"width":' + _fmt(100 * (a["x_max"] - a["x_min"]) / w) + ',"height":'
+           + _fmt(100 * (a["y_max"] - a["y_min"]) / h) + ',"rotation":0,"rectanglelabels":["' + label + '"]}}')
+    a["result"] = np.where(a["kind"] == "choice", choice, box)
+    per_task = a.groupby(["ann", "task_id"], sort=False).agg(result=("result", ",".join),
+                                                             lead_time=("lead_time", "first")).reset_index()
+    task_num = per_task["task_id"].astype(int)
+    ann = per_task["ann"].astype(int)
+    emails = pd.Series([f"{p.id}@{vendor}.example" for p in profiles])
+    per_task["json"] = ('{"id":' + task_num.astype(str) + ',"data":{"image":"images/'
+                        + size["image_file"].reindex(per_task["task_id"]).astype(str).to_numpy() + '"},'
+                        + '"annotations":[{"id":' + (task_num * 100 + ann).astype(str) + ',"completed_by":{"id":'
+                        + (ann + 1).astype(str) + ',"email":"' + emails.reindex(ann).to_numpy() + '"},"lead_time":'
+                        + _fmt(per_task["lead_time"].round(2)) + ',"result":[' + per_task["result"] + ']}]}')
+    inbox.mkdir(parents=True, exist_ok=True)
+    for index, mine in per_task.groupby("ann", sort=True):
+        (inbox / f"{profiles[int(index)].id}.json").write_text("[\n" + ",\n".join(mine["json"]) + "\n]")
 
 
 class Stages:
