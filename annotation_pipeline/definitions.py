@@ -15,7 +15,7 @@ from annotation_pipeline.defs import (
     release,
     vendor,
 )
-from annotation_pipeline.defs.resources import build_resources
+from annotation_pipeline.defs.resources import build_executor, build_resources
 
 STAGES = [ingestion, anonymization, prelabel, vendor, qa, consensus, release, monitoring, automation]
 
@@ -23,7 +23,8 @@ STAGES = [ingestion, anonymization, prelabel, vendor, qa, consensus, release, mo
 def build_definitions(profile: str | None = None, root=None, resources: dict | None = None) -> dg.Definitions:
     """The definitions of a profile; ``resources`` replaces some of them (tests swap seams here)."""
     return dg.Definitions.merge(*(stage.defs for stage in STAGES),
-                                dg.Definitions(resources={**build_resources(profile, root), **(resources or {})}))
+                                dg.Definitions(resources={**build_resources(profile, root), **(resources or {})},
+                                               executor=build_executor(profile)))
 
 
 defs = build_definitions()

@@ -14,6 +14,11 @@ from the object's ``repr`` so it never reaches a log line.
 | ``AWS_ENDPOINT_URL`` | S3 endpoint (a loopback moto server in tests) | AWS |
 | ``ANNOTATION_PIPELINE_VENDOR`` | vendor name under the production profile | ``vendor`` |
 | ``ANNOTATION_PIPELINE_DVC_REMOTE`` | DVC remote URL of releases | ``ROOT/dvc-remote``; production ``s3://BUCKET/dvc`` |
+| ``ANNOTATION_PIPELINE_S3_PREFIX`` | key prefix of the tables and quarantine in the bucket (production) | ``pipeline`` |
+| ``ANNOTATION_PIPELINE_SIMULATE_VENDOR`` | ``1``: the simulated workforce answers batches in the S3 inbox (staging, e2e tests) | ``0`` |
+| ``ANNOTATION_PIPELINE_CELERY_BROKER`` | Celery broker of the production executor (RabbitMQ or Redis URL) | ``pyamqp://guest:guest@127.0.0.1:5672//`` |
+| ``ANNOTATION_PIPELINE_CELERY_BACKEND`` | Celery result backend of the production executor | ``rpc://`` |
+| ``ANNOTATION_PIPELINE_EXECUTOR`` | production steps on ``celery`` workers or as Kubernetes Jobs (``k8s``) | ``celery`` |
 | ``DAGSTER_HOME`` | the Dagster instance folder | the demo uses ``ROOT/dagster_home`` |
 """
 
@@ -36,6 +41,14 @@ ENDPOINT_ENV = "AWS_ENDPOINT_URL"
 VENDOR_ENV = "ANNOTATION_PIPELINE_VENDOR"
 DVC_REMOTE_ENV = "ANNOTATION_PIPELINE_DVC_REMOTE"
 DAGSTER_HOME_ENV = "DAGSTER_HOME"
+S3_PREFIX_ENV = "ANNOTATION_PIPELINE_S3_PREFIX"
+SIMULATE_VENDOR_ENV = "ANNOTATION_PIPELINE_SIMULATE_VENDOR"
+CELERY_BROKER_ENV = "ANNOTATION_PIPELINE_CELERY_BROKER"
+CELERY_BACKEND_ENV = "ANNOTATION_PIPELINE_CELERY_BACKEND"
+EXECUTOR_ENV = "ANNOTATION_PIPELINE_EXECUTOR"
+PRODUCTION_EXECUTORS = ("celery", "k8s")
+# The machine's RabbitMQ with its default account; production sets its own URL.
+DEFAULT_CELERY_BROKER = "pyamqp://guest:guest@127.0.0.1:5672//"
 
 REPOSITORY_DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 DEFAULT_ROOT = Path("./data/runtime")
@@ -60,6 +73,18 @@ class Settings:
     dvc_remote_override: str | None
     dagster_home: Path | None
     _secret: str | None = field(default=None, repr=False)
+    s3_prefix: str = "pipeline"
+    simulate_vendor: bool = False
+    # repr=False: a broker URL may carry a password
+    celery_broker: str = field(default=DEFAULT_CELERY_BROKER, repr=False)
+    celery_backend: str = field(default="rpc://", repr=False)
+    celery_broker_from_env: bool = False
+    production_executor: str = "celery"
+
+    def celery_broker_config(self) -> str | dict:
+        """The broker as Dagster config: an ``{"env": ...}`` reference when the variable is set, so
+        a URL with a password never lands in a job's config; else the machine's default RabbitMQ."""
+        return {"env": CELERY_BROKER_ENV} if self.celery_broker_from_env else self.celery_broker
 
     def pseudonym_secret(self) -> bytes:
         """The pseudonym key, validated; raises SettingsError naming the variable."""
@@ -108,7 +133,27 @@ def load_settings(env: Mapping[str, str] | None = None, *, root: Path | str | No
         vendor=env.get(VENDOR_ENV) or "vendor", dvc_remote_override=env.get(DVC_REMOTE_ENV) or None,
         dagster_home=Path(home).expanduser().resolve() if home else None,
         _secret=env.get(SECRET_ENV) or None,
+        s3_prefix=(env.get(S3_PREFIX_ENV) or "pipeline").strip("/"),
+        simulate_vendor=_flag(env, SIMULATE_VENDOR_ENV),
+        celery_broker=env.get(CELERY_BROKER_ENV) or DEFAULT_CELERY_BROKER,
+        celery_backend=env.get(CELERY_BACKEND_ENV) or "rpc://",
+        celery_broker_from_env=bool(env.get(CELERY_BROKER_ENV)),
+        production_executor=_choice(env, EXECUTOR_ENV, PRODUCTION_EXECUTORS),
     )
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    value = env.get(name) or choices[0]
+    if value not in choices:
+        raise SettingsError(f"{name}={value!r}: expected one of {', '.join(choices)}")
+    return value
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    value = (env.get(name) or "0").strip().lower()
+    if value not in ("0", "1", "true", "false", "yes", "no"):
+        raise SettingsError(f"{name}={value!r}: expected 1 or 0")
+    return value in ("1", "true", "yes")
 
 
 def silence_phone_home() -> None:

@@ -88,3 +88,76 @@ def test_releases_push_to_an_s3_dvc_remote(s3, s3_endpoint, tmp_path):
     pushed = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="dvc/")["Contents"]]
     assert any(k.endswith(".dir") for k in pushed) and len(pushed) >= 6
     assert info.remote == f"s3://{BUCKET}/dvc"
+
+
+# --- tables on S3 -----------------------------------------------------------------------------
+
+def _s3_io_manager(s3_endpoint, prefix="pipeline"):
+    from dagster_aws.s3 import S3Resource
+
+    from annotation_pipeline.defs.resources import S3ParquetIOManager
+
+    return S3ParquetIOManager(s3=S3Resource(endpoint_url=s3_endpoint), bucket=BUCKET, prefix=prefix)
+
+
+def test_asset_tables_land_in_the_bucket_as_parquet_under_their_partition_keys(s3, s3_endpoint):
+    import io
+
+    import dagster as dg
+
+    days = dg.StaticPartitionsDefinition(["2026-11-20", "2026-11-21"])
+
+    @dg.asset(partitions_def=days)
+    def scores(context) -> pd.DataFrame:
+        return pd.DataFrame({"day": [context.partition_key] * 2, "score": [1.5, 2.5]})
+
+    @dg.asset
+    def all_scores(scores: pd.DataFrame) -> pd.DataFrame:
+        return scores.assign(n=len(scores))
+
+    io_manager = _s3_io_manager(s3_endpoint, prefix="e2e-tables")
+    for day in days.get_partition_keys():
+        assert dg.materialize([scores], partition_key=day, resources={"io_manager": io_manager}).success
+    result = dg.materialize([scores, all_scores], selection=[all_scores], resources={"io_manager": io_manager})
+    assert result.success
+    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="e2e-tables/")["Contents"])
+    assert keys == ["e2e-tables/tables/all_scores/all.parquet", "e2e-tables/tables/scores/2026-11-20.parquet",
+                    "e2e-tables/tables/scores/2026-11-21.parquet"]
+    body = s3.get_object(Bucket=BUCKET, Key=keys[1])["Body"].read()
+    assert body[:4] == b"PAR1"  # Parquet, never a pickle
+    combined = pd.read_parquet(io.BytesIO(s3.get_object(Bucket=BUCKET, Key=keys[0])["Body"].read()))
+    assert sorted(combined["day"]) == ["2026-11-20"] * 2 + ["2026-11-21"] * 2 and set(combined["n"]) == {4}
+
+
+def test_a_table_that_fails_to_serialize_leaves_the_previous_object_whole(s3, s3_endpoint):
+    from dagster_aws.s3 import S3Resource
+
+    from annotation_pipeline.defs.resources import S3TableStore
+
+    store = S3TableStore(s3=S3Resource(endpoint_url=s3_endpoint), bucket=BUCKET, prefix="atomic")
+    store.write_table("tables/t/2026-11-21.parquet", pd.DataFrame({"a": [1, 2, 3]}))
+    unwritable = pd.DataFrame({"a": [1, "two", object()]})  # pyarrow cannot type this column
+    with pytest.raises(Exception):
+        store.write_table("tables/t/2026-11-21.parquet", unwritable)
+    assert store.read_table("tables/t/2026-11-21.parquet")["a"].tolist() == [1, 2, 3]
+    assert store.list_keys("tables/") == ["tables/t/2026-11-21.parquet"]
+    assert store.read_table("tables/t/missing.parquet") is None
+
+
+def test_the_quarantine_of_the_production_profile_crosses_steps_through_the_bucket(s3, s3_endpoint, tmp_path):
+    from annotation_pipeline.contracts import QUARANTINE
+    from annotation_pipeline.defs.resources import build_resources
+
+    env = {"ANNOTATION_PIPELINE_S3_BUCKET": BUCKET, "AWS_ENDPOINT_URL": s3_endpoint,
+           "ANNOTATION_PIPELINE_S3_PREFIX": "q-test"}
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in env.items():
+            mp.setenv(k, v)
+        data_root = build_resources("production", tmp_path)["data_root"]
+    for stage, day in [("ingestion", "2026-11-21"), ("intake", "2026-11-21"), ("intake", "2026-11-22")]:
+        one = pd.DataFrame({c: [None] for c in QUARANTINE.empty().columns}).assign(
+            stage=stage, partition_date=day, source_file="f.json", record_ref="", reason=f"bad {day}", detail="d")
+        assert data_root.write_quarantine(stage, day, one).startswith(f"s3://{BUCKET}/q-test/quarantine/")
+    day = data_root.read_quarantine("2026-11-21")
+    assert sorted(day["stage"]) == ["ingestion", "intake"] and set(day["reason"]) == {"bad 2026-11-21"}
+    assert not (tmp_path / "quarantine").exists()  # nothing on the local disk
