@@ -84,7 +84,7 @@ def run_intake(args: argparse.Namespace) -> int:
     accepted = intake.annotations
     expectations: list[dict[str, Any]] = []
     if not args.no_qa and len(accepted):
-        from annotation_pipeline.qa.suite import validate_annotations
+        from annotation_pipeline.qa.row_suite import validate_annotations
         rows = validate_annotations(accepted, tasks, ontology)
         accepted = rows.accepted
         quarantine = pd.concat([quarantine, rows.quarantined], ignore_index=True)

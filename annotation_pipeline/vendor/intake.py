@@ -14,7 +14,7 @@ What counts as one received record:
 Geometry leaves here in pixel coordinates (Label Studio percentages are scaled by the
 ``original_width``/``original_height`` of the result, else the handoff image size). Whether a
 geometry is *sensible* (area, bounds, aspect, polygon validity) is the QA suite's job
-(``annotation_pipeline.qa.suite``); intake only rejects what cannot be represented in the contract.
+(``annotation_pipeline.qa.row_suite``); intake only rejects what cannot be represented in the contract.
 """
 
 from __future__ import annotations
