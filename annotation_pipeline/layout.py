@@ -18,7 +18,7 @@ ROOT/
   handoff/<batch_id>/tasks.parquet   our private side of each batch
   vendors/<vendor>/outbox|inbox/<batch_id>/
   intake_ledger/<vendor>.parquet
-  qa/data_docs/                  Great Expectations Data Docs
+  qa/data_docs/<day>/rows/, batch_health/    Great Expectations Data Docs, one site per run
   releases/, releases/index.jsonl, dvc-remote/, audit/audit.jsonl (+ audit.head.json)
   monitoring/predictions/<day>/, reference/, campaigns/<id>/, quarantine/, images/<day>/
   sample_truth/                  the sample world's answers (demo and tests only)
@@ -160,6 +160,10 @@ class DataLayout:
     @property
     def data_docs(self) -> Path:
         return self.root / "qa" / "data_docs"
+
+    def data_docs_for(self, day: str) -> Path:
+        """One day's Data Docs sites (``rows/``, ``batch_health/``), each replaced whole by a run."""
+        return self.data_docs / day
 
     # releases and audit
     @property

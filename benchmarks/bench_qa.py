@@ -4,7 +4,7 @@ Run: python benchmarks/bench_qa.py [--rows N]
 
 Measures, on the same synthetic batch (contracts.ANNOTATIONS rows: scene choices, boxes,
 ~10 % polygons; ~3 % defects of every kind the suite knows):
-  ours       qa.validate_annotations: derived columns + GX 1.x suite (16 expectations) +
+  ours       qa.row_suite.validate_annotations: derived columns + GX 1.x suite (16 expectations) +
              quarantine/accepted frames
   pandas     the same checks in plain pandas/numpy (derive_check_columns + every rule's mask)
   anchor     /work/shared/anchors/gx_1m_rows.py re-implemented here: GX, 11 expectations on
@@ -167,9 +167,11 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=7, help="timed runs of each; best and median are reported")
     args = parser.parse_args()
-    from annotation_pipeline import qa
-
     import great_expectations as gx
+
+    from annotation_pipeline.qa.check_columns import derive_check_columns
+    from annotation_pipeline.qa.outcomes import QAThresholds
+    from annotation_pipeline.qa.row_suite import row_rules, validate_annotations
 
     print(f"pandas {pd.__version__}, great_expectations {gx.__version__}, numpy {np.__version__}, "
           f"shapely {shapely.__version__}")
@@ -183,20 +185,20 @@ def main() -> int:
     # Warm-up, one full untimed run of each: first-call imports and caches, and this VM's
     # first touch of memory it never used before (seen: 256 MB took 527 ms the first time,
     # 20 ms after), which would otherwise land on whichever side runs first.
-    qa.validate_annotations(annotations, tasks, ontology)
+    validate_annotations(annotations, tasks, ontology)
     run_anchor(anchor_df)
     # Ours and the anchor alternate, so a change of machine speed between minutes (seen
     # here: the anchor alone from 0.26 to 1.12 s) hits both sides of each ratio alike.
     ours, derive, pandas_same, anchor_runs = [], [], [], []
     for _ in range(args.repeat):
         t = time.perf_counter()
-        result = qa.validate_annotations(annotations, tasks, ontology)
+        result = validate_annotations(annotations, tasks, ontology)
         ours.append(time.perf_counter() - t)
         anchor_runs.append(run_anchor(anchor_df))
         t = time.perf_counter()
-        checks = qa.derive_check_columns(annotations, tasks, ontology)
+        checks = derive_check_columns(annotations, tasks, ontology)
         derive.append(time.perf_counter() - t)
-        masks = [rule.failing(checks) for rule in qa.row_rules(ontology, qa.QAThresholds())]
+        masks = [rule.failing(checks) for rule in row_rules(ontology, QAThresholds())]
         bad = np.logical_or.reduce(masks)
         pandas_same.append(time.perf_counter() - t)
         del checks

@@ -26,7 +26,6 @@ from annotation_pipeline.sample_world.sample_data import load_sample_settings
 from annotation_pipeline.settings import load_settings
 from annotation_pipeline.vendor.handoff import VendorBatch, verify_manifest
 
-
 # Keys of tables relative to a store's base: the relative paths DataLayout names under a root.
 _KEYS = DataLayout(Path("."), anchored=False)
 

@@ -1,19 +1,17 @@
-"""Vendor wiring: the handoff of a batch and the intake of what comes back.
+"""Vendor wiring: the handoff of a batch (``vendor_batches``).
 
-The vendor side reads only ``anonymized_items`` (never ``raw_items``); a test holds this.
+What comes back is read and judged by the QA wiring (``defs/qa.py``). The vendor side reads
+only ``anonymized_items`` (never ``raw_items``); a test holds this.
 """
 
 import dagster as dg
 import pandas as pd
 
-from annotation_pipeline.contracts import ANNOTATIONS, QUARANTINE, VENDOR_TASKS
-from annotation_pipeline.defs.common import OWNERS, counts_metadata, daily_partitions, table_metadata
-from annotation_pipeline.defs.consensus import read_gold
+from annotation_pipeline.contracts import VENDOR_TASKS
+from annotation_pipeline.defs.common import OWNERS, daily_partitions, table_metadata
 from annotation_pipeline.defs.resources import DataRoot, VendorExchange
 from annotation_pipeline.ontology import load_guidelines, load_ontology
-from annotation_pipeline.qa.suite import QAThresholds, row_rules
 from annotation_pipeline.vendor.handoff import build_vendor_batch, record_sent, tasks_sent
-from annotation_pipeline.vendor.returns import IntakeLedger, process_vendor_returns
 
 
 class HandoffConfig(dg.Config):
@@ -71,94 +69,4 @@ def vendor_batches(context: dg.AssetExecutionContext, config: HandoffConfig, dat
     })
 
 
-_THRESHOLDS = QAThresholds()
-# (name, blocking, description) of the outcomes qa.batch_health returns; a run fails loudly if
-# the two lists drift apart (Dagster rejects a check result without a spec).
-BATCH_HEALTH_CHECKS = [
-    ("accepted_rows_meet_contract", True, "Rows left after quarantine still satisfy the annotations contract."),
-    ("batch_completeness", True, "Every non-gold task has scene answers from k distinct annotators."),
-    ("gold_accuracy_overall", True, "The median annotator's accuracy on hidden gold tasks is above the "
-                                    "threshold (class match; objects need IoU >= 0.5)."),
-    ("quarantine_share", True, "The share of received records quarantined is below the limit."),
-    ("annotator_gold_accuracy", False, "Each annotator's gold accuracy is above the threshold (warning)."),
-    ("lead_time_outliers", False, "Annotators whose time per task is mostly an outlier (warning)."),
-]
-# Check names are fixed by the ontology (row rules) and the batch-health list, so the UI shows
-# every check before the first run.
-ROW_CHECKS = [(f"rows_{r.reason}", r.description) for r in row_rules(load_ontology().raw, _THRESHOLDS)]
-CHECK_SPECS = (
-    [dg.AssetCheckSpec(name, asset="returned_annotations", blocking=False,
-                       description=f"Great Expectations row rule: {desc}. Failing rows are quarantined; "
-                                   "the batch goes on.") for name, desc in ROW_CHECKS]
-    + [dg.AssetCheckSpec(name, asset="returned_annotations", blocking=blocking, description=desc)
-       for name, blocking, desc in BATCH_HEALTH_CHECKS]
-)
-
-
-def _check_result(outcome) -> dg.AssetCheckResult:
-    metadata = {k: (dg.MetadataValue.json(v) if isinstance(v, (dict, list)) else v)
-                for k, v in outcome.metadata.items() if v is not None}
-    if metadata.get("data_docs"):
-        metadata["data_docs"] = dg.MetadataValue.url("file://" + str(metadata["data_docs"]).removeprefix("file://"))
-    if outcome.failing_examples:
-        metadata["failing_examples"] = dg.MetadataValue.md(
-            pd.DataFrame(outcome.failing_examples).to_markdown(index=False))
-    return dg.AssetCheckResult(
-        check_name=outcome.name, passed=outcome.passed, metadata=metadata,
-        severity=dg.AssetCheckSeverity.ERROR if outcome.severity == "ERROR" else dg.AssetCheckSeverity.WARN)
-
-
-@dg.multi_asset(
-    partitions_def=daily_partitions, can_subset=False, check_specs=CHECK_SPECS,
-    outs={
-        "returned_annotations": dg.AssetOut(
-            group_name="vendor", owners=OWNERS, kinds={"labelstudio", "parquet"},
-            description="Vendor answers read from the inbox (Label Studio JSON or COCO), mapped to one "
-                        "contract in pixel coordinates, and validated row by row by the Great Expectations "
-                        "suite (Data Docs linked from each check). Rows that fail, and files that cannot be "
-                        "read, go to the quarantine with a reason; a resubmitted identical file is recognized "
-                        "by its sha256 and not counted twice. Batch-health checks are blocking: a failing "
-                        "batch never reaches consensus.\n\n" + ANNOTATIONS.markdown()),
-        "quarantine": dg.AssetOut(
-            group_name="qa", owners=OWNERS, kinds={"parquet"},
-            description="Everything received for the day but not accepted, from every stage (ingestion, "
-                        "anonymization, vendor intake, row-level QA), with a reason a person can act on. "
-                        "Written by the intake step, before the blocking checks, so it is there precisely "
-                        "when a batch is stopped.\n\n" + QUARANTINE.markdown()),
-    },
-)
-def intake_vendor_returns_and_validate(context: dg.AssetExecutionContext, data_root: DataRoot,
-                                       vendor: VendorExchange, vendor_batches: pd.DataFrame):
-    date = context.partition_key
-    ledger = IntakeLedger(data_root.layout.intake_ledger(vendor.vendor))
-    returns = {batch_id: vendor.collect_returns(batch_id) for batch_id in sorted(vendor_batches["batch_id"].unique())}
-    report = process_vendor_returns(returns, vendor_batches, read_gold(data_root), load_ontology().raw,
-                                    vendor=vendor.vendor, already_ingested_sha256=ledger.seen_before(date),
-                                    partition_date=date, thresholds=_THRESHOLDS,
-                                    docs_dir=data_root.layout.data_docs)
-    data_root.write_quarantine("intake", date, report.quarantine)
-    ledger.record(date, report.accepted_sha256)
-
-    day = data_root.read_quarantine(date)  # every stage's rows for the day, this one's included
-    by_stage = day.groupby(["stage", "reason"]).size().reset_index(name="count")
-    yield dg.Output(day, output_name="quarantine", metadata={
-        "by_stage": dg.MetadataValue.json(day["stage"].value_counts().to_dict()),
-        "by_reason": dg.MetadataValue.md(by_stage.to_markdown(index=False) if len(by_stage) else "(nothing quarantined)"),
-        **table_metadata(day),
-    })
-    accepted, docs_url = report.accepted, report.validation.data_docs_url
-    yield dg.Output(accepted, output_name="returned_annotations", metadata={
-        **counts_metadata(report.received, len(accepted), report.quarantined),
-        **report.file_counts(), "ledger_files_recorded": len(report.accepted_sha256),
-        "files_by_status": dg.MetadataValue.json(report.files["status"].value_counts().to_dict()),
-        "quarantine_reasons": dg.MetadataValue.json(report.quarantine["reason"].value_counts().to_dict()),
-        "answers_by_annotator": dg.MetadataValue.json(accepted["annotator_id"].value_counts().to_dict()),
-        "gx_suite": report.validation.suite_name,
-        **({"data_docs": dg.MetadataValue.url("file://" + docs_url.removeprefix("file://"))} if docs_url else {}),
-        **table_metadata(accepted.drop(columns=["geometry_wkb"])),
-    })
-    for outcome in [*report.validation.check_outcomes(), *report.health]:
-        yield _check_result(outcome)
-
-
-defs = dg.Definitions(assets=[vendor_batches, intake_vendor_returns_and_validate])
+defs = dg.Definitions(assets=[vendor_batches])

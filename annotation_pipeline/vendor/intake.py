@@ -22,7 +22,7 @@ What one received record is (per format) is said in ``label_studio_format`` and
 Geometry leaves here in pixel coordinates of the image as we sent it (Label Studio
 percentages are scaled by ``original_width``/``original_height``, else the handoff image size;
 a result-level ``image_rotation`` in quarter turns is turned back). Whether a geometry is
-*sensible* is the QA suite's job; intake only rejects what cannot be represented.
+*sensible* (area, bounds, aspect, polygon validity) is the QA suite's job (``qa.row_suite``); intake only rejects what cannot be represented.
 """
 
 from __future__ import annotations

@@ -18,7 +18,9 @@ import pandas as pd
 
 from annotation_pipeline.atomic_files import write_parquet_atomic
 from annotation_pipeline.contracts import ANNOTATIONS, INTAKE_LEDGER, QUARANTINE
-from annotation_pipeline.qa.suite import CheckOutcome, QAThresholds, RowValidation, batch_health, validate_annotations
+from annotation_pipeline.qa.batch_health import batch_health
+from annotation_pipeline.qa.outcomes import CheckOutcome, QAThresholds
+from annotation_pipeline.qa.row_suite import RowValidation, validate_annotations
 from annotation_pipeline.vendor.intake import FILE_COLUMNS, batch_folder_entries, file_counts, intake_vendor_returns
 
 

@@ -12,15 +12,11 @@ import shapely
 
 from annotation_pipeline.contracts import ANNOTATIONS, CONSENSUS_LABELS, QUARANTINE
 from annotation_pipeline.ontology import load_ontology
-from annotation_pipeline.qa.suite import (
-    QAThresholds,
-    annotator_scorecards,
-    batch_health,
-    blocking_failures,
-    build_row_suite,
-    gold_answer_outcomes,
-    validate_annotations,
-)
+from annotation_pipeline.qa.batch_health import batch_health, blocking_failures
+from annotation_pipeline.qa.gold import gold_answer_outcomes
+from annotation_pipeline.qa.outcomes import QAThresholds
+from annotation_pipeline.qa.row_suite import build_row_suite, validate_annotations
+from annotation_pipeline.qa.scorecards import annotator_scorecards
 from annotation_pipeline.vendor.intake import intake_vendor_returns
 from annotation_pipeline_tests.malformed.corpus import (
     ANNOTATORS,
@@ -195,7 +191,7 @@ def test_data_docs_are_built_and_linked_from_the_outcomes(tmp_path, ontology):
                                 run_name=BATCH)
     page = Path(rows.data_docs_url.removeprefix("file://"))
     assert page.is_file() and page.suffix == ".html"
-    assert (tmp_path / "docs" / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html").is_file()
+    assert (tmp_path / "docs" / "rows" / "index.html").is_file()
     assert "annotations_rows" in page.read_text()
     assert all(o.metadata["data_docs"] == rows.data_docs_url for o in rows.check_outcomes())
 
@@ -328,7 +324,7 @@ def test_scorecards_report_gold_accuracy_rework_and_agreement_with_consensus(tmp
 
 
 def test_duplicate_object_detection_agrees_with_pandas_duplicated():
-    from annotation_pipeline.qa.suite import _duplicate_rows
+    from annotation_pipeline.qa.check_columns import _duplicate_rows
 
     rng = np.random.default_rng(0)
     for _ in range(10):  # few distinct values: many exact duplicates, in any order
