@@ -7,8 +7,6 @@ import sys
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
-import pandas as pd
-
 from annotation_pipeline.cli.common import (
     CliError,
     add_root_option,
@@ -238,57 +236,51 @@ def list_releases(args: argparse.Namespace) -> int:
 
 def trace_item(args: argparse.Namespace) -> int:
     from annotation_pipeline.release.store import DvcReleaseStore
+    from annotation_pipeline.release.trace import trace_item as trace
 
     settings = settings_for(args)
     root, store = settings.data_root, DvcReleaseStore.from_settings(settings)
-    releases = {r.version: r for r in store.list_releases()}
+    releases = [r.version for r in store.list_releases()]
     if not releases:
         raise CliError(f"no releases under {root}")
-    version = args.release or list(releases)[-1]
+    version = args.release or releases[-1]
     if version not in releases:
         raise CliError(f"release {version!r} not found; known: {', '.join(releases)}")
     labels = store.read_table(version, "labels")
-    provenance = store.read_table(version, "provenance")
-    mine = labels[labels["item_id"] == args.item_id]
-    if mine.empty:
+    if not (labels["item_id"] == args.item_id).any():
         raise CliError(f"item {args.item_id} has no label in release {version}")
-    prov = provenance[provenance["item_id"] == args.item_id]
-    redactions = _redactions(root, args.item_id, mine["partition_date"].iloc[0])
-    out = {
-        "item_id": args.item_id, "release": version,
-        "labels": mine.drop(columns=["geometry_wkb"]).to_dict("records"),
-        "vendor_answers": prov.to_dict("records"),
-        "raw_item": prov[["raw_path", "raw_partition_date"]].drop_duplicates().to_dict("records"),
-        "redactions": redactions,
-        "problems_with_release_files": store.verify(version),
-    }
+    out = trace(DataLayout(root), args.item_id, version, labels, store.read_table(version, "provenance"),
+                lambda v: store.read_table(v, "labels", columns=["item_id"]), releases)
+    out["problems_with_release_files"] = store.verify(version)
     emit(out, args.json, _render_trace)
     if out["problems_with_release_files"]:  # the trace of a tampered release is not evidence
         raise CliError(*out["problems_with_release_files"])
     return 0
 
 
-def _redactions(root: Path, item_id: str, partition: str) -> list[dict]:
-    path = DataLayout(root).table(["redaction_log"], partition)
-    if not path.exists():
-        return []
-    log = pd.read_parquet(path)
-    return log[log["item_id"] == item_id].to_dict("records")
-
-
 def _render_trace(t: dict) -> str:
-    lines = [f"item {t['item_id']} in release {t['release']}"]
+    lines = [f"item {t['item_id']} in release {t['release']} (partition {t['partition']})"]
     for raw in t["raw_item"]:
-        lines.append(f"  raw file     {raw['raw_path']} (landed {raw['raw_partition_date']})")
+        check = {True: "content hash verified", False: "CONTENT HASH DIFFERS", None: "raw store not here"}
+        lines.append(f"  raw file     {raw['raw_path']} (landed {raw['raw_partition_date']}; "
+                     f"{check[raw['content_hash_matches']]})")
     lines.append(f"  redactions   {len(t['redactions'])}: " + ", ".join(
         sorted({f"{r['kind']}×{r['count']}" for r in t["redactions"]})))
+    lines.append(f"  pre-labels   {len(t['prelabels'])} shown, model {', '.join(t['model_versions']) or '-'}")
+    for task in t["batches"]:
+        lines.append(f"  task         {task['vendor']} batch {task['batch_id']} task {task['task_id']}"
+                     + (" (hidden gold)" if task.get("is_gold") else ""))
+    for a in t["answers"]:
+        lines.append(f"    answer     {a.get('annotation_id') or a.get('record_ref')} "
+                     f"{a.get('annotator_id') or '?'} {a.get('kind') or ''} {a.get('label') or ''}: {a['qa_outcome']}")
+    for a in t["answers_not_used"]:
+        lines.append(f"    not used   {a['annotation_id']} {a['annotator_id']} {a['label']}: {a['why']}")
+    for d in t["review_decisions"]:
+        lines.append(f"  reviewed     {d}")
     for label in t["labels"]:
         lines.append(f"  label        {label['kind']} {label['label']} confidence {label['confidence']:.3f} "
                      f"from {label['n_annotators']}/{label['n_assigned']} annotators ({label['method']})")
-    for a in t["vendor_answers"]:
-        lines.append(f"    answer     {a['annotation_id']} {a['annotator_id']} said {a['answer_label']} "
-                     f"[{a['vendor']} batch {a['batch_id']} task {a['task_id']}, file {a['source_file']} "
-                     f"sha256 {str(a['source_sha256'])[:12]}]")
+    lines.append(f"  in releases  {', '.join(t['releases_containing_item'])}")
     lines.append("  release files intact" if not t["problems_with_release_files"]
                  else "  RELEASE FILES CHANGED: " + "; ".join(t["problems_with_release_files"]))
     return "\n".join(lines)

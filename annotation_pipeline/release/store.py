@@ -170,11 +170,11 @@ class DvcReleaseStore:
         releases = self.list_releases()
         return releases[-1] if releases else None
 
-    def read_table(self, version: str, name: str) -> pd.DataFrame:
+    def read_table(self, version: str, name: str, columns: list[str] | None = None) -> pd.DataFrame:
         path = self.releases_dir / version / f"{name}.parquet"
         if not path.exists():
             raise FileNotFoundError(f"release {version} has no {name}.parquet (looked in {path})")
-        return pd.read_parquet(path)
+        return pd.read_parquet(path, columns=columns)
 
     # -- publishing: one publisher at a time, on a verified parent ------------------------------
 

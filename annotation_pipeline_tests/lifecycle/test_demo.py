@@ -160,6 +160,28 @@ def test_releases_and_trace_answer_an_auditor(demo_run, capsys):
     assert "no label" in capsys.readouterr().err
 
 
+def test_trace_shows_every_hop_as_strict_json_for_an_item_with_a_quarantined_answer(demo_run):
+    root, _, _ = demo_run
+    labels = pd.read_parquet(root / "releases" / "v0001" / "labels.parquet")
+    quarantine = table(root, "quarantine")
+    quarantined = quarantine[quarantine["stage"].isin(["intake", "qa"]) & quarantine["item_id"].notna()]
+    candidates = sorted(set(quarantined["item_id"]) & set(labels["item_id"]))
+    assert candidates, "the demo day quarantines answers on released items"
+    proc = subprocess.run([sys.executable, "-m", "annotation_pipeline.cli", "trace", candidates[0], "--root", str(root),
+                           "--json"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    trace = json.loads(proc.stdout, parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
+    assert trace["raw_item"][0]["content_hash_matches"] is True
+    assert trace["redactions"] is not None and trace["prelabels"] and trace["model_versions"]
+    assert trace["batches"] and trace["batches"][0]["batch_id"]
+    outcomes = {a["qa_outcome"] for a in trace["answers"]}
+    assert "accepted" in outcomes and any(o.startswith("quarantined: ") for o in outcomes)
+    for hop in ("answers_not_used", "review", "review_decisions", "labels", "releases_containing_item"):
+        assert hop in trace
+    assert trace["releases_containing_item"][0] == "v0001"
+    assert {lbl["method"] for lbl in trace["labels"]} and all(lbl["confidence"] is not None for lbl in trace["labels"])
+
+
 def test_the_vendor_side_never_imports_the_raw_store():
     code = ("import sys; import annotation_pipeline.vendor.handoff, annotation_pipeline.vendor.intake, "
             "annotation_pipeline.sample_world.workforce; "

@@ -1,0 +1,120 @@
+"""An item's whole path, hop by hop: what an auditor asks to see behind one released label.
+
+raw file (content hash) -> redactions -> pre-label shown to annotators (model version) ->
+vendor batch and task -> every answer with its QA outcome (accepted, or quarantined and why)
+-> answers that were not used and why (review queue, deferred, dismissed) -> review decisions
+-> the released labels (consensus method and confidence) -> every release that contains it.
+
+Everything is read from what the pipeline persisted: the release's provenance, the day's
+tables (one partition each) and every release's labels. Values are made JSON-safe here
+(NaN and missing values become None), so ``trace --json`` is strict JSON.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from annotation_pipeline.layout import DataLayout
+
+TableReader = Callable[[str, str], pd.DataFrame | None]
+
+
+def local_tables(layout: DataLayout) -> TableReader:
+    """Read an asset's partition from the local table store, None when it was never written."""
+    def read(asset: str, partition: str) -> pd.DataFrame | None:
+        path = layout.table([asset], partition)
+        return pd.read_parquet(path) if path.is_file() else None
+    return read
+
+
+def records(frame: pd.DataFrame | None, drop: tuple[str, ...] = ("geometry_wkb",)) -> list[dict[str, Any]]:
+    """Rows as JSON-safe dicts: NaN / NA -> None, numpy scalars -> Python, bytes dropped."""
+    if frame is None or frame.empty:
+        return []
+    frame = frame.drop(columns=[c for c in drop if c in frame.columns])
+    out = frame.astype(object).where(frame.notna(), None).to_dict("records")
+    for row in out:
+        for key, value in row.items():
+            if isinstance(value, np.generic):
+                row[key] = value.item()
+            if isinstance(row[key], float) and not np.isfinite(row[key]):
+                row[key] = None
+    return out
+
+
+def _for_item(frame: pd.DataFrame | None, item_id: str) -> pd.DataFrame | None:
+    return None if frame is None or "item_id" not in frame else frame[frame["item_id"] == item_id]
+
+
+def _raw_hop(layout: DataLayout, provenance: pd.DataFrame, item_id: str) -> list[dict[str, Any]]:
+    raws = records(provenance[["raw_path", "raw_partition_date"]].drop_duplicates())
+    for raw in raws:  # the item id is the content hash: recompute it from the stored bytes
+        path = layout.root / str(raw["raw_path"]) if raw["raw_path"] else None
+        if path is not None and path.is_file():
+            raw["content_hash_matches"] = hashlib.sha256(path.read_bytes()).hexdigest()[:len(item_id)] == item_id
+        else:
+            raw["content_hash_matches"] = None  # the raw store is not on this machine
+    return raws
+
+
+def _answers_hop(answers: pd.DataFrame | None, quarantine: pd.DataFrame | None, used: set[str],
+                 unused_reasons: dict[str, str]) -> tuple[list[dict], list[dict]]:
+    """(every answer with its QA outcome, the accepted answers no released label uses, with why)."""
+    shown = []
+    for row in records(answers):
+        row["qa_outcome"] = "accepted"
+        shown.append(row)
+    for row in records(quarantine):
+        row["qa_outcome"] = f"quarantined: {row.get('reason')}"
+        shown.append(row)
+    not_used = [{**row, "why": unused_reasons.get(row["annotation_id"], "not merged into a released label")}
+                for row in shown if row["qa_outcome"] == "accepted" and row["annotation_id"] not in used]
+    return shown, not_used
+
+
+def _unused_reasons(review_queue: pd.DataFrame | None) -> dict[str, str]:
+    reasons: dict[str, str] = {}
+    for row in records(review_queue):
+        for annotation_id in str(row.get("annotation_ids") or "").split():
+            reasons[annotation_id] = f"{row.get('status') or 'queued'} for review: {row.get('reason')}"
+    return reasons
+
+
+def trace_item(layout: DataLayout, item_id: str, version: str, labels: pd.DataFrame, provenance: pd.DataFrame,
+               release_labels: Callable[[str], pd.DataFrame], versions: list[str],
+               read_table: TableReader | None = None) -> dict[str, Any]:
+    """Every hop of ``item_id`` in release ``version``; ``release_labels(v)`` reads release v's labels."""
+    read_table = read_table or local_tables(layout)
+    mine = labels[labels["item_id"] == item_id]
+    partition = str(mine["partition_date"].iloc[0])
+    prov = provenance[provenance["item_id"] == item_id]
+    tasks = _for_item(read_table("vendor_batches", partition), item_id)
+    quarantine = read_table("quarantine", partition)
+    if quarantine is not None and tasks is not None and "item_id" in quarantine:
+        quarantine = quarantine[quarantine["item_id"] == item_id]
+    used = {a for ids in mine["annotation_ids"].fillna("") for a in str(ids).split()}
+    review = _for_item(read_table("review_queue", partition), item_id)
+    answers, not_used = _answers_hop(_for_item(read_table("returned_annotations", partition), item_id),
+                                     quarantine, used, _unused_reasons(review))
+    decisions = _for_item(read_table("review_decisions", partition), item_id)
+    prelabels = _for_item(read_table("prelabels", partition), item_id)
+    return {
+        "item_id": item_id, "release": version, "partition": partition,
+        "raw_item": _raw_hop(layout, prov, item_id),
+        "redactions": records(_for_item(read_table("redaction_log", partition), item_id)),
+        "prelabels": records(prelabels),
+        "model_versions": sorted(set(prelabels["model_version"].dropna())) if prelabels is not None else [],
+        "batches": records(tasks),
+        "answers": answers,
+        "answers_not_used": not_used,
+        "review": records(review),
+        "review_decisions": records(decisions),
+        "labels": records(mine),
+        "vendor_answers": records(prov),
+        "releases_containing_item": [v for v in versions if (release_labels(v)["item_id"] == item_id).any()],
+    }
