@@ -261,10 +261,11 @@ def test_a_failed_campaign_says_why_and_lands_in_the_audit_log(production):
         partition_key=f"drift-{QUIET}", instance=instance, raise_on_error=False)
     assert not run.success
     failure = run.get_run_failure_event()
-    context = dg.build_run_status_sensor_context(
-        sensor_name="record_failed_runs", dagster_instance=instance, dagster_run=run.dagster_run,
-        dagster_event=failure).for_run_failure()
-    record_failed_runs(context, data_root=DataRoot(path=str(production)))
+    # DataRoot holds a nested table-store resource, so the context must be opened as a context manager
+    with dg.build_run_status_sensor_context(
+            sensor_name="record_failed_runs", dagster_instance=instance, dagster_run=run.dagster_run,
+            dagster_event=failure, resources={"data_root": DataRoot(path=str(production))}) as status:
+        record_failed_runs(status.for_run_failure())
     events = [json.loads(line) for line in (production / "audit" / "audit.jsonl").read_text().splitlines()]
     assert events[-1]["event"] == "run_failed" and events[-1]["partition"] == f"drift-{QUIET}"
     step_failure = next(e for e in run.all_events if e.is_step_failure)

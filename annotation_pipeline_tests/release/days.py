@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from annotation_pipeline.contracts import AGREEMENT_METRICS, CONSENSUS_LABELS
+from annotation_pipeline.contracts import ANNOTATIONS, AGREEMENT_METRICS, CONSENSUS_LABELS
 from annotation_pipeline.release.report import build_provenance, build_quality_report
 from annotation_pipeline.release.store import DvcReleaseStore
 from annotation_pipeline.settings import load_settings
@@ -32,12 +32,20 @@ def day_tables(date: str, n: int = 3, label: str = "car") -> dict[str, pd.DataFr
         "batch_id": f"batch-{date}", "task_id": [f"t{k}" for k in range(n) for _ in "abc"], "label": label,
         "source_file": "export.json", "source_sha256": "0" * 64, "ontology_version": "1.0.0",
         "guidelines_version": "1.0.0", "model_version": "prelabel-test",
+        "item_id": [i for i in items for _ in "abc"], "kind": "box", "is_gold": False,
+        "x_min": np.repeat(np.arange(n, dtype=float), 3), "y_min": 1.0,
+        "x_max": np.repeat(np.arange(n) + 10.0, 3), "y_max": 11.0, "geometry_wkb": None,
+        "image_width": 320.0, "image_height": 240.0, "lead_time_s": 5.0,
     })
+    returned = ANNOTATIONS.conform(returned)
+    anonymized = pd.DataFrame({"item_id": items, "image_path": [f"anonymized/{date}/{i}.png" for i in items],
+                               "width": 320, "height": 240})
     raw = pd.DataFrame({"item_id": items, "source_file": [f"upload{k}.png" for k in range(n)],
                         "raw_path": [f"raw/{date}/{i}.png" for i in items], "partition_date": date})
     agreement = AGREEMENT_METRICS.conform(pd.DataFrame({
         "scope": ["batch", "class"], "key": [f"batch-{date}", label], "metric": "mean_iou", "value": 0.8, "n": n}))
     return {"consensus_labels": consensus, "returned_annotations": returned, "raw_items": raw,
+            "anonymized_items": anonymized,
             "agreement_metrics": agreement, "review_queue": consensus.iloc[:0], "annotator_scorecards": pd.DataFrame()}
 
 

@@ -50,10 +50,11 @@ def test_a_killed_run_is_marked_failed_by_run_monitoring_and_recorded_by_the_fai
         failure = instance.all_logs(run.run_id, of_type=DagsterEventType.RUN_FAILURE)[-1].dagster_event
 
         root = tmp_path / "root"
-        context = dg.build_run_status_sensor_context(
-            sensor_name="record_failed_runs", dagster_event=failure, dagster_instance=instance, dagster_run=failed,
-            resources={"data_root": DataRoot(path=str(root))}).for_run_failure()
-        record_failed_runs(context)
+        # DataRoot holds a nested table-store resource, so the context is opened as a context manager
+        with dg.build_run_status_sensor_context(
+                sensor_name="record_failed_runs", dagster_event=failure, dagster_instance=instance, dagster_run=failed,
+                resources={"data_root": DataRoot(path=str(root))}) as status:
+            record_failed_runs(status.for_run_failure())
     events = [e for e in read_audit_events(root) if e["event"] == "run_failed"]
     assert [(e["run_id"], e["partition"]) for e in events] == [(run.run_id, "2026-11-21")]
     assert "forcibly marked as failed" in events[0]["message"]
