@@ -76,10 +76,14 @@ def run_intake(args: argparse.Namespace) -> int:
     vendor = args.vendor or _vendor_from_paths(files)
     if not vendor:
         raise CliError("cannot tell the vendor from the paths; pass --vendor NAME")
-    ontology_path = args.ontology or project_files().ontology
-    if not Path(ontology_path).is_file():
-        raise CliError(f"{ontology_path}: ontology file not found; pass --ontology PATH")
-    ontology = load_ontology(ontology_path)
+    ontology_path = Path(args.ontology or project_files().ontology)
+    if problem := input_file_problem(ontology_path):
+        raise CliError(f"{problem}; pass --ontology PATH with the ontology JSON")
+    try:
+        ontology = load_ontology(ontology_path)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:  # not JSON, or not shaped like one
+        raise CliError(f"{ontology_path}: not an ontology ({type(exc).__name__}: {exc}); expected JSON with "
+                       "name, version, scene.classes and objects") from None
     inbox = layout.inbox(vendor)
     batch_ids = sorted({Path(os.path.abspath(f)).relative_to(os.path.abspath(inbox)).parts[0]
                         for f in files if Path(os.path.abspath(f)).is_relative_to(os.path.abspath(inbox))

@@ -99,6 +99,7 @@ def bad(tmp_path_factory) -> Path:
     inbox = DataLayout(d / "intake_root").inbox(VENDOR) / BATCH
     inbox.mkdir(parents=True)
     (inbox / "a_folder.json").mkdir()
+    (inbox / "ok.json").write_bytes(dumps(valid_export("ann-01")))
     os.mkfifo(inbox / "a_pipe.json")
     return d
 
@@ -159,6 +160,10 @@ BAD_INPUTS = {
     "intake: a folder and a pipe": (f"intake {{bad}}/intake_root/vendors/{VENDOR}/inbox/{BATCH}/a_folder.json "
                                     f"{{bad}}/intake_root/vendors/{VENDOR}/inbox/{BATCH}/a_pipe.json "
                                     "--root {bad}/intake_root", 1, 2, "is a folder"),
+    "intake: ontology not JSON": (f"intake {{bad}}/intake_root/vendors/{VENDOR}/inbox/{BATCH}/ok.json "
+                                  "--root {bad}/intake_root --ontology {bad}/binary.csv", 1, 1, "not an ontology"),
+    "intake: ontology is a pipe": (f"intake {{bad}}/intake_root/vendors/{VENDOR}/inbox/{BATCH}/ok.json "
+                                   "--root {bad}/intake_root --ontology {bad}/a_pipe.csv", 1, 1, "not a regular file"),
     "intake: no file": ("intake --root {bad}/intake_root", 2, None, "FILE"),
     # demo (each fails before any work)
     "demo: no images": ("demo --root {bad}/demo --images 0", 2, None, "--images: must be at least 1"),
