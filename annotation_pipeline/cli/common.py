@@ -100,7 +100,7 @@ def parse_day(value: str, option: str = "--date") -> str:
             raise ValueError(value)
         return date.fromisoformat(value).isoformat()
     except ValueError:
-        raise CliError(f"{option} {value!r}: expected a date as YYYY-MM-DD") from None
+        raise CliError(f"{option} {value!r}: expected YYYY-MM-DD") from None
 
 
 # ---------------------------------------------------------------- inputs and outputs

@@ -105,16 +105,21 @@ def run_intake(args: argparse.Namespace) -> int:
     from annotation_pipeline.vendor.returns import IntakeLedger, process_vendor_returns
 
     files: list[Path] = list(args.files)
-    if not any(os.path.lexists(f) for f in files):
-        raise CliError(*(f"{f}: no such file" for f in files))
+    missing = [f for f in files if not os.path.lexists(f)]
+    if missing:  # every missing FILE is named; folders and odd entries are judged as the asset would
+        raise CliError(*(f"{f}: file not found" for f in missing))
     layout = layout_for(args)
     vendor = args.vendor or _vendor_from_paths(files)
     if not vendor:
         raise CliError("cannot tell the vendor from the paths; pass --vendor NAME")
-    ontology_path = args.ontology or project_files().ontology
-    if not Path(ontology_path).is_file():
-        raise CliError(f"{ontology_path}: ontology file not found; pass --ontology PATH")
-    ontology = load_ontology(ontology_path).raw
+    ontology_path = Path(args.ontology or project_files().ontology)
+    if problem := input_file_problem(ontology_path):
+        raise CliError(f"{problem}; pass --ontology PATH with the ontology JSON")
+    try:
+        ontology = load_ontology(ontology_path).raw
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:  # not JSON, or not shaped like one
+        raise CliError(f"{ontology_path}: not an ontology ({type(exc).__name__}: {exc}); expected JSON with "
+                       "name, version, scene.classes and objects") from None
     inbox = layout.inbox(vendor)
     returns = _returns_by_batch(files, inbox)
     tasks, missing_handoffs = _load_tasks(layout, sorted(b for b in returns if b))

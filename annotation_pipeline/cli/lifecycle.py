@@ -16,6 +16,7 @@ from annotation_pipeline.cli.common import (
     positive_int,
     settings_for,
 )
+from annotation_pipeline.contracts import CONSENSUS_LABELS, PROVENANCE, require_columns
 from annotation_pipeline.layout import DataLayout
 from annotation_pipeline.settings import DAGSTER_HOME_ENV, SECRET_ENV, load_settings, set_for_this_process
 
@@ -247,9 +248,13 @@ def trace_item(args: argparse.Namespace) -> int:
     if version not in releases:
         raise CliError(f"release {version!r} not found; known: {', '.join(releases)}")
     labels = store.read_table(version, "labels")
+    provenance = store.read_table(version, "provenance")
+    # a release written by an older version, or edited by hand, is named, not a KeyError
+    require_columns(labels, [*CONSENSUS_LABELS.column_names, "partition_date"], f"release {version} labels")
+    require_columns(provenance, PROVENANCE.column_names, f"release {version} provenance")
     if not (labels["item_id"] == args.item_id).any():
         raise CliError(f"item {args.item_id} has no label in release {version}")
-    out = trace(DataLayout(root), args.item_id, version, labels, store.read_table(version, "provenance"),
+    out = trace(DataLayout(root), args.item_id, version, labels, provenance,
                 lambda v: store.read_table(v, "labels", columns=["item_id"]), releases)
     out["problems_with_release_files"] = store.verify(version)
     emit(out, args.json, _render_trace)

@@ -99,6 +99,7 @@ def bad(tmp_path_factory) -> Path:
     inbox = DataLayout(d / "intake_root").inbox(VENDOR) / BATCH
     inbox.mkdir(parents=True)
     (inbox / "a_folder.json").mkdir()
+    (inbox / "ok.json").write_bytes(dumps(valid_export("ann-01")))
     os.mkfifo(inbox / "a_pipe.json")
     return d
 
@@ -159,11 +160,15 @@ BAD_INPUTS = {
     "intake: a folder and a pipe": (f"intake {{bad}}/intake_root/vendors/{VENDOR}/inbox/{BATCH}/a_folder.json "
                                     f"{{bad}}/intake_root/vendors/{VENDOR}/inbox/{BATCH}/a_pipe.json "
                                     "--root {bad}/intake_root", 1, 2, "is a folder"),
+    "intake: ontology not JSON": (f"intake {{bad}}/intake_root/vendors/{VENDOR}/inbox/{BATCH}/ok.json "
+                                  "--root {bad}/intake_root --ontology {bad}/binary.csv", 1, 1, "not an ontology"),
+    "intake: ontology is a pipe": (f"intake {{bad}}/intake_root/vendors/{VENDOR}/inbox/{BATCH}/ok.json "
+                                   "--root {bad}/intake_root --ontology {bad}/a_pipe.csv", 1, 1, "not a regular file"),
     "intake: no file": ("intake --root {bad}/intake_root", 2, None, "FILE"),
     # demo (each fails before any work)
     "demo: no images": ("demo --root {bad}/demo --images 0", 2, None, "--images: must be at least 1"),
     "demo: negative seed": ("demo --root {bad}/demo --seed=-1", 2, None, "--seed: must be 0 or more"),
-    "demo: malformed date": ("demo --root {bad}/demo --date 2026-02-30", 1, 1, "expected a date as YYYY-MM-DD"),
+    "demo: malformed date": ("demo --root {bad}/demo --date 2026-02-30", 1, 1, "expected YYYY-MM-DD"),
     "demo: data root is a file": ("demo --root {bad}/a_file", 1, 1, "the data root is a file"),
     "demo: DAGSTER_HOME does not exist": ("demo --root {bad}/demo", 1, 1, "DAGSTER_HOME="),
     # releases and trace
@@ -172,7 +177,7 @@ BAD_INPUTS = {
     "trace: data root is a file": ("trace abc --root {bad}/a_file", 1, 1, "the data root is a file"),
     "trace: no item": ("trace --root {bad}/empty_root", 2, None, "item_id"),
     # drift
-    "drift: malformed date": ("drift --date 20261120 --root {bad}/empty_root", 1, 1, "expected a date as YYYY-MM-DD"),
+    "drift: malformed date": ("drift --date 20261120 --root {bad}/empty_root", 1, 1, "expected YYYY-MM-DD"),
     "drift: no prediction log": ("drift --date 2026-11-20 --root {bad}/empty_root", 1, 1, "no prediction log"),
     "drift: only an unreadable log": ("drift --date 2026-11-20 --root {bad}/unreadable_logs", 1, 1,
                                       "unreadable_log"),
