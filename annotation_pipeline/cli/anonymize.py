@@ -1,15 +1,4 @@
-"""``annotation-pipeline anonymize IMAGE... --output DIR``: what would leave for the vendor.
-
-The same image path as the ``anonymized_items`` asset (``anonymize_image`` with the default
-``ImageSettings``), outside Dagster and without a data root: decode safely, apply the EXIF
-orientation, find faces (CenterFace) and plates, obscure them, re-encode from bare pixels
-(JPEG uploads leave as JPEG, everything else as lossless PNG; no metadata survives). Each
-output keeps its input's stem: ``DIR/<stem>.jpg`` or ``DIR/<stem>.png``, written atomically.
-
-Every good image is written even when others are bad; each bad one gets a one-line error on
-stderr and the command exits 1. ``--json`` prints each file's redactions (boxes in pixels of
-the upright image, detector, version and threshold).
-"""
+"""``annotation-pipeline anonymize IMAGE... --output DIR``: what would leave for the vendor."""
 
 from __future__ import annotations
 
@@ -20,11 +9,23 @@ from typing import Any
 
 from annotation_pipeline.cli.common import CliError, emit
 
+HELP = """\
+The same image path as the anonymized_items asset (anonymize_image with the default
+ImageSettings), outside Dagster and without a data root: decode safely, apply the EXIF
+orientation, find faces (CenterFace) and plates, obscure them, re-encode from bare pixels
+(JPEG uploads leave as JPEG, everything else as lossless PNG; no metadata survives). Each
+output keeps its input's stem: DIR/<stem>.jpg or DIR/<stem>.png, written atomically.
+
+Every good image is written even when others are bad; each bad one gets a one-line error on
+stderr and the command exits 1. --json prints each file's redactions (boxes in pixels of
+the upright image, detector, version and threshold).
+"""
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "anonymize", help="obscure faces and plates and strip metadata from images, as shipped to vendors",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="JPEG, PNG, WebP, BMP or TIFF files")
     parser.add_argument("--output", "-o", type=Path, required=True, metavar="DIR",
                         help="folder for the anonymized images (created if missing)")

@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from annotation_pipeline.cli.common import CliError, add_root_option, emit, layout_for
+from annotation_pipeline.cli.common import CliError, add_root_option, emit, input_file_problem, layout_for
 from annotation_pipeline.contracts import GOLD_LABELS, VENDOR_TASKS
 from annotation_pipeline.layout import DataLayout
 
@@ -105,9 +105,11 @@ def run_intake(args: argparse.Namespace) -> int:
     from annotation_pipeline.vendor.returns import IntakeLedger, process_vendor_returns
 
     files: list[Path] = list(args.files)
-    missing = [f for f in files if not os.path.lexists(f)]
-    if missing:  # every missing FILE is named; folders and odd entries are judged as the asset would
-        raise CliError(*(f"{f}: file not found" for f in missing))
+    # Every FILE that cannot be read is named (a pipe would block); a folder stands for the
+    # entries in it, which are judged as the asset judges an inbox (odd entries quarantined).
+    problems = [problem for f in files if not Path(f).is_dir() and (problem := input_file_problem(Path(f)))]
+    if problems:
+        raise CliError(*problems)
     layout = layout_for(args)
     vendor = args.vendor or _vendor_from_paths(files)
     if not vendor:

@@ -157,9 +157,9 @@ BAD_INPUTS = {
     # intake
     "intake: missing files, one line each": ("intake {bad}/a.json {bad}/b.json --root {bad}/intake_root "
                                              f"--vendor {VENDOR}", 1, 2, "a.json: file not found"),
-    "intake: a folder and a pipe": (f"intake {{bad}}/intake_root/vendors/{VENDOR}/inbox/{BATCH}/a_folder.json "
-                                    f"{{bad}}/intake_root/vendors/{VENDOR}/inbox/{BATCH}/a_pipe.json "
-                                    "--root {bad}/intake_root", 1, 2, "is a folder"),
+    # a folder given as FILE stands for its entries (a batch folder), so only the pipe is refused
+    "intake: a pipe": (f"intake {{bad}}/intake_root/vendors/{VENDOR}/inbox/{BATCH}/a_pipe.json "
+                       "--root {bad}/intake_root", 1, 1, "not a regular file"),
     "intake: ontology not JSON": (f"intake {{bad}}/intake_root/vendors/{VENDOR}/inbox/{BATCH}/ok.json "
                                   "--root {bad}/intake_root --ontology {bad}/binary.csv", 1, 1, "not an ontology"),
     "intake: ontology is a pipe": (f"intake {{bad}}/intake_root/vendors/{VENDOR}/inbox/{BATCH}/ok.json "
