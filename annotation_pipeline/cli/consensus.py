@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 
 from annotation_pipeline.cli.common import CliError, emit
-from annotation_pipeline.consensus.agreement import batch_agreement, class_agreement
-from annotation_pipeline.consensus.auto import METHODS, aggregate_labels
-from annotation_pipeline.consensus.boxes import BOX_COLUMNS, COORDS, merge_boxes_by_iou
-from annotation_pipeline.consensus.encoding import ANSWER_COLUMNS
+from annotation_pipeline.consensus.encoding import ANSWER_COLUMNS, METHODS
+
+# The aggregators (scipy), agreement and box merging are imported by the command that uses them:
+# `merge-boxes` would otherwise spend a large part of its whole process importing scipy.
 
 _METHOD_ALIASES = {m: m for m in METHODS}
 
@@ -86,6 +86,8 @@ def _numeric(frame: pd.DataFrame, path: Path, columns: tuple[str, ...]) -> pd.Da
 
 
 def run_consensus_command(args: argparse.Namespace) -> int:
+    from annotation_pipeline.consensus.auto import aggregate_labels
+
     answers = read_csv(args.input, ANSWER_COLUMNS)
     gold = read_csv(args.gold, ("item_id", "label")) if args.gold else None
     result = aggregate_labels(answers[list(ANSWER_COLUMNS)], _METHOD_ALIASES[args.method], gold)
@@ -105,6 +107,8 @@ def _render_consensus(r: dict[str, Any]) -> str:
 
 
 def run_agreement_command(args: argparse.Namespace) -> int:
+    from annotation_pipeline.consensus.agreement import batch_agreement, class_agreement
+
     answers = read_csv(args.input, ANSWER_COLUMNS)
     overall = batch_agreement(answers)
     per_class = class_agreement(answers)
@@ -140,6 +144,8 @@ def _render_agreement(r: dict[str, Any]) -> str:
 
 
 def run_merge_boxes_command(args: argparse.Namespace) -> int:
+    from annotation_pipeline.consensus.boxes import BOX_COLUMNS, COORDS, merge_boxes_by_iou
+
     if not 0.0 < args.iou <= 1.0:
         raise CliError(f"--iou must be in (0, 1], got {args.iou}")
     if args.quorum is not None and args.quorum < 1:
