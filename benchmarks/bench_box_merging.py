@@ -14,7 +14,10 @@ Run: python benchmarks/bench_box_merging.py
 from __future__ import annotations
 
 import gc
+import os
+import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -28,23 +31,35 @@ from annotation_pipeline.consensus.boxes import merge_boxes_by_iou  # noqa: E402
 
 N_IMG, N_ANN, N_OBJ, N_CLASSES = 22_000, 5, 3, 4
 P_MISS, SPAMMER = 0.1, 4
+# (name, spammers, jitter, miss probability): quality is compared with WBF on every mix
+MIXES = [
+    ("anchor + 1 spammer, miss 0.1", 1, 0.01, 0.1),
+    ("2 spammers", 2, 0.01, 0.1),
+    ("heavy jitter 0.03", 1, 0.03, 0.1),
+    ("many misses 0.3", 1, 0.01, 0.3),
+    ("2 spammers, jitter 0.02, miss 0.2", 2, 0.02, 0.2),
+]
+N_IMG_QUALITY = 3_000
 
 
-def generate(seed: int = 0):
+def generate(seed: int = 0, n_img: int = N_IMG, n_spammers: int = 1, jitter: float = 0.01,
+             p_miss: float = P_MISS):
+    """The anchor's boxes plus misses and spammers (the last ``n_spammers`` annotators)."""
     rng = np.random.default_rng(seed)
-    corner = rng.uniform(0.05, 0.6, (N_IMG, N_OBJ, 2))
-    size = rng.uniform(0.05, 0.3, (N_IMG, N_OBJ, 2))
+    corner = rng.uniform(0.05, 0.6, (n_img, N_OBJ, 2))
+    size = rng.uniform(0.05, 0.3, (n_img, N_OBJ, 2))
     gt = np.concatenate([corner, corner + size], -1)
-    gt_labels = rng.integers(0, N_CLASSES, (N_IMG, N_OBJ))
-    boxes = np.clip(gt[:, None] + rng.normal(0, 0.01, (N_IMG, N_ANN, N_OBJ, 4)), 0, 1)
-    labels = np.broadcast_to(gt_labels[:, None], (N_IMG, N_ANN, N_OBJ)).copy()
-    drawn = rng.random((N_IMG, N_ANN, N_OBJ)) >= P_MISS
-    spam_corner = rng.uniform(0, 0.7, (N_IMG, N_OBJ, 2))
-    spam_size = rng.uniform(0.05, 0.3, (N_IMG, N_OBJ, 2))
-    boxes[:, SPAMMER] = np.concatenate([spam_corner, spam_corner + spam_size], -1)
-    labels[:, SPAMMER] = rng.integers(0, N_CLASSES, (N_IMG, N_OBJ))
-    drawn[:, SPAMMER] = True
-    image, annotator, _ = np.meshgrid(np.arange(N_IMG), np.arange(N_ANN), np.arange(N_OBJ),
+    gt_labels = rng.integers(0, N_CLASSES, (n_img, N_OBJ))
+    boxes = np.clip(gt[:, None] + rng.normal(0, jitter, (n_img, N_ANN, N_OBJ, 4)), 0, 1)
+    labels = np.broadcast_to(gt_labels[:, None], (n_img, N_ANN, N_OBJ)).copy()
+    drawn = rng.random((n_img, N_ANN, N_OBJ)) >= p_miss
+    for spammer in range(N_ANN - n_spammers, N_ANN):
+        spam_corner = rng.uniform(0, 0.7, (n_img, N_OBJ, 2))
+        spam_size = rng.uniform(0.05, 0.3, (n_img, N_OBJ, 2))
+        boxes[:, spammer] = np.concatenate([spam_corner, spam_corner + spam_size], -1)
+        labels[:, spammer] = rng.integers(0, N_CLASSES, (n_img, N_OBJ))
+        drawn[:, spammer] = True
+    image, annotator, _ = np.meshgrid(np.arange(n_img), np.arange(N_ANN), np.arange(N_OBJ),
                                       indexing="ij")
     frame = pd.DataFrame({
         "item_id": image[drawn], "annotator_id": annotator[drawn], "label": labels[drawn],
@@ -56,8 +71,9 @@ def generate(seed: int = 0):
 
 
 def evaluate(image: np.ndarray, label: np.ndarray, box: np.ndarray, gt: np.ndarray,
-             gt_labels: np.ndarray) -> tuple[float, float, float, float]:
-    """Object F1, precision, recall and mean IoU (matched pairs) at IoU >= 0.5, one-to-one."""
+             gt_labels: np.ndarray):
+    """Object F1, precision, recall, mean IoU (matched pairs) at IoU >= 0.5, one-to-one, and the
+    IoU of each matched ground-truth object (Series by object key)."""
     cand = gt[image]  # (n_pred, N_OBJ, 4)
     iw = np.clip(np.minimum(box[:, None, 2], cand[..., 2]) - np.maximum(box[:, None, 0], cand[..., 0]), 0, None)
     ih = np.clip(np.minimum(box[:, None, 3], cand[..., 3]) - np.maximum(box[:, None, 1], cand[..., 1]), 0, None)
@@ -75,7 +91,8 @@ def evaluate(image: np.ndarray, label: np.ndarray, box: np.ndarray, gt: np.ndarr
     tp_iou = best_iou[ok][order][first]
     tp, n_pred, n_gt = len(tp_iou), len(box), gt_labels.size
     precision, recall = tp / max(n_pred, 1), tp / n_gt
-    return 2 * tp / (n_pred + n_gt), precision, recall, float(tp_iou.mean())
+    matched = pd.Series(tp_iou, index=gt_key[order][first])
+    return 2 * tp / (n_pred + n_gt), precision, recall, float(tp_iou.mean()), matched
 
 
 def run_wbf(frame: pd.DataFrame):
@@ -94,6 +111,78 @@ def run_wbf(frame: pd.DataFrame):
     score = np.concatenate([o[1] for o in outputs])
     label = np.concatenate([o[2] for o in outputs]).astype(int)
     return seconds, image, box, score, label
+
+
+def quality_by_mix() -> None:
+    """Object F1 and mean IoU of ours and WBF on every noise mix (3,000 images each)."""
+    print(f"quality per noise mix ({N_IMG_QUALITY:,} images x {N_ANN} annotators x {N_OBJ} objects, "
+          "seed 1); WBF>=0.6 = WBF output with confidence >= 3/5 (our majority quorum)")
+    print(f"{'mix':<36}{'boxes':>8}{'ours F1':>9}{'WBF F1':>8}{'WBF>=.6':>9}{'ours IoU':>10}"
+          f"{'WBF IoU':>9}{'WBF>=.6':>9}{'IoU on objects both match (ours / WBF>=.6)':>45}")
+    for name, n_spammers, jitter, p_miss in MIXES:
+        frame, gt, gt_labels = generate(1, N_IMG_QUALITY, n_spammers, jitter, p_miss)
+        merged = merge_boxes_by_iou(frame, iou_threshold=0.5).merged
+        ours = evaluate(merged["item_id"].to_numpy(), merged["label"].to_numpy(),
+                        merged[["x_min", "y_min", "x_max", "y_max"]].to_numpy(), gt, gt_labels)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            _, w_image, w_box, w_score, w_label = run_wbf(frame)
+        wbf = evaluate(w_image, w_label, w_box, gt, gt_labels)
+        keep = w_score >= 0.6 - 1e-9
+        wbf_q = evaluate(w_image[keep], w_label[keep], w_box[keep], gt, gt_labels)
+        common = ours[4].index.intersection(wbf_q[4].index)
+        print(f"{name:<36}{len(frame):>8,}{ours[0]:>9.4f}{wbf[0]:>8.4f}{wbf_q[0]:>9.4f}"
+              f"{ours[3]:>10.4f}{wbf[3]:>9.4f}{wbf_q[3]:>9.4f}"
+              f"{ours[4][common].mean():>27.4f} / {wbf_q[4][common].mean():.4f} ({len(common):,})")
+
+
+WBF_PROCESS = """
+import sys, warnings
+import numpy as np, pandas as pd
+from ensemble_boxes import weighted_boxes_fusion
+warnings.simplefilter("ignore")
+frame = pd.read_csv(sys.argv[1])
+out = []
+for item, img in frame.groupby("item_id", sort=True):
+    lists = [img[img.annotator_id == a] for a in sorted(img.annotator_id.unique())]
+    b, s, l = weighted_boxes_fusion([g[["x_min", "y_min", "x_max", "y_max"]].to_numpy() for g in lists],
+                                    [np.ones(len(g)) for g in lists], [g["label"].to_numpy() for g in lists],
+                                    iou_thr=0.5, skip_box_thr=0.0)
+    out.append(pd.DataFrame({"item_id": item, "label": l.astype(int), "x_min": b[:, 0], "y_min": b[:, 1],
+                             "x_max": b[:, 2], "y_max": b[:, 3], "confidence": s}))
+pd.concat(out).to_csv(sys.argv[2], index=False)
+"""
+
+
+def whole_process(n_boxes: int = 100_000, repeats: int = 3) -> None:
+    """``merge-boxes`` as a process vs a WBF script as a process: CSV in, CSV out, imports included."""
+    n_img = int(np.ceil(n_boxes / (N_ANN * N_OBJ * 0.92)))
+    frame, _, _ = generate(2, n_img)
+    frame = frame.iloc[:n_boxes]
+    work = Path(tempfile.mkdtemp(prefix="consensus_quality-boxes-"))
+    source = work / "boxes.csv"
+    frame.drop(columns=["annotation_id"]).to_csv(source, index=False)
+    (work / "wbf.py").write_text(WBF_PROCESS)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    commands = {
+        "ours: annotation-pipeline merge-boxes": [sys.executable, "-m", "annotation_pipeline.cli",
+                                                  "merge-boxes", "--input", str(source),
+                                                  "--output", str(work / "ours.csv")],
+        "WBF script (pandas CSV in/out)": [sys.executable, str(work / "wbf.py"), str(source),
+                                           str(work / "wbf.csv")],
+        "python -c pass (interpreter start)": [sys.executable, "-c", "pass"],
+    }
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(repeats):
+        for name, command in commands.items():
+            start = time.perf_counter()
+            subprocess.run(command, check=True, env=env, cwd=work, stdout=subprocess.DEVNULL)
+            times[name].append(time.perf_counter() - start)
+    print(f"whole process, {len(frame):,} boxes ({n_img:,} images), CSV in -> CSV out, best of {repeats}")
+    for name, values in times.items():
+        print(f"  {name:<40}{min(values):>8.2f} s   (runs: {', '.join(f'{v:.2f}' for v in values)})")
+    ours, wbf = min(times["ours: annotation-pipeline merge-boxes"]), min(times["WBF script (pandas CSV in/out)"])
+    print(f"  whole-process ratio WBF / ours: {wbf / ours:.1f}x (target >= 15x)")
 
 
 def main() -> None:
@@ -135,3 +224,7 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+    print()
+    quality_by_mix()
+    print()
+    whole_process()

@@ -17,10 +17,10 @@ from annotation_pipeline.cli.common import (
     read_csv,
     unit_interval_open_closed,
 )
+from annotation_pipeline.consensus.encoding import ANSWER_COLUMNS, METHODS
 
-# The heavy consensus modules are imported by the commands that use them; the method names
-# are needed to parse the command line.
-from annotation_pipeline.consensus.auto import METHODS  # noqa: E402
+# The aggregators (scipy), agreement and box merging are imported by the command that uses them:
+# `merge-boxes` would otherwise spend a large part of its whole process importing scipy.
 
 CONSENSUS_HELP = """One label per item from several annotators' answers.
 
@@ -76,7 +76,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_consensus_command(args: argparse.Namespace) -> int:
     from annotation_pipeline.consensus.auto import aggregate_labels
-    from annotation_pipeline.consensus.encoding import ANSWER_COLUMNS, AnswersError
+    from annotation_pipeline.consensus.encoding import AnswersError
 
     check_output_file(args.output)
     answers = read_csv(args.input, ANSWER_COLUMNS, what="answer")
@@ -102,7 +102,6 @@ def _render_consensus(r: dict[str, Any]) -> str:
 
 def run_agreement_command(args: argparse.Namespace) -> int:
     from annotation_pipeline.consensus.agreement import batch_agreement, class_agreement
-    from annotation_pipeline.consensus.encoding import ANSWER_COLUMNS
 
     answers = read_csv(args.input, ANSWER_COLUMNS, what="answer")
     overall = batch_agreement(answers)

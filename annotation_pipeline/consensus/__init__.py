@@ -1,4 +1,11 @@
-"""Consensus: aggregators of class answers, box and polygon merging, agreement metrics.
+"""Consensus: aggregators of class answers, box and polygon merging, agreement, the review queue.
 
-Pure logic: no Dagster import (a test holds this); the wiring is ``defs/consensus.py``.
+Laid out as crowd-kit is, one module per aggregator: ``encoding`` (answers as integer codes, the
+shared base), ``majority_vote``, ``gold_weighted_vote``, ``dawid_skene``, ``bayesian_dawid_skene``
+(hierarchical priors; also the one-coin model) and ``auto`` (the default committee and
+``aggregate_labels``); ``calibration``, ``boxes``, ``agreement``, ``review`` (dismissal and the
+budgeted queue) and ``stage`` (``run_consensus``, the entry point the asset calls).
+
+Pure logic: no Dagster import (a test holds this); the wiring is ``defs/consensus.py``. Nothing
+is imported here, so a command that needs only box merging does not pay for scipy.
 """

@@ -30,6 +30,7 @@ from annotation_pipeline.consensus.bayesian_dawid_skene import (
 )
 from annotation_pipeline.consensus.dawid_skene import DawidSkene
 from annotation_pipeline.consensus.encoding import (
+    METHODS,
     AnswersError,
     EncodedAnswers,
     _Aggregator,
@@ -38,8 +39,6 @@ from annotation_pipeline.consensus.encoding import (
 )
 from annotation_pipeline.consensus.gold_weighted_vote import GoldWeightedVote
 from annotation_pipeline.consensus.majority_vote import MajorityVote
-
-METHODS = ("auto", "mv", "wmv", "ds", "ocds", "bds")
 
 # (name, coin_strength, skill_strength): pseudo-answers pulling each annotator's confusion matrix
 # towards their one-coin matrix, and their accuracy towards the crowd's (see bayesian_dawid_skene).

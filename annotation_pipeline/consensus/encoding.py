@@ -14,6 +14,9 @@ import numpy as np
 import pandas as pd
 
 ANSWER_COLUMNS = ("item_id", "annotator_id", "label")
+# every method ``aggregate_labels`` accepts (the classes are in ``auto.AGGREGATORS``); here so the
+# command line can offer them without importing the aggregators
+METHODS = ("auto", "mv", "wmv", "ds", "ocds", "bds")
 # Log-probability floor: the same 1e-10 clip crowd-kit uses, so a class never seen from an
 # annotator keeps a finite (very negative) log-likelihood instead of -inf.
 _EPS = 1e-10
