@@ -206,7 +206,10 @@ def start_moto() -> tuple[subprocess.Popen, str]:
 
 
 def run_once(cache: Path, n: int, profile: str, work: Path) -> dict:
-    """The chain for one N on one profile, in this process."""
+    """The chain for one N on one profile, in this process.
+
+    Longer than our usual function: it is the lifecycle's order of steps written out once, each
+    stage timed where the assets hand over, and splitting it would hide that order."""
     from annotation_pipeline.consensus.aggregators import run_consensus
     from annotation_pipeline.contracts import GOLD_LABELS, QUARANTINE
     from annotation_pipeline.defs.resources import LocalTableStore, S3TableStore, S3Vendor, table_key

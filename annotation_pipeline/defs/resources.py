@@ -134,13 +134,16 @@ class S3TableStore(TableStore):
 class DataRoot(dg.ConfigurableResource):
     """The working data root: landing folders, raw and anonymized stores, tables, releases.
 
-    The quarantine crosses steps (every stage writes, intake and release read), so it goes
-    through ``tables`` when one is given (the production profile's bucket); without one it
-    stays under the root.
+    The quarantine crosses steps (every stage writes, intake and release read), so with
+    ``tables_bucket`` (the production profile) it is kept in that bucket beside the tables;
+    without one it stays under the root. Plain config, no nested resource: sensors and tests
+    call this resource directly.
     """
 
     path: str
-    tables: TableStore | None = None
+    tables_bucket: str | None = None
+    tables_prefix: str = "pipeline"
+    s3_endpoint_url: str | None = None
 
     @property
     def root(self) -> Path:
@@ -151,7 +154,10 @@ class DataRoot(dg.ConfigurableResource):
         return DataLayout(self.root)
 
     def _table_store(self) -> TableStore:
-        return self.tables or LocalTableStore(base_path=str(self.root))
+        if self.tables_bucket:
+            return S3TableStore(s3=S3Resource(endpoint_url=self.s3_endpoint_url), bucket=self.tables_bucket,
+                                prefix=self.tables_prefix)
+        return LocalTableStore(base_path=str(self.root))
 
     def write_quarantine(self, stage: str, partition_date: str, rows: pd.DataFrame) -> str:
         """Quarantine rows of one stage and partition; replaced, not appended, on a rerun."""
@@ -390,7 +396,8 @@ def build_resources(profile: str | None = None, root: Path | None = None) -> dic
     bucket = settings.require_bucket()
     s3 = S3Resource(endpoint_url=settings.s3_endpoint_url)
     return {
-        "data_root": DataRoot(path=str(root), tables=S3TableStore(s3=s3, bucket=bucket, prefix=settings.s3_prefix)),
+        "data_root": DataRoot(path=str(root), tables_bucket=bucket, tables_prefix=settings.s3_prefix,
+                              s3_endpoint_url=settings.s3_endpoint_url),
         "io_manager": S3ParquetIOManager(s3=s3, bucket=bucket, prefix=settings.s3_prefix),
         "releases": releases,
         "vendor": S3Vendor(vendor=settings.vendor, bucket=bucket, endpoint_url=settings.s3_endpoint_url,

@@ -146,7 +146,7 @@ def write_instance(home: Path, database: str) -> None:
 
 # The run is launched from its own process, as the daemon would: the code location is loaded
 # there from the environment (profile production), not from this test process's imports.
-_LAUNCH = """
+LAUNCH_SCRIPT = """
 import json, sys
 import dagster as dg
 from dagster._core.definitions.reconstruct import ReconstructableRepository
@@ -157,14 +157,15 @@ job = ReconstructableRepository.for_module("annotation_pipeline.definitions", "d
 with dg.DagsterInstance.get() as instance:
     options = dg.ReexecutionOptions.from_failure(parent, instance) if parent else None
     tags = {"dagster/partition": partition} if partition else {}
-    result = dg.execute_job(job, instance, tags=None if parent else tags, reexecution_options=options)
+    # a re-execution names its partition too: execute_job does not carry the parent's tags over
+    result = dg.execute_job(job, instance, tags=tags, reexecution_options=options)
     print(json.dumps({"run_id": result.run_id, "success": result.success}))
 """
 
 
 def launch(env: dict, job: str, partition: str = "", from_failure_of: str = "", timeout_s: float = 600):
     """Run a job of the production code location; returns (run_id, success)."""
-    out = subprocess.run([sys.executable, "-c", _LAUNCH, partition, from_failure_of, job], env=env, cwd=REPO,
+    out = subprocess.run([sys.executable, "-c", LAUNCH_SCRIPT, partition, from_failure_of, job], env=env, cwd=REPO,
                          capture_output=True, text=True, timeout=timeout_s)
     if out.returncode != 0 or not out.stdout.strip():
         raise RuntimeError(f"launching {job} failed (exit {out.returncode}):\n{out.stderr[-4000:]}")

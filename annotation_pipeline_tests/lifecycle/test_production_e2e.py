@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 import signal
-from pathlib import Path
+import subprocess
+import sys
+import time
 
 import boto3
 import pytest
@@ -85,16 +87,33 @@ def _keys(stack, prefix: str) -> list[str]:
     return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
 
 
+def _failures(instance, run_id: str) -> str:
+    """What went wrong in a run, for the assertion message (worker logs vanish with the tmp dir)."""
+    lines = []
+    for e in instance.all_logs(run_id):
+        event = e.dagster_event
+        if event is not None and (event.is_step_failure or event.event_type_value == "RUN_FAILURE"
+                                  or (event.is_engine_event and event.engine_event_data.error)):
+            error = getattr(event.event_specific_data, "error", None)
+            lines.append(f"{event.step_key or 'run'}: {e.message} {error.to_string() if error else ''}"[:3000])
+    return "\n".join(lines) or "(no failure events)"
+
+
 def _succeeded_steps(instance, run_id: str) -> set[str]:
     return {e.dagster_event.step_key for e in instance.all_logs(run_id)
             if e.dagster_event and e.dagster_event.event_type_value == "STEP_SUCCESS"}
 
 
-def test_the_lifecycle_runs_on_celery_workers_with_tables_and_release_on_s3(stack, instance):
-    train_run, ok = launch(stack["env"], "train_prelabel_model")
-    assert ok, f"training failed: run {train_run}; worker logs in {stack['base']}"
+@pytest.fixture(scope="module")
+def train_run(stack):
+    run_id, ok = launch(stack["env"], "train_prelabel_model")
+    assert ok, f"training failed: run {run_id}; worker logs in {stack['base']}"
+    return run_id
+
+
+def test_the_lifecycle_runs_on_celery_workers_with_tables_and_release_on_s3(stack, instance, train_run):
     run_id, ok = launch(stack["env"], "annotation_lifecycle", partition=DAY)
-    assert ok, f"lifecycle failed: run {run_id}; worker logs in {stack['base']}"
+    assert ok, f"lifecycle failed: run {run_id}:\n{_failures(instance, run_id)}"
 
     # every step ran in a Celery worker of ours, none in the launching process
     placed = step_workers(instance, run_id)
@@ -120,3 +139,72 @@ def test_the_lifecycle_runs_on_celery_workers_with_tables_and_release_on_s3(stac
     assert release["dvc_remote"].value == f"s3://{BUCKET}/dvc" and release["labels"].value > 0
     assert len(_keys(stack, "dvc/")) >= 3
 
+
+
+def _read_table(stack, key: str):
+    import io
+
+    import pandas as pd
+
+    return pd.read_parquet(io.BytesIO(_s3(stack).get_object(Bucket=BUCKET, Key=key)["Body"].read()))
+
+
+def _wait_for_step_start(instance, launcher, step_key: str, timeout_s: float = 600):
+    """(run id, pid of the worker process running ``step_key``) as soon as the step starts."""
+    import dagster as dg
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if launcher.poll() is not None:
+            raise AssertionError(f"the run ended before {step_key} started: {launcher.stderr.read()[-3000:]}")
+        for record in instance.get_run_records(dg.RunsFilter(job_name="annotation_lifecycle",
+                                                             tags={"dagster/partition": FAULT_DAY})):
+            for entry in instance.all_logs(record.dagster_run.run_id, of_type=dg.DagsterEventType.STEP_START):
+                if entry.dagster_event.step_key == step_key:
+                    return record.dagster_run.run_id, entry.dagster_event.pid
+        time.sleep(0.2)
+    raise TimeoutError(f"{step_key} did not start within {timeout_s:.0f}s")
+
+
+FAULT_DAY = "2026-11-22"
+KILLED_STEP = "intake_vendor_returns_and_validate"
+
+
+def test_a_worker_killed_mid_step_fails_the_run_and_reexecution_completes_it_without_duplicates(
+        stack, instance, train_run):
+    """The process running a step is SIGKILLed (the OOM killer, a lost node): the run fails
+    naming the lost worker; re-executing from failure finishes the day with every row once."""
+    from annotation_pipeline.sample_world.sample_data import generate_partition
+    from annotation_pipeline_tests.lifecycle.production_stack import LAUNCH_SCRIPT, REPO
+
+    generate_partition(stack["root"], FAULT_DAY, 10, seed=5)
+    launcher = subprocess.Popen([sys.executable, "-c", LAUNCH_SCRIPT, FAULT_DAY, "", "annotation_lifecycle"],
+                                env=stack["env"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        run_id, pid = _wait_for_step_start(instance, launcher, KILLED_STEP)
+        os.kill(pid, signal.SIGKILL)  # a pool process of one of our workers, mid-step
+        launcher.wait(timeout=600)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+    failed = instance.get_run_by_id(run_id)
+    assert failed.status.value == "FAILURE"
+    assert KILLED_STEP not in _succeeded_steps(instance, run_id)
+    # the Celery executor reports the lost task (WorkerLostError) in the run's failure
+    messages = " ".join(f"{e.message} {e.dagster_event.event_specific_data if e.dagster_event else ''}"
+                        for e in instance.all_logs(run_id))
+    assert "WorkerLostError" in messages or "Worker exited prematurely" in messages, messages[-2000:]
+
+    retry_id, ok = launch(stack["env"], "annotation_lifecycle", partition=FAULT_DAY, from_failure_of=run_id)
+    assert ok, f"re-execution {retry_id} failed:\n{_failures(instance, retry_id)}"
+    assert KILLED_STEP in _succeeded_steps(instance, retry_id)
+    assert "raw_items" not in _succeeded_steps(instance, retry_id)  # done steps are not redone
+
+    returned = _read_table(stack, f"pipeline/tables/returned_annotations/{FAULT_DAY}.parquet")
+    assert len(returned) and not returned["annotation_id"].duplicated().any()
+    tasks = _read_table(stack, f"pipeline/tables/vendor_batches/{FAULT_DAY}.parquet")
+    assert tasks["batch_id"].nunique() == 1 and not tasks.duplicated(["batch_id", "task_id"]).any()
+    outbox = {k.split("/")[3] for k in _keys(stack, "vendors/vendor/outbox/") if FAULT_DAY in k}
+    assert outbox == set(tasks["batch_id"])  # the batch was delivered once, not again by the retry
+    labels = _read_table(stack, f"pipeline/tables/consensus_labels/{FAULT_DAY}.parquet")
+    assert len(labels) and not labels.drop(columns=["geometry_wkb"]).duplicated().any()
