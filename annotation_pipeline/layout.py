@@ -79,8 +79,12 @@ class DataLayout:
     def raw(self, day: str) -> Path:
         return self.root / "raw" / day
 
+    @property
+    def anonymized_store(self) -> Path:
+        return self.root / "anonymized"
+
     def anonymized(self, day: str) -> Path:
-        return self.root / "anonymized" / day
+        return self.anonymized_store / day
 
     @property
     def restricted(self) -> Path:

@@ -114,7 +114,9 @@ class Settings:
             return self.dvc_remote_override
         if self.profile == "production":
             return f"s3://{self.require_bucket()}/dvc"
-        return str(self.data_root / "dvc-remote")
+        from annotation_pipeline.layout import DataLayout  # layout imports settings lazily: no cycle
+
+        return str(DataLayout(self.data_root).local_dvc_remote)
 
 
 def load_settings(env: Mapping[str, str] | None = None, *, root: Path | str | None = None,

@@ -39,7 +39,7 @@ def anonymize(context: dg.AssetExecutionContext, data_root: DataRoot, raw_items:
     data_root.write_quarantine("anonymization", date, result.quarantine)
     # The re-identification map goes to the restricted store only, never beside vendor data.
     store_reidentification_map(result.reidentification_map, data_root.layout.reidentification, date,
-                               vendor_dirs=[data_root.layout.vendors, data_root.layout.root / "anonymized"])
+                               vendor_dirs=[data_root.layout.vendors, data_root.layout.anonymized_store])
     summary = result.summary()
     log = result.redaction_log
     yield dg.Output(result.items, output_name="anonymized_items", metadata={

@@ -40,6 +40,6 @@ def generate_prediction_logs(root: Path, model, date: str, n_images: int, scene_
         "logged_at": [f"{day}T{h:02d}:{m:02d}:00Z" for h, m in zip(rng.integers(0, 24, n_images), rng.integers(0, 60, n_images))],
         "model_version": model.version, "image_path": paths, "predicted_label": labels.astype(str),
         "confidence": scores.astype(float)}))
-    target = (layout.reference / f"{model.version}.parquet" if date == "reference"
-              else layout.predictions(date) / "serving.parquet")
+    target = (layout.reference_log(model.version) if date == "reference"
+              else layout.prediction_log(date, "serving"))
     return write_parquet_atomic(log, target)
