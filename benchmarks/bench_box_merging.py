@@ -158,7 +158,11 @@ def whole_process(n_boxes: int = 100_000, repeats: int = 3) -> None:
     """``merge-boxes`` as a process vs a WBF script as a process: CSV in, CSV out, imports included."""
     n_img = int(np.ceil(n_boxes / (N_ANN * N_OBJ * 0.92)))
     frame, _, _ = generate(2, n_img)
-    frame = frame.iloc[:n_boxes]
+    frame = frame.iloc[:n_boxes].copy()
+    # the command rejects inverted corners (exit 1) where WBF swaps them: give both sorted corners
+    for low, high in (("x_min", "x_max"), ("y_min", "y_max")):
+        lo, hi = frame[low].to_numpy(), frame[high].to_numpy()
+        frame[low], frame[high] = np.minimum(lo, hi), np.maximum(lo, hi)
     work = Path(tempfile.mkdtemp(prefix="consensus_quality-boxes-"))
     source = work / "boxes.csv"
     frame.drop(columns=["annotation_id"]).to_csv(source, index=False)
