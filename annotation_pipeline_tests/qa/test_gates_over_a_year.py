@@ -114,6 +114,7 @@ def _judge_year(root: Path, gold: pd.DataFrame, profiles: list[AnnotatorProfile]
     return pd.DataFrame(rows)
 
 
+@pytest.mark.slow  # ~3.5 min on a loaded 2-core machine: the Label Studio export/intake round trip of a year
 def test_the_sample_world_passes_every_gate_on_every_day_of_2026_and_its_spammer_is_flagged(world):
     root, gold, vendor = world
     profiles = [AnnotatorProfile.from_dict(p) for p in vendor["annotators"]]
@@ -128,12 +129,14 @@ def test_the_sample_world_passes_every_gate_on_every_day_of_2026_and_its_spammer
     assert all(flagged == spammers for flagged in days["flagged"]), days[days["flagged"] != {*spammers}]
 
 
+@pytest.mark.slow
 def test_a_batch_whose_annotators_mostly_miss_gold_fails_on_every_day_of_2026(world):
     root, gold, vendor = world
     profiles = [AnnotatorProfile.from_dict(p) for p in vendor["annotators"]]
     spammer = next(p for p in profiles if p.spammer)
-    # three of five annotators answer at random: most of the batch's answers miss gold
-    careless = [p if i < 2 else replace(spammer, id=p.id) for i, p in enumerate(profiles)]
+    # four of five annotators answer at random: most of every day's answers miss gold (with three,
+    # the two good ones carry half the gold answers on some days, and the median annotator is good)
+    careless = [p if i < 1 else replace(spammer, id=p.id) for i, p in enumerate(profiles)]
     days = _judge_year(root, gold, careless, "careless")
 
     assert len(days) == len(DAYS)
