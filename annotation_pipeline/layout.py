@@ -19,6 +19,7 @@ ROOT/
   vendors/<vendor>/outbox|inbox/<batch_id>/
   intake_ledger/<vendor>.parquet
   qa/data_docs/<day>/rows/, batch_health/    Great Expectations Data Docs, one site per run
+  qa/gold_demand/<vendor>/<day>.json        gold tasks the next batch should carry
   releases/, releases/index.jsonl, dvc-remote/, audit/audit.jsonl (+ audit.head.json)
   monitoring/predictions/<day>/, reference/, campaigns/<id>/, quarantine/, images/<day>/
   sample_truth/                  the sample world's answers (demo and tests only)
@@ -164,6 +165,10 @@ class DataLayout:
     @property
     def data_docs(self) -> Path:
         return self.root / "qa" / "data_docs"
+
+    def gold_demand(self, vendor: str) -> Path:
+        """Per vendor, one ``<day>.json`` per judged day: gold tasks the next batch should carry."""
+        return self.root / "qa" / "gold_demand" / vendor
 
     def data_docs_for(self, day: str) -> Path:
         """One day's Data Docs sites (``rows/``, ``batch_health/``), each replaced whole by a run."""

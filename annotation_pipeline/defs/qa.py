@@ -17,6 +17,7 @@ from annotation_pipeline.defs.resources import DataRoot, VendorExchange
 from annotation_pipeline.ontology import load_ontology
 from annotation_pipeline.plots import bar_chart, markdown_image
 from annotation_pipeline.qa.batch_health import BATCH_HEALTH_CHECKS
+from annotation_pipeline.qa.gold_demand import record_gold_demand
 from annotation_pipeline.qa.outcomes import CheckOutcome, QAThresholds
 from annotation_pipeline.qa.row_suite import row_rules
 from annotation_pipeline.qa.scorecards import annotator_scorecards as score_annotators
@@ -78,6 +79,10 @@ def intake_vendor_returns_and_validate(context: dg.AssetExecutionContext, data_r
                                     docs_dir=data_root.layout.data_docs_for(date))
     data_root.write_quarantine("intake", date, report.quarantine)
     ledger.record(date, report.accepted_sha256)
+    gold_gate = next(o for o in report.health if o.name == "gold_accuracy_overall")
+    record_gold_demand(data_root.layout.gold_demand(vendor.vendor) / f"{date}.json",
+                       gold_gate.metadata["gold_tasks_next_batch"], partition_date=date,
+                       reason=gold_gate.metadata["message"])
 
     day = data_root.read_quarantine(date)  # every stage's rows for the day, this one's included
     by_stage = day.groupby(["stage", "reason"]).size().reset_index(name="count")

@@ -11,12 +11,16 @@ from annotation_pipeline.contracts import VENDOR_TASKS
 from annotation_pipeline.defs.common import OWNERS, daily_partitions, table_metadata
 from annotation_pipeline.defs.resources import DataRoot, VendorExchange
 from annotation_pipeline.ontology import load_guidelines, load_ontology
+from annotation_pipeline.qa.gold_demand import gold_tasks_demanded
 from annotation_pipeline.vendor.handoff import build_vendor_batch, record_sent, tasks_sent
 
 
 class HandoffConfig(dg.Config):
     overlap: int = 3      # different annotators per task: enough for a majority and for kappa
-    gold_tasks: int = 4   # hidden gold tasks per batch
+    # Hidden gold tasks per batch, at least; more when the last judged batch's gold gate could
+    # not tell (qa.gold_demand). 12 x overlap 3 = 36 gold answers judge every day of 2026 of the
+    # sample world at the demo's size (a test holds this); 4 left the gate to chance.
+    gold_tasks: int = 12
 
 
 def gold_items(data_root: DataRoot) -> pd.DataFrame:
@@ -47,11 +51,12 @@ def vendor_batches(context: dg.AssetExecutionContext, config: HandoffConfig, dat
     # land late make a second, smaller batch instead of paying to label the first one twice.
     new_items = labeling_queue[~labeling_queue["item_id"].isin(sent.loc[~sent["is_gold"], "item_id"])]
     new_batch, location = None, ""
+    n_gold = max(config.gold_tasks, gold_tasks_demanded(data_root.layout.gold_demand(vendor.vendor), date))
     if len(new_items):
         new_batch = build_vendor_batch(
             new_items, anonymized_items, prelabels, gold_items(data_root), data_root.root,
             handoff_dir / ".staging", vendor=vendor.vendor, partition_date=date, overlap=config.overlap,
-            n_gold=config.gold_tasks, ontology=load_ontology(), guidelines=load_guidelines())
+            n_gold=n_gold, ontology=load_ontology(), guidelines=load_guidelines())
         location = vendor.deliver(new_batch)
         record_sent(handoff_dir, new_batch)
     elif labeling_queue.empty:
@@ -63,7 +68,7 @@ def vendor_batches(context: dg.AssetExecutionContext, config: HandoffConfig, dat
         "batch_id": new_batch.batch_id if new_batch else (batches[-1] if batches else ""),
         "new_batch": new_batch is not None, "delivered_to": location, "batches": dg.MetadataValue.json(batches),
         "tasks": len(tasks), "new_tasks": len(new_batch.tasks) if new_batch else 0,
-        "gold_tasks": int(tasks["is_gold"].sum()), "overlap": config.overlap,
+        "gold_tasks": int(tasks["is_gold"].sum()), "gold_tasks_asked": n_gold, "overlap": config.overlap,
         "answers_expected": int(tasks["overlap"].sum()),
         **table_metadata(tasks),
     })

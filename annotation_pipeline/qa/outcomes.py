@@ -22,9 +22,19 @@ class QAThresholds:
     # The handoff image size and the size the annotator saw must agree (rounding only).
     image_size_tolerance_px: float = 1.0
     gold_iou: float = 0.5                      # PASCAL VOC match criterion
-    min_gold_accuracy: float = 0.75            # whole batch; blocking
+    # Gates judge evidence, not point estimates (qa.evidence): a blocking gate fails only when
+    # the interval at this confidence (one-sided) lies on the wrong side of its threshold, and
+    # warns "insufficient" when it straddles it.
+    gate_confidence: float = 0.95
+    # The annotator at the median of the batch's gold answers must be right on at least 60 % of
+    # gold elements (blocking): the same bar as each annotator's warning, so a batch is stopped
+    # when most of its answers come from annotators who would each be flagged.
+    min_gold_accuracy: float = 0.6
     min_annotator_gold_accuracy: float = 0.6   # per annotator; warning
     max_quarantine_share: float = 0.2          # blocking
+    # With no gold answer at all there is no estimate to scale: ask for what judges a day of the
+    # sample world (12 gold tasks x overlap 3), measured over every day of 2026.
+    gold_answers_when_none: int = 36
     # Iglewicz & Hoaglin: |modified z| > 3.5 is an outlier; computed on log(seconds) because
     # time per task is right-skewed.
     lead_time_robust_z: float = 3.5
