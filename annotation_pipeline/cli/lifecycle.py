@@ -182,7 +182,7 @@ def _summarize(result, root: Path, partition: str, landed: int) -> dict:
         "handoff": pick("vendor_batches", "batch_id", "tasks", "gold_tasks", "overlap"),
         "annotations": pick("returned_annotations", "received", "accepted", "quarantined", "files_received"),
         "consensus": {**pick("consensus_labels", "method", "dagster/row_count", "mean_confidence"),
-                      "review_queue": meta.get("review_queue", {}).get("dagster/row_count")},
+                      **pick("review_queue", "queued", "deferred", "dismissed")},
         "release": pick("dataset_release", "version", "new_release", "labels", "items", "dvc_md5", "path"),
         "drift": pick("drift_signals", "drifted", "signals", "drifted_labels"),
         "checks": checks, "problems": problems,
@@ -199,7 +199,8 @@ def _render_demo(s: dict) -> str:
         f"  handoff      batch {s['handoff']['batch_id']}: {s['handoff']['tasks']} tasks "
         f"({s['handoff']['gold_tasks']} hidden gold), overlap {s['handoff']['overlap']}",
         f"  annotations  received {a['received']}  accepted {a['accepted']}  quarantined {a['quarantined']}",
-        f"  consensus    {c['dagster/row_count']} labels ({c['method']}), {c['review_queue']} for review",
+        f"  consensus    {c['dagster/row_count']} labels ({c['method']}), {c['queued']} queued for review "
+        f"({c['deferred']} deferred over budget, {c['dismissed']} dismissed with a reason)",
         f"  checks       {sum(v['passed'] for v in s['checks'].values())}/{len(s['checks'])} passed",
     ]
     if r.get("version"):

@@ -51,7 +51,11 @@ def build_quality_report(dataset: pd.DataFrame, partition_date: str, day_labels:
             "date": partition_date, "labels": int(len(day_labels)),
             # None, not NaN: the report is written as strict JSON
             "mean_confidence": float(day_labels["confidence"].mean()) if len(day_labels) else None,
-            "review_queue": int(len(review_queue)),
+            # queued for a reviewer; deferred and dismissed rows are counted apart
+            "review_queue": int((review_queue["status"] == "queued").sum()) if "status" in review_queue
+            else int(len(review_queue)),
+            **({f"review_{s}": int(n) for s, n in review_queue["status"].value_counts().items() if s != "queued"}
+               if "status" in review_queue else {}),
             "quarantined_records": int(len(quarantine)),
             **{f"quarantined_{k}": int(v) for k, v in quarantine["reason"].value_counts().items()},
         },
