@@ -101,8 +101,9 @@ def _instance(root: Path):
     return DagsterInstance.get()
 
 
-# The summary is the demo's output; Dagster's step log stays in the instance (and the UI).
-_QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# The summary is the demo's output; Dagster's step log (tracebacks of failed steps included)
+# stays in the instance, for the UI. A stopped batch is explained by the summary instead.
+_QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -158,6 +159,17 @@ def _log_production_predictions(root: Path, partition: str) -> None:
         generate_prediction_logs(root, model, partition, n, production["scene_shares"], size=size)
 
 
+_GATE_EVIDENCE = ("message", "what_to_do", "estimate", "interval", "threshold", "decision")
+
+
+def _blocked_gate(name: str, check: dict) -> str:
+    """One line: which gate stopped the batch, on what numbers, and what to do."""
+    numbers = ", ".join(f"{k} {check[k]}" for k in ("estimate", "interval", "threshold") if check.get(k) is not None)
+    return (f"blocking check {name} stopped the batch" + (f": {check['message']}" if check.get("message") else "")
+            + (f" ({numbers})" if numbers else "")
+            + f"; what to do: {check.get('what_to_do') or 'see the check in the Dagster UI'}")
+
+
 def _summarize(result, root: Path, partition: str, landed: int) -> dict:
     meta = {}
     for event in result.get_asset_materialization_events():
@@ -165,11 +177,13 @@ def _summarize(result, root: Path, partition: str, landed: int) -> dict:
         meta[mat.asset_key.to_user_string()] = {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
     checks = {}
     for event in result.get_asset_check_evaluations():
-        checks[event.check_name] = {"passed": event.passed, "severity": str(event.severity.value)}
-    problems = [f"{e.step_key}: {e.event_specific_data.error.message.strip().splitlines()[0]}"
-                for e in result.all_events if e.is_step_failure]
-    problems += [f"blocking check {name} failed" for name, c in checks.items() if not c["passed"]
-                 and c["severity"] == "ERROR"]
+        evidence = {k: getattr(v, "value", v) for k, v in event.metadata.items() if k in _GATE_EVIDENCE}
+        checks[event.check_name] = {"passed": event.passed, "severity": str(event.severity.value), **evidence}
+    blocked = {name: c for name, c in checks.items() if not c["passed"] and c["severity"] == "ERROR"}
+    problems = [_blocked_gate(name, c) for name, c in blocked.items()]
+    # a stopped batch fails its step too; that failure is the gate's, already explained above
+    problems += [f"{e.step_key}: {e.event_specific_data.error.message.strip().splitlines()[0]}"
+                 for e in result.all_events if e.is_step_failure and not blocked]
 
     def pick(asset: str, *keys: str) -> dict:
         return {k: meta.get(asset, {}).get(k) for k in keys}
@@ -199,8 +213,9 @@ def _render_demo(s: dict) -> str:
         f"  handoff      batch {s['handoff']['batch_id']}: {s['handoff']['tasks']} tasks "
         f"({s['handoff']['gold_tasks']} hidden gold), overlap {s['handoff']['overlap']}",
         f"  annotations  received {a['received']}  accepted {a['accepted']}  quarantined {a['quarantined']}",
-        f"  consensus    {c['dagster/row_count']} labels ({c['method']}), {c['queued']} queued for review "
-        f"({c['deferred']} deferred over budget, {c['dismissed']} dismissed with a reason)",
+        (f"  consensus    {c['dagster/row_count']} labels ({c['method']}), {c['queued']} queued for review "
+         f"({c['deferred']} deferred over budget, {c['dismissed']} dismissed with a reason)"
+         if c["dagster/row_count"] is not None else "  consensus    not run: the batch was stopped (see problem)"),
         f"  checks       {sum(v['passed'] for v in s['checks'].values())}/{len(s['checks'])} passed",
     ]
     if r.get("version"):

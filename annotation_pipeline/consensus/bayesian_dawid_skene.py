@@ -26,7 +26,14 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from annotation_pipeline.consensus.encoding import _EPS, EncodedAnswers, _Aggregator, _softmax_columns, encode_answers
+from annotation_pipeline.consensus.encoding import (
+    _EPS,
+    EncodedAnswers,
+    _Aggregator,
+    _softmax_columns,
+    confusion_frame,
+    encode_answers,
+)
 
 
 @dataclass
@@ -168,13 +175,7 @@ class BayesianDawidSkene(_Aggregator):
     @property
     def errors_(self) -> pd.DataFrame:
         """Confusion matrices in crowd-kit's layout: rows (annotator, observed), columns true."""
-        enc = self.encoded_
-        n_ann, k = enc.n_annotators, enc.n_classes
-        index = pd.MultiIndex.from_arrays(
-            [np.repeat(np.asarray(enc.annotators), k), np.tile(np.asarray(enc.classes), n_ann)],
-            names=["annotator_id", "label"])
-        return pd.DataFrame(self.confusion_.reshape(n_ann * k, k), index=index,
-                            columns=enc.classes)
+        return confusion_frame(self.encoded_, self.confusion_)
 
 
 class OneCoinDawidSkene(BayesianDawidSkene):

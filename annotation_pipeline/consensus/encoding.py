@@ -152,3 +152,11 @@ class _Aggregator:
             "n_votes": self.n_votes_.to_numpy(),
         })
 
+
+def confusion_frame(encoded: EncodedAnswers, confusion: np.ndarray) -> pd.DataFrame:
+    """(annotators, K, K) confusion matrices in crowd-kit's layout: rows (annotator, observed), columns true."""
+    n_ann, k = encoded.n_annotators, encoded.n_classes
+    index = pd.MultiIndex.from_arrays(
+        [np.repeat(np.asarray(encoded.annotators), k), np.tile(np.asarray(encoded.classes), n_ann)],
+        names=["annotator_id", "label"])
+    return pd.DataFrame(confusion.reshape(n_ann * k, k), index=index, columns=encoded.classes)

@@ -130,3 +130,27 @@ def test_the_demo_refuses_a_partition_that_does_not_exist_in_one_line(tmp_path, 
                            "--date", day], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and says in proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_a_demo_whose_workforce_misses_gold_is_stopped_with_the_gates_numbers_and_no_traceback(tmp_path):
+    import json
+    import os
+    import shutil
+
+    from annotation_pipeline.settings import REPOSITORY_DATA_DIR
+
+    data = tmp_path / "data"
+    shutil.copytree(REPOSITORY_DATA_DIR, data)
+    settings = json.loads((data / "sample_settings.json").read_text())
+    for annotator in settings["vendor"]["annotators"]:  # a workforce that mostly misses gold
+        annotator.update(accuracy=0.3, miss_rate=0.5, box_jitter_px=20.0)
+    (data / "sample_settings.json").write_text(json.dumps(settings))
+    proc = subprocess.run(
+        [sys.executable, "-m", "annotation_pipeline.cli", "demo", "--root", str(tmp_path / "root"), "--images", "12",
+         "--date", "2026-11-22"], capture_output=True, text=True, timeout=900,
+        env={**{k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}, "ANNOTATION_PIPELINE_DATA_DIR": str(data)})
+    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    gate = [line for line in errors if "blocking check gold_accuracy_overall stopped the batch" in line]
+    assert gate and "what to do:" in gate[0] and "interval" in gate[0], proc.stderr
