@@ -62,6 +62,35 @@ def project_files() -> ProjectFiles:
     return ProjectFiles(load_settings().data_dir)
 
 
+
+@dataclass(frozen=True)
+class BatchFolder:
+    """The folder a vendor receives (staged under ``handoff/``, delivered to the outbox)."""
+
+    path: Path
+
+    @property
+    def images(self) -> Path:
+        return self.path / "images"
+
+    @property
+    def tasks_file(self) -> Path:
+        """The Label Studio import file: tasks with our pre-labels as predictions."""
+        return self.path / "tasks.json"
+
+    @property
+    def guidelines(self) -> Path:
+        return self.path / "guidelines.md"
+
+    @property
+    def manifest(self) -> Path:
+        return self.path / "manifest.json"
+
+    def relative(self, path: Path) -> str:
+        """A path inside the batch as the vendor's tools see it (``images/t00001-….png``)."""
+        return Path(path).relative_to(self.path).as_posix()
+
+
 @dataclass(frozen=True)
 class DataLayout:
     root: Path
@@ -123,6 +152,10 @@ class DataLayout:
     def gold_images(self) -> Path:
         return self.gold / "images"
 
+    def gold_image(self, item_id: str) -> Path:
+        """Gold images are generated PNGs named by their content hash."""
+        return self.gold_images / f"{item_id}.png"
+
     @property
     def gold_labels(self) -> Path:
         return self.gold / "gold_labels.parquet"
@@ -145,6 +178,11 @@ class DataLayout:
     @property
     def handoff(self) -> Path:
         return self.root / "handoff"
+
+    @property
+    def handoff_staging(self) -> Path:
+        """Where a batch folder is assembled before the vendor resource delivers it."""
+        return self.handoff / ".staging"
 
     def handoff_tasks(self, batch_id: str) -> Path:
         return self.handoff / batch_id / "tasks.parquet"
@@ -169,6 +207,9 @@ class DataLayout:
     def gold_demand(self, vendor: str) -> Path:
         """Per vendor, one ``<day>.json`` per judged day: gold tasks the next batch should carry."""
         return self.root / "qa" / "gold_demand" / vendor
+
+    def gold_demand_of_day(self, vendor: str, day: str) -> Path:
+        return self.gold_demand(vendor) / f"{day}.json"
 
     def data_docs_for(self, day: str) -> Path:
         """One day's Data Docs sites (``rows/``, ``batch_health/``), each replaced whole by a run."""

@@ -171,9 +171,6 @@ def test_the_check_for_spelled_paths_sees_what_it_must():
 # layout.py (a DataLayout method) when its owner's branch is merged. Nothing here is in a module
 # the command-line/contract work owns.
 KNOWN_PATH_OFFENDERS = {
-    "annotation_pipeline/defs/resources.py",          # download_dir / vendor / "inbox" (S3 vendor)
-    "annotation_pipeline/sample_world/sample_data.py",  # gold_images / f"{item_id}.png"
-    "annotation_pipeline/vendor/handoff.py",          # .../"tasks.parquet", batch folder / "images"
 }
 
 

@@ -80,7 +80,7 @@ def intake_vendor_returns_and_validate(context: dg.AssetExecutionContext, data_r
     data_root.write_quarantine("intake", date, report.quarantine)
     ledger.record(date, report.accepted_sha256)
     gold_gate = next(o for o in report.health if o.name == "gold_accuracy_overall")
-    record_gold_demand(data_root.layout.gold_demand(vendor.vendor) / f"{date}.json",
+    record_gold_demand(data_root.layout.gold_demand_of_day(vendor.vendor, date),
                        gold_gate.metadata["gold_tasks_next_batch"], partition_date=date,
                        reason=gold_gate.metadata["message"])
 

@@ -320,7 +320,7 @@ class S3Vendor(VendorExchange):
     bucket: str
     prefix: str = "vendors"
     endpoint_url: str | None = None
-    download_dir: str
+    download_root: str  # a data root: returns are downloaded to its DataLayout.inbox(vendor)
     url_expiry_s: int = 7 * 24 * 3600
     simulate_workforce: bool = False
     root: str | None = None
@@ -357,7 +357,7 @@ class S3Vendor(VendorExchange):
 
     def collect_returns(self, batch_id: str) -> tuple[Path, list[Path]]:
         s3 = self._client()
-        inbox = Path(self.download_dir).resolve() / self.vendor / "inbox"
+        inbox = DataLayout(Path(self.download_root)).inbox(self.vendor)
         local = inbox / batch_id
         local.mkdir(parents=True, exist_ok=True)
         prefix = f"{self.prefix}/{self.vendor}/inbox/{batch_id}/"
@@ -401,7 +401,7 @@ def build_resources(profile: str | None = None, root: Path | None = None) -> dic
         "io_manager": S3ParquetIOManager(s3=s3, bucket=bucket, prefix=settings.s3_prefix),
         "releases": releases,
         "vendor": S3Vendor(vendor=settings.vendor, bucket=bucket, endpoint_url=settings.s3_endpoint_url,
-                           download_dir=str(DataLayout(root).vendors),
+                           download_root=str(root),
                            simulate_workforce=settings.simulate_vendor, root=str(root)),
     }
 

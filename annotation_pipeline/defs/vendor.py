@@ -45,8 +45,7 @@ def vendor_batches(context: dg.AssetExecutionContext, config: HandoffConfig, dat
                    vendor: VendorExchange, labeling_queue: pd.DataFrame, anonymized_items: pd.DataFrame,
                    prelabels: pd.DataFrame) -> dg.Output[pd.DataFrame]:
     date = context.partition_key
-    handoff_dir = data_root.layout.handoff
-    sent = tasks_sent(handoff_dir, vendor.vendor, date)
+    sent = tasks_sent(data_root.layout, vendor.vendor, date)
     # Only items not yet sent for this day go out: a rerun sends nothing again, and uploads that
     # land late make a second, smaller batch instead of paying to label the first one twice.
     new_items = labeling_queue[~labeling_queue["item_id"].isin(sent.loc[~sent["is_gold"], "item_id"])]
@@ -55,10 +54,10 @@ def vendor_batches(context: dg.AssetExecutionContext, config: HandoffConfig, dat
     if len(new_items):
         new_batch = build_vendor_batch(
             new_items, anonymized_items, prelabels, gold_items(data_root), data_root.root,
-            handoff_dir / ".staging", vendor=vendor.vendor, partition_date=date, overlap=config.overlap,
+            data_root.layout.handoff_staging, vendor=vendor.vendor, partition_date=date, overlap=config.overlap,
             n_gold=n_gold, ontology=load_ontology(), guidelines=load_guidelines())
         location = vendor.deliver(new_batch)
-        record_sent(handoff_dir, new_batch)
+        record_sent(data_root.layout, new_batch)
     elif labeling_queue.empty:
         context.log.warning("labeling queue is empty: no batch to send")
     tasks = pd.concat([sent, new_batch.tasks] if new_batch else [sent], ignore_index=True)

@@ -245,7 +245,7 @@ def generate_gold_set(root: Path, n_items: int = 60, seed: int = 7,
         image, truth = render_scene(rng, tuple(settings["image_size"]))
         content = png_bytes(image)
         item_id = item_id_for_bytes(content)
-        (layout.gold_images / f"{item_id}.png").write_bytes(content)
+        layout.gold_image(item_id).write_bytes(content)
         rows += _truth_rows(item_id, truth)
     write_parquet_atomic(GOLD_LABELS.conform(pd.DataFrame(rows)), labels_path)
     return gold_dir

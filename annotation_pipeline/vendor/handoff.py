@@ -22,6 +22,7 @@ import shapely
 from annotation_pipeline.anonymization.image import ImageProblem, anonymize_image
 from annotation_pipeline.atomic_files import write_parquet_atomic
 from annotation_pipeline.contracts import VENDOR_TASKS
+from annotation_pipeline.layout import BatchFolder, DataLayout
 from annotation_pipeline.ontology import Guidelines, Ontology
 
 
@@ -109,13 +110,14 @@ def build_vendor_batch(queue: pd.DataFrame, items: pd.DataFrame, prelabels: pd.D
     folder = staging_dir / batch_id
     if folder.exists():
         shutil.rmtree(folder)
-    (folder / "images").mkdir(parents=True)
+    batch_folder = BatchFolder(folder)
+    batch_folder.images.mkdir(parents=True)
     model_version = prelabels["model_version"].iloc[0] if len(prelabels) else "none"
     pre_by_item = {k: g for k, g in prelabels.groupby("item_id")}
     tasks_json = []
     for e in entries.itertuples(index=False):
-        _copy_image_for_vendor(e.source, e.is_gold, folder / "images" / e.image_file)
-        task = {"id": int(e.task_id), "data": {"image": f"images/{e.image_file}"}}
+        _copy_image_for_vendor(e.source, e.is_gold, batch_folder.images / e.image_file)
+        task = {"id": int(e.task_id), "data": {"image": batch_folder.relative(batch_folder.images / e.image_file)}}
         pre = pre_by_item.get(e.item_id)
         if pre is None and e.is_gold:
             pre = None  # gold tasks get no predictions we could leak the answer through
@@ -124,8 +126,8 @@ def build_vendor_batch(queue: pd.DataFrame, items: pd.DataFrame, prelabels: pd.D
                                     "score": float(pre["score"].mean()),
                                     "result": _ls_prediction_results(pre, e.width, e.height, ontology)}]
         tasks_json.append(task)
-    (folder / "tasks.json").write_text(json.dumps(tasks_json, indent=1))
-    (folder / "guidelines.md").write_text(guidelines.text)
+    batch_folder.tasks_file.write_text(json.dumps(tasks_json, indent=1))
+    batch_folder.guidelines.write_text(guidelines.text)
     files = sorted(p for p in folder.rglob("*") if p.is_file())
     manifest = {
         "batch_id": batch_id, "vendor": vendor, "created_for": partition_date,
@@ -134,7 +136,7 @@ def build_vendor_batch(queue: pd.DataFrame, items: pd.DataFrame, prelabels: pd.D
         "guidelines_version": guidelines.version, "model_version": model_version,
         "files": {str(p.relative_to(folder)): _sha256_file(p) for p in files},
     }
-    (folder / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    batch_folder.manifest.write_text(json.dumps(manifest, indent=1, sort_keys=True))
 
     tasks = pd.DataFrame({
         "batch_id": batch_id, "task_id": entries["task_id"], "item_id": entries["item_id"],
@@ -146,22 +148,23 @@ def build_vendor_batch(queue: pd.DataFrame, items: pd.DataFrame, prelabels: pd.D
     return VendorBatch(batch_id, folder, VENDOR_TASKS.conform(tasks))
 
 
-def tasks_sent(handoff_dir: Path, vendor: str, partition_date: str) -> pd.DataFrame:
+def tasks_sent(layout: DataLayout, vendor: str, partition_date: str) -> pd.DataFrame:
     """VENDOR_TASKS of every batch already delivered to ``vendor`` for a day (empty if none)."""
-    paths = sorted(Path(handoff_dir).glob(f"{vendor}-{partition_date}-*/tasks.parquet"))
+    batches = sorted(p.name for p in layout.handoff.glob(f"{vendor}-{partition_date}-*"))
+    paths = [layout.handoff_tasks(b) for b in batches if layout.handoff_tasks(b).is_file()]
     if not paths:
         return VENDOR_TASKS.empty()
     return VENDOR_TASKS.conform(pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True))
 
 
-def record_sent(handoff_dir: Path, batch: VendorBatch) -> Path:
+def record_sent(layout: DataLayout, batch: VendorBatch) -> Path:
     """Remember a delivered batch (written only after delivery succeeded)."""
-    return write_parquet_atomic(batch.tasks, Path(handoff_dir) / batch.batch_id / "tasks.parquet")
+    return write_parquet_atomic(batch.tasks, layout.handoff_tasks(batch.batch_id))
 
 
 def verify_manifest(folder: Path) -> list[str]:
     """Problems with a delivered batch folder (missing or altered files); empty when intact."""
-    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest = json.loads(BatchFolder(folder).manifest.read_text())
     problems = []
     for rel, digest in manifest["files"].items():
         path = folder / rel

@@ -54,7 +54,7 @@ def _batch(tmp_path) -> VendorBatch:
 
 
 def test_a_batch_goes_to_the_vendor_prefix_with_presigned_image_urls(s3, s3_endpoint, tmp_path):
-    vendor = S3Vendor(vendor="acme", bucket=BUCKET, endpoint_url=s3_endpoint, download_dir=str(tmp_path / "dl"))
+    vendor = S3Vendor(vendor="acme", bucket=BUCKET, endpoint_url=s3_endpoint, download_root=str(tmp_path / "dl"))
     batch = _batch(tmp_path)
     location = vendor.deliver(batch)
     assert location == f"s3://{BUCKET}/vendors/acme/outbox/{batch.batch_id}"
@@ -68,7 +68,7 @@ def test_a_batch_goes_to_the_vendor_prefix_with_presigned_image_urls(s3, s3_endp
 
 
 def test_vendor_returns_are_collected_from_the_inbox_prefix(s3, s3_endpoint, tmp_path):
-    vendor = S3Vendor(vendor="acme", bucket=BUCKET, endpoint_url=s3_endpoint, download_dir=str(tmp_path / "dl"))
+    vendor = S3Vendor(vendor="acme", bucket=BUCKET, endpoint_url=s3_endpoint, download_root=str(tmp_path / "dl"))
     s3.put_object(Bucket=BUCKET, Key="vendors/acme/inbox/b1/export-1.json", Body=b"[]")
     s3.put_object(Bucket=BUCKET, Key="vendors/acme/inbox/b1/late/export-2.json", Body=b"[1]")
     inbox, files = vendor.collect_returns("b1")

@@ -22,22 +22,14 @@ import pytest
 from annotation_pipeline.contracts import VENDOR_TASKS
 from annotation_pipeline.defs.vendor import HandoffConfig
 from annotation_pipeline.ontology import load_ontology
-from annotation_pipeline.qa.batch_health import (
-    annotator_gold_evidence,
-    gold_accuracy_gate,
-    gold_by_annotator,
-)
+from annotation_pipeline.qa.batch_health import annotator_gold_evidence, gold_accuracy_gate, gold_by_annotator
 from annotation_pipeline.qa.check_columns import derive_check_columns
 from annotation_pipeline.qa.evidence import FAIL, PASS, proportion_evidence
 from annotation_pipeline.qa.gold import gold_answer_outcomes
 from annotation_pipeline.qa.outcomes import QAThresholds
 from annotation_pipeline.qa.row_suite import row_rules
 from annotation_pipeline.sample_world.sample_data import generate_gold_set, load_sample_settings
-from annotation_pipeline.sample_world.workforce import (
-    AnnotatorProfile,
-    simulate_answers,
-    write_label_studio_exports,
-)
+from annotation_pipeline.sample_world.workforce import AnnotatorProfile, simulate_answers, write_label_studio_exports
 from annotation_pipeline.vendor.intake import intake_vendor_returns
 
 DEMO_ITEMS = 43          # the demo's default: 40 generated images + 3 real photos, after dedupe

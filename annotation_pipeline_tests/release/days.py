@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from annotation_pipeline.contracts import ANNOTATIONS, AGREEMENT_METRICS, CONSENSUS_LABELS
+from annotation_pipeline.contracts import AGREEMENT_METRICS, ANNOTATIONS, CONSENSUS_LABELS
 from annotation_pipeline.release.report import build_provenance, build_quality_report
 from annotation_pipeline.release.store import DvcReleaseStore
 from annotation_pipeline.settings import load_settings
