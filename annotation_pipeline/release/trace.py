@@ -94,9 +94,7 @@ def trace_item(layout: DataLayout, item_id: str, version: str, labels: pd.DataFr
     partition = str(mine["partition_date"].iloc[0])
     prov = provenance[provenance["item_id"] == item_id]
     tasks = _for_item(read_table("vendor_batches", partition), item_id)
-    quarantine = read_table("quarantine", partition)
-    if quarantine is not None and tasks is not None and "item_id" in quarantine:
-        quarantine = quarantine[quarantine["item_id"] == item_id]
+    quarantine = _for_item(read_table("quarantine", partition), item_id)
     used = {a for ids in mine["annotation_ids"].fillna("") for a in str(ids).split()}
     review = _for_item(read_table("review_queue", partition), item_id)
     answers, not_used = _answers_hop(_for_item(read_table("returned_annotations", partition), item_id),
