@@ -26,7 +26,7 @@ import pandas as pd
 import shapely
 
 from annotation_pipeline.ontology import Ontology
-from annotation_pipeline.vendor.handoff import polygon_percent_points
+from annotation_pipeline.vendor.label_studio_format import label_studio_result, result_from_name
 
 CONSENSUS_ANNOTATOR = "consensus"
 
@@ -87,20 +87,8 @@ def to_coco(labels: pd.DataFrame, images: pd.DataFrame, ontology: Ontology, rele
 
 
 def _ls_result(row: Any, width: float, height: float, ontology: Ontology, index: int) -> dict[str, Any]:
-    result: dict[str, Any] = {"id": f"r{index}", "to_name": "image", "score": round(float(row.confidence), 6)}
-    if row.kind == "choice":
-        return {**result, "from_name": ontology.raw["scene"]["from_name"], "type": "choices",
-                "value": {"choices": [row.label]}}
-    common = {**result, "from_name": ontology.raw["objects"][row.label]["from_name"],
-              "original_width": int(width), "original_height": int(height), "image_rotation": 0}
-    if row.kind == "box":
-        return {**common, "type": "rectanglelabels",
-                "value": {"x": 100 * row.x_min / width, "y": 100 * row.y_min / height,
-                          "width": 100 * (row.x_max - row.x_min) / width,
-                          "height": 100 * (row.y_max - row.y_min) / height,
-                          "rotation": 0, "rectanglelabels": [row.label]}}
-    return {**common, "type": "polygonlabels",
-            "value": {"points": polygon_percent_points(row.geometry_wkb, width, height), "polygonlabels": [row.label]}}
+    return label_studio_result(row, width, height, result_from_name(ontology, row.kind, row.label),
+                               result_id=f"r{index}", score=round(float(row.confidence), 6))
 
 
 def to_label_studio(labels: pd.DataFrame, images: pd.DataFrame, ontology: Ontology,

@@ -22,9 +22,10 @@ import pandas as pd
 import shapely
 
 from annotation_pipeline.atomic_files import write_bytes_atomic
-from annotation_pipeline.vendor.handoff import polygon_percent_points
+from annotation_pipeline.ontology import Ontology, load_ontology
+from annotation_pipeline.vendor.label_studio_format import label_studio_result, result_from_name
 
-SCENE_FROM_NAME = "scene"
+SCENE_FROM_NAME = "scene"  # the ontology's scene control (benchmarks build the same JSON with strings)
 
 
 @dataclass(frozen=True)
@@ -133,8 +134,9 @@ def simulate_answers(tasks: pd.DataFrame, truth: pd.DataFrame, profiles: list[An
 
 
 def write_label_studio_exports(answers: pd.DataFrame, tasks: pd.DataFrame, profiles: list[AnnotatorProfile],
-                               inbox_dir: Path, vendor: str) -> list[Path]:
+                               inbox_dir: Path, vendor: str, ontology: Ontology | None = None) -> list[Path]:
     """One Label Studio JSON export per annotator; returns the files written."""
+    ontology = ontology or load_ontology()
     inbox_dir.mkdir(parents=True, exist_ok=True)
     size = tasks.set_index("task_id")[["image_width", "image_height", "image_file"]]
     written = []
@@ -143,34 +145,22 @@ def write_label_studio_exports(answers: pd.DataFrame, tasks: pd.DataFrame, profi
         export = []
         for task_id, task_answers in mine.groupby("task_id", sort=False):
             w, h, image_file = size.loc[task_id]
-            result = []
-            for r, a in enumerate(task_answers.itertuples(index=False)):
-                rid = f"r{r}"
-                if a.kind == "choice":
-                    result.append({"id": rid, "from_name": SCENE_FROM_NAME, "to_name": "image",
-                                   "type": "choices", "value": {"choices": [a.label]}})
-                elif a.kind == "box":
-                    result.append({"id": rid, "from_name": "objects", "to_name": "image", "type": "rectanglelabels",
-                                   "original_width": int(w), "original_height": int(h), "image_rotation": 0,
-                                   "value": {"x": 100 * a.x_min / w, "y": 100 * a.y_min / h,
-                                             "width": 100 * (a.x_max - a.x_min) / w,
-                                             "height": 100 * (a.y_max - a.y_min) / h,
-                                             "rotation": 0, "rectanglelabels": [a.label]}})
-                else:
-                    points = polygon_percent_points(a.geometry_wkb, w, h)
-                    result.append({"id": rid, "from_name": "outline", "to_name": "image", "type": "polygonlabels",
-                                   "original_width": int(w), "original_height": int(h), "image_rotation": 0,
-                                   "value": {"points": points, "polygonlabels": [a.label]}})
             export.append({"id": int(task_id), "data": {"image": f"images/{image_file}"},
                            "annotations": [{"id": int(task_id) * 100 + int(ann), "completed_by": _user(profile.id, int(ann), vendor),
                                             "lead_time": round(float(task_answers["lead_time"].iloc[0]), 2),
-                                            "result": result}]})
+                                            "result": answer_results(task_answers, w, h, ontology)}]})
         path = inbox_dir / f"{profile.id}.json"
         content = json.dumps(export, indent=1).encode()
         if not path.exists() or path.read_bytes() != content:
             write_bytes_atomic(path, content)
         written.append(path)
     return written
+
+
+def answer_results(task_answers: pd.DataFrame, width: float, height: float, ontology: Ontology) -> list[dict]:
+    """One annotator's answers to one task as Label Studio result items."""
+    return [label_studio_result(a, width, height, result_from_name(ontology, a.kind, a.label), result_id=f"r{r}")
+            for r, a in enumerate(task_answers.itertuples(index=False))]
 
 
 def seed_for_batch(batch_id: str) -> int:

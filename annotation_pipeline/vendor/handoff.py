@@ -17,13 +17,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import shapely
 
 from annotation_pipeline.anonymization.image import ImageProblem, anonymize_image
 from annotation_pipeline.atomic_files import write_parquet_atomic
 from annotation_pipeline.contracts import VENDOR_TASKS
 from annotation_pipeline.layout import BatchFolder, DataLayout
 from annotation_pipeline.ontology import Guidelines, Ontology
+from annotation_pipeline.vendor.label_studio_format import label_studio_result, result_from_name
 
 
 @dataclass
@@ -56,23 +56,13 @@ def _copy_image_for_vendor(source: Path, is_gold: bool, target: Path) -> None:
 
 
 def _ls_prediction_results(pre: pd.DataFrame, width: float, height: float, ontology: Ontology) -> list[dict]:
-    """Pre-labels as Label Studio prediction results (percent coordinates)."""
-    results = []
-    for row in pre.itertuples(index=False):  # per task, a handful of rows: formatting, not a hot path
-        if row.kind == "choice":
-            results.append({"from_name": ontology.raw["scene"]["from_name"], "to_name": "image",
-                            "type": "choices", "value": {"choices": [row.label]}, "score": row.score})
-        elif ontology.object_geometry.get(row.label) == "box":
-            results.append({"from_name": ontology.raw["objects"][row.label]["from_name"], "to_name": "image",
-                            "type": "rectanglelabels",
-                            "original_width": int(width), "original_height": int(height),
-                            "value": {"x": 100 * row.x_min / width, "y": 100 * row.y_min / height,
-                                      "width": 100 * (row.x_max - row.x_min) / width,
-                                      "height": 100 * (row.y_max - row.y_min) / height,
-                                      "rotation": 0, "rectanglelabels": [row.label]},
-                            "score": row.score})
-        # polygon classes get no box suggestion: the guideline asks for an outline
-    return results
+    """Pre-labels as Label Studio prediction results (percent coordinates).
+
+    Polygon classes get no suggestion: the model proposes boxes, and the guideline asks for an outline.
+    """
+    suggested = pre[(pre["kind"] == "choice") | pre["label"].map(ontology.object_geometry).eq("box")]
+    return [label_studio_result(row, width, height, result_from_name(ontology, row.kind, row.label), score=row.score)
+            for row in suggested.itertuples(index=False)]  # a handful of rows per task: formatting, not a hot path
 
 
 def build_vendor_batch(queue: pd.DataFrame, items: pd.DataFrame, prelabels: pd.DataFrame,
@@ -173,9 +163,3 @@ def verify_manifest(folder: Path) -> list[str]:
         elif _sha256_file(path) != digest:
             problems.append(f"{rel}: sha256 differs from the manifest")
     return problems
-
-
-def polygon_percent_points(wkb: bytes, width: float, height: float) -> list[list[float]]:
-    """Polygon exterior as Label Studio percent points (closing point dropped)."""
-    coords = shapely.get_coordinates(shapely.get_exterior_ring(shapely.from_wkb(wkb)))[:-1]
-    return (coords / np.array([width, height]) * 100).round(4).tolist()

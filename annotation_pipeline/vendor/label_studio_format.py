@@ -1,4 +1,10 @@
-"""Label Studio JSON export -> parsed rows (``export_format.PARSED_COLUMNS``).
+"""Label Studio result items, both ways: built from our rows, and parsed from an export.
+
+Built (``label_studio_result``): the one place that turns a label row (choice, box or
+polygon in pixels) into a Label Studio ``result`` item in percent coordinates; the handoff's
+predictions, the simulated workforce's exports and the release's Label Studio export all use it.
+
+Parsed (``parse_label_studio``): Label Studio JSON export -> rows (``export_format.PARSED_COLUMNS``).
 
 One received record is one ``result`` entry of an annotation. An annotation with no results,
 and a malformed task or annotation entry, count as one record of their own, so they cannot
@@ -16,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import shapely
 
 from annotation_pipeline.vendor.export_format import (
     KIND_BY_LABEL_STUDIO_TYPE,
@@ -29,6 +36,48 @@ from annotation_pipeline.vendor.export_format import (
     task_id_text,
     text_problem,
 )
+
+IMAGE_NAME = "image"  # the <Image> tag of every labeling config we generate (label_studio.label_config)
+RESULT_TYPE_BY_KIND = {"choice": "choices", "box": "rectanglelabels", "polygon": "polygonlabels"}
+
+
+def result_from_name(ontology: Any, kind: str, label: str) -> str:
+    """The control (``from_name``) of the labeling config that carries this kind of label."""
+    raw = ontology.raw
+    return raw["scene"]["from_name"] if kind == "choice" else raw["objects"][label]["from_name"]
+
+
+def polygon_percent_points(wkb: bytes, width: float, height: float) -> list[list[float]]:
+    """Polygon exterior as Label Studio percent points (closing point dropped)."""
+    coords = shapely.get_coordinates(shapely.get_exterior_ring(shapely.from_wkb(wkb)))[:-1]
+    return (coords / np.array([width, height]) * 100).round(4).tolist()
+
+
+def label_studio_result(row: Any, width: float, height: float, from_name: str, *,
+                        result_id: str | None = None, score: float | None = None) -> dict[str, Any]:
+    """One label as a Label Studio result item, in percent of the image as sent (never rotated).
+
+    ``row`` has ``kind`` (choice, box, polygon), ``label``, and for a box ``x_min, y_min, x_max,
+    y_max`` in pixels, for a polygon ``geometry_wkb``.
+    """
+    rtype = RESULT_TYPE_BY_KIND[row.kind]
+    item: dict[str, Any] = {"id": result_id} if result_id is not None else {}
+    item.update(from_name=from_name, to_name=IMAGE_NAME, type=rtype)
+    if row.kind == "choice":
+        item["value"] = {"choices": [row.label]}
+    else:
+        item.update(original_width=int(width), original_height=int(height), image_rotation=0)
+        if row.kind == "box":
+            item["value"] = {"x": 100 * row.x_min / width, "y": 100 * row.y_min / height,
+                             "width": 100 * (row.x_max - row.x_min) / width,
+                             "height": 100 * (row.y_max - row.y_min) / height,
+                             "rotation": 0, rtype: [row.label]}
+        else:
+            item["value"] = {"points": polygon_percent_points(row.geometry_wkb, width, height), rtype: [row.label]}
+    if score is not None:
+        item["score"] = score
+    return item
+
 
 # Label Studio's editor turns images in quarter turns; the degrees are clockwise.
 QUARTER_TURNS = (0.0, 90.0, 180.0, 270.0)
