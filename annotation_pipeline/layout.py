@@ -197,6 +197,14 @@ class DataLayout:
     def inbox(self, vendor: str) -> Path:
         return self.vendors / vendor / "inbox"
 
+    def outbox_batch(self, vendor: str, batch_id: str) -> Path:
+        """A delivered batch folder (a BatchFolder) in the vendor's outbox."""
+        return self.outbox(vendor) / batch_id
+
+    def label_studio_export(self, vendor: str, batch_id: str) -> Path:
+        """A batch's Label Studio project export, collected into its inbox folder for intake."""
+        return self.inbox(vendor) / batch_id / "label-studio-export.json"
+
     def intake_ledger(self, vendor: str) -> Path:
         return self.root / "intake_ledger" / f"{vendor}.parquet"
 

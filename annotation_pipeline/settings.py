@@ -19,6 +19,9 @@ from the object's ``repr`` so it never reaches a log line.
 | ``ANNOTATION_PIPELINE_CELERY_BROKER`` | Celery broker of the production executor (RabbitMQ or Redis URL) | ``pyamqp://guest:guest@127.0.0.1:5672//`` |
 | ``ANNOTATION_PIPELINE_CELERY_BACKEND`` | Celery result backend of the production executor | ``rpc://`` |
 | ``ANNOTATION_PIPELINE_EXECUTOR`` | production steps on ``celery`` workers or as Kubernetes Jobs (``k8s``) | ``celery`` |
+| ``ANNOTATION_PIPELINE_VENDOR_EXCHANGE`` | how batches reach the vendor: ``folder`` (local), ``s3`` (production) or ``label_studio`` (a Label Studio server) | the profile's: ``folder`` / ``s3`` |
+| ``LABEL_STUDIO_URL`` | the Label Studio server of the ``label_studio`` exchange | ``http://127.0.0.1:8089`` (``.ci/label-studio start``) |
+| ``LABEL_STUDIO_API_TOKEN`` | its API token (a secret: never logged) | local profile: the fixed loopback token of ``.ci/label-studio``; production: none, refuses to start |
 | ``DAGSTER_HOME`` | the Dagster instance folder | the demo uses ``ROOT/dagster_home`` |
 """
 
@@ -47,6 +50,13 @@ CELERY_BROKER_ENV = "ANNOTATION_PIPELINE_CELERY_BROKER"
 CELERY_BACKEND_ENV = "ANNOTATION_PIPELINE_CELERY_BACKEND"
 EXECUTOR_ENV = "ANNOTATION_PIPELINE_EXECUTOR"
 PRODUCTION_EXECUTORS = ("celery", "k8s")
+VENDOR_EXCHANGE_ENV = "ANNOTATION_PIPELINE_VENDOR_EXCHANGE"
+VENDOR_EXCHANGES = {"local": ("folder", "label_studio"), "production": ("s3", "label_studio")}
+LABEL_STUDIO_URL_ENV = "LABEL_STUDIO_URL"
+LABEL_STUDIO_TOKEN_ENV = "LABEL_STUDIO_API_TOKEN"
+DEFAULT_LABEL_STUDIO_URL = "http://127.0.0.1:8089"
+# The token `.ci/label-studio start` gives its loopback-only server: not a secret anywhere else.
+LOCAL_LABEL_STUDIO_TOKEN = "annotation-pipeline-local-token-0123456789abcdef"
 # The machine's RabbitMQ with its default account; production sets its own URL.
 DEFAULT_CELERY_BROKER = "pyamqp://guest:guest@127.0.0.1:5672//"
 
@@ -80,6 +90,18 @@ class Settings:
     celery_backend: str = field(default="rpc://", repr=False)
     celery_broker_from_env: bool = False
     production_executor: str = "celery"
+    vendor_exchange: str = "folder"
+    label_studio_url: str = DEFAULT_LABEL_STUDIO_URL
+    _label_studio_token: str | None = field(default=None, repr=False)
+
+    def label_studio_token(self) -> str:
+        """The Label Studio API token; the local profile falls back to the loopback server's token."""
+        if self._label_studio_token:
+            return self._label_studio_token
+        if self.profile == "local":
+            return LOCAL_LABEL_STUDIO_TOKEN
+        raise SettingsError(f"{LABEL_STUDIO_TOKEN_ENV} is not set: the label_studio vendor exchange of the "
+                            f"production profile needs the API token of the server at {self.label_studio_url}")
 
     def celery_broker_config(self) -> str | dict:
         """The broker as Dagster config: an ``{"env": ...}`` reference when the variable is set, so
@@ -141,6 +163,9 @@ def load_settings(env: Mapping[str, str] | None = None, *, root: Path | str | No
         celery_backend=env.get(CELERY_BACKEND_ENV) or "rpc://",
         celery_broker_from_env=bool(env.get(CELERY_BROKER_ENV)),
         production_executor=_choice(env, EXECUTOR_ENV, PRODUCTION_EXECUTORS),
+        vendor_exchange=_choice(env, VENDOR_EXCHANGE_ENV, VENDOR_EXCHANGES[chosen]),
+        label_studio_url=(env.get(LABEL_STUDIO_URL_ENV) or DEFAULT_LABEL_STUDIO_URL).rstrip("/"),
+        _label_studio_token=env.get(LABEL_STUDIO_TOKEN_ENV) or None,
     )
 
 

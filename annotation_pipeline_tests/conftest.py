@@ -26,3 +26,20 @@ def trained_model(gold_root):
     labels = pd.read_parquet(gold_root / "gold" / "gold_labels.parquet")
     images = {p.stem: load_rgb(p) for p in sorted((gold_root / "gold" / "images").glob("*.png"))}
     return train_prelabel_model(images, labels)
+
+
+@pytest.fixture(scope="session")
+def label_studio():
+    """A client of the live Label Studio server; the test fails naming the server when it is down."""
+    from annotation_pipeline.settings import load_settings
+    from annotation_pipeline.vendor.label_studio import LabelStudioClient, LabelStudioError
+
+    settings = load_settings()
+    client = LabelStudioClient(settings.label_studio_url, settings.label_studio_token(), timeout_s=30)
+    try:
+        client.users()
+    except LabelStudioError as exc:
+        pytest.fail(f"label_studio tests need Label Studio at {settings.label_studio_url}: {exc}. Start it with "
+                    "`.ci/label-studio start` (or .ci/run), or deselect them with -m \"not label_studio\"",
+                    pytrace=False)
+    return client

@@ -20,7 +20,7 @@ from pydantic import PrivateAttr
 
 from annotation_pipeline.atomic_files import write_parquet_atomic
 from annotation_pipeline.contracts import QUARANTINE
-from annotation_pipeline.layout import DataLayout
+from annotation_pipeline.layout import BatchFolder, DataLayout
 from annotation_pipeline.release.store import DvcReleaseStore
 from annotation_pipeline.sample_world.sample_data import load_sample_settings
 from annotation_pipeline.settings import load_settings
@@ -235,15 +235,10 @@ class S3ParquetIOManager(ParquetTableIOManager):
         return self._store
 
 
-def simulate_vendor_returns(root: Path, batch: VendorBatch, inbox_batch: Path, vendor: str, seed: int = 0) -> None:
-    """The simulated workforce (sample_settings.json) answers a delivered batch into ``inbox_batch``."""
+def simulated_answers(root: Path, batch: VendorBatch, seed: int = 0) -> tuple[pd.DataFrame, list]:
+    """The simulated workforce's (sample_settings.json) answers to a delivered batch, and its profiles."""
     from annotation_pipeline.ontology import load_ontology
-    from annotation_pipeline.sample_world.workforce import (
-        AnnotatorProfile,
-        seed_for_batch,
-        simulate_answers,
-        write_label_studio_exports,
-    )
+    from annotation_pipeline.sample_world.workforce import AnnotatorProfile, seed_for_batch, simulate_answers
 
     settings = load_sample_settings()["vendor"]
     profiles = [AnnotatorProfile.from_dict(p) for p in settings["annotators"]]
@@ -255,7 +250,28 @@ def simulate_vendor_returns(root: Path, batch: VendorBatch, inbox_batch: Path, v
     answers = simulate_answers(batch.tasks, truth, profiles, int(batch.tasks["overlap"].iloc[0]),
                                list(ontology.scene_classes), ontology.object_geometry,
                                seed=seed_for_batch(batch.batch_id) + seed)
+    return answers, profiles
+
+
+def simulate_vendor_returns(root: Path, batch: VendorBatch, inbox_batch: Path, vendor: str, seed: int = 0) -> None:
+    """The simulated workforce answers a delivered batch into ``inbox_batch``, one export per annotator."""
+    from annotation_pipeline.sample_world.workforce import write_label_studio_exports
+
+    answers, profiles = simulated_answers(root, batch, seed)
     write_label_studio_exports(answers, batch.tasks, profiles, inbox_batch, vendor)
+
+
+def move_to_outbox(batch: VendorBatch, target: Path) -> Path:
+    """Move a staged batch folder to ``target``; an intact copy of the same batch already there stays."""
+    if target.exists() and not verify_manifest(target) and \
+            BatchFolder(target).manifest.read_bytes() == BatchFolder(batch.folder).manifest.read_bytes():
+        shutil.rmtree(batch.folder)  # already delivered, intact: nothing to send again
+    else:
+        if target.exists():
+            shutil.rmtree(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(batch.folder), target)
+    return target
 
 
 class VendorExchange(dg.ConfigurableResource, ABC):
@@ -288,15 +304,7 @@ class LocalFolderVendor(VendorExchange):
         return layout.outbox(self.vendor) if box == "outbox" else layout.inbox(self.vendor)
 
     def deliver(self, batch: VendorBatch) -> str:
-        target = self._dir("outbox") / batch.batch_id
-        if target.exists() and not verify_manifest(target) and \
-                (target / "manifest.json").read_bytes() == (batch.folder / "manifest.json").read_bytes():
-            shutil.rmtree(batch.folder)  # already delivered, intact: nothing to send again
-        else:
-            if target.exists():
-                shutil.rmtree(target)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(str(batch.folder), target)
+        target = move_to_outbox(batch, DataLayout(Path(self.root)).outbox_batch(self.vendor, batch.batch_id))
         if self.simulate_workforce:
             simulate_vendor_returns(Path(self.root), batch, self._dir("inbox") / batch.batch_id, self.vendor, self.seed)
         return str(target)
@@ -330,7 +338,8 @@ class S3Vendor(VendorExchange):
 
         return boto3.client("s3", endpoint_url=self.endpoint_url)
 
-    def deliver(self, batch: VendorBatch) -> str:
+    def upload(self, batch: VendorBatch) -> tuple[str, dict[str, str]]:
+        """Upload the batch folder; (its location, a presigned GET URL per image file name)."""
         s3 = self._client()
         base = f"{self.prefix}/{self.vendor}/outbox/{batch.batch_id}"
         urls = {}
@@ -341,10 +350,14 @@ class S3Vendor(VendorExchange):
                 urls[path.name] = s3.generate_presigned_url(
                     "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=self.url_expiry_s)
         s3.put_object(Bucket=self.bucket, Key=f"{base}/presigned_urls.json", Body=json.dumps(urls).encode())
+        return f"s3://{self.bucket}/{base}", urls
+
+    def deliver(self, batch: VendorBatch) -> str:
+        location, _ = self.upload(batch)
         if self.simulate_workforce:
-            self._simulate(s3, batch)
+            self._simulate(self._client(), batch)
         shutil.rmtree(batch.folder)
-        return f"s3://{self.bucket}/{base}"
+        return location
 
     def _simulate(self, s3, batch: VendorBatch) -> None:
         if not self.root:
@@ -391,19 +404,32 @@ def build_resources(profile: str | None = None, root: Path | None = None) -> dic
     root = settings.data_root
     releases = ReleaseStore(root=str(root), remote_url=settings.dvc_remote(), endpoint_url=settings.s3_endpoint_url)
     if settings.profile == "local":
+        vendor = LocalFolderVendor(vendor="simvendor", root=str(root))
+        if settings.vendor_exchange == "label_studio":
+            vendor = _label_studio_vendor(settings, "simvendor", simulate=True)
         return {"data_root": DataRoot(path=str(root)), "io_manager": PartitionedParquetIOManager(base_path=str(root)),
-                "releases": releases, "vendor": LocalFolderVendor(vendor="simvendor", root=str(root))}
+                "releases": releases, "vendor": vendor}
     bucket = settings.require_bucket()
     s3 = S3Resource(endpoint_url=settings.s3_endpoint_url)
+    vendor = S3Vendor(vendor=settings.vendor, bucket=bucket, endpoint_url=settings.s3_endpoint_url,
+                      download_root=str(root), simulate_workforce=settings.simulate_vendor, root=str(root))
+    if settings.vendor_exchange == "label_studio":
+        vendor = _label_studio_vendor(settings, settings.vendor, simulate=settings.simulate_vendor, bucket=bucket)
     return {
         "data_root": DataRoot(path=str(root), tables_bucket=bucket, tables_prefix=settings.s3_prefix,
                               s3_endpoint_url=settings.s3_endpoint_url),
         "io_manager": S3ParquetIOManager(s3=s3, bucket=bucket, prefix=settings.s3_prefix),
         "releases": releases,
-        "vendor": S3Vendor(vendor=settings.vendor, bucket=bucket, endpoint_url=settings.s3_endpoint_url,
-                           download_root=str(root),
-                           simulate_workforce=settings.simulate_vendor, root=str(root)),
+        "vendor": vendor,
     }
+
+
+def _label_studio_vendor(settings, vendor: str, simulate: bool, bucket: str | None = None) -> VendorExchange:
+    """Batches through a Label Studio server; images as local files, or presigned URLs from ``bucket``."""
+    from annotation_pipeline.defs.label_studio_vendor import LabelStudioVendor  # it builds on this module
+
+    return LabelStudioVendor(vendor=vendor, url=settings.label_studio_url, root=str(settings.data_root),
+                             simulate_workforce=simulate, s3_bucket=bucket, endpoint_url=settings.s3_endpoint_url)
 
 
 K8S_EXECUTOR_CONFIG = Path(__file__).resolve().parent.parent / "deploy" / "k8s_executor.yaml"

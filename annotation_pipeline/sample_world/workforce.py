@@ -23,6 +23,7 @@ import shapely
 
 from annotation_pipeline.atomic_files import write_bytes_atomic
 from annotation_pipeline.ontology import Ontology, load_ontology
+from annotation_pipeline.vendor.label_studio import LabelStudioClient, annotator_email
 from annotation_pipeline.vendor.label_studio_format import label_studio_result, result_from_name
 
 SCENE_FROM_NAME = "scene"  # the ontology's scene control (benchmarks build the same JSON with strings)
@@ -44,7 +45,7 @@ class AnnotatorProfile:
 
 
 def _user(annotator: str, index: int, vendor: str) -> dict:
-    return {"id": index + 1, "email": f"{annotator}@{vendor}.example"}
+    return {"id": index + 1, "email": annotator_email(annotator, vendor)}
 
 
 def simulate_answers(tasks: pd.DataFrame, truth: pd.DataFrame, profiles: list[AnnotatorProfile],
@@ -161,6 +162,41 @@ def answer_results(task_answers: pd.DataFrame, width: float, height: float, onto
     """One annotator's answers to one task as Label Studio result items."""
     return [label_studio_result(a, width, height, result_from_name(ontology, a.kind, a.label), result_id=f"r{r}")
             for r, a in enumerate(task_answers.itertuples(index=False))]
+
+
+def answer_in_label_studio(client: LabelStudioClient, project_id: int, answers: pd.DataFrame, tasks: pd.DataFrame,
+                           profiles: list[AnnotatorProfile], vendor: str, ontology: Ontology) -> int:
+    """The simulated annotators answer a batch's project as their own Label Studio accounts.
+
+    Label Studio's open-source edition hands tasks out but does not assign them to named
+    people; ``simulate_answers`` already chose k distinct annotators per task, and each answer
+    is posted with ``completed_by`` = that annotator's account. A (task, annotator) pair that
+    already has an annotation is skipped, so a rerun adds no second answer. Returns how many
+    annotations were posted.
+    """
+    accounts = client.ensure_users(annotator_email(p.id, vendor) for p in profiles)
+    user_of = np.array([accounts[annotator_email(p.id, vendor)] for p in profiles])
+    in_project = client.tasks(project_id)
+    ls_task = {t["data"].get("task_id"): int(t["id"]) for t in in_project}
+    done = {(t["data"].get("task_id"), _account_id(a.get("completed_by")))
+            for t in in_project for a in t.get("annotations") or []}
+    size = tasks.set_index("task_id")[["image_width", "image_height"]]
+    posted = 0
+    # One HTTP call per (task, annotator) answer: Label Studio has no bulk create of annotations
+    # for tasks already in a project.
+    for (ann, task_id), mine in answers.groupby(["ann", "task_id"], sort=True):
+        user = int(user_of[int(ann)])
+        if (task_id, user) in done:
+            continue
+        width, height = size.loc[task_id]
+        client.create_annotation(ls_task[task_id], answer_results(mine, width, height, ontology),
+                                 round(float(mine["lead_time"].iloc[0]), 2), completed_by=user)
+        posted += 1
+    return posted
+
+
+def _account_id(completed_by) -> int | None:
+    return completed_by.get("id") if isinstance(completed_by, dict) else completed_by
 
 
 def seed_for_batch(batch_id: str) -> int:
