@@ -59,7 +59,7 @@ class LabelStudioVendor(VendorExchange):
             folder = BatchFolder(move_to_outbox(batch, self._layout().outbox_batch(self.vendor, batch.batch_id)))
             urls = {p.name: local_files_url(p, self.local_files_root) for p in sorted(folder.images.iterdir())}
         client = self.client()
-        sent = send_batch(client, folder, load_ontology(), urls)
+        sent = send_batch(client, folder, load_ontology(), urls, local_files=not self.s3_bucket)
         if self.simulate_workforce:
             self._simulate(client, sent.project_id, batch)
         if self.s3_bucket:

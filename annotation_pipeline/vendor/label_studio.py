@@ -151,6 +151,19 @@ class LabelStudioClient:
                        params={"commit_to_project": "true"})
         return len(new)
 
+    def ensure_local_files_storage(self, project_id: int, folder: Path) -> None:
+        """Let the project's users see files of ``folder`` through ``/data/local-files/``.
+
+        Label Studio 1.23 serves a local file only inside the path of a local-files import
+        storage of a project the user may see (io_storages/localfiles/views.py); the storage is
+        never synced, the tasks are imported through the API.
+        """
+        path = str(Path(folder).resolve())
+        storages = self._call("GET", "/api/storages/localfiles/", params={"project": project_id})
+        if not any(s.get("path") == path for s in storages):
+            self._call("POST", "/api/storages/localfiles/", json={
+                "project": project_id, "path": path, "title": "batch images", "use_blob_urls": True})
+
     def export_annotations(self, project_id: int) -> list[dict]:
         """The project's Label Studio JSON export (every task with its annotations)."""
         return self._call("GET", f"/api/projects/{project_id}/export", params={"exportType": "JSON"})
@@ -265,11 +278,12 @@ class SentBatch:
 
 
 def send_batch(client: LabelStudioClient, folder: BatchFolder, ontology: Ontology,
-               image_urls: Mapping[str, str]) -> SentBatch:
+               image_urls: Mapping[str, str], local_files: bool = False) -> SentBatch:
     """The batch's project (found by its title, the batch id, or created) with every task of the batch.
 
     Tasks already in the project (same ``task_key``) are not imported again, so a rerun adds
-    nothing and keeps the answers given so far.
+    nothing and keeps the answers given so far. With ``local_files`` the images are served by
+    Label Studio from the batch folder (the URLs are ``local_files_url``s).
     """
     manifest = json.loads(folder.manifest.read_text())
     batch_id = manifest["batch_id"]
@@ -277,6 +291,8 @@ def send_batch(client: LabelStudioClient, folder: BatchFolder, ontology: Ontolog
                    f"{manifest['ontology']['version']}, guidelines {manifest['guidelines_version']}, "
                    f"overlap {manifest['overlap']}.\n\n{folder.guidelines.read_text()}")
     project = client.ensure_project(batch_id, label_config(ontology), int(manifest["overlap"]), description)
+    if local_files:
+        client.ensure_local_files_storage(int(project["id"]), folder.images)
     tasks = batch_tasks_for_import(folder.tasks_file.read_bytes(), batch_id, image_urls)
     new = client.import_tasks(int(project["id"]), tasks)
     return SentBatch(int(project["id"]), new, len(client.tasks(int(project["id"]))))

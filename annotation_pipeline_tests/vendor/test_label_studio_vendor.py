@@ -13,12 +13,13 @@ import pytest
 from annotation_pipeline.contracts import ANONYMIZED_ITEMS
 from annotation_pipeline.defs.label_studio_vendor import LabelStudioVendor
 from annotation_pipeline.defs.resources import simulated_answers
+from annotation_pipeline.layout import BatchFolder, DataLayout
 from annotation_pipeline.ontology import load_guidelines, load_ontology
 from annotation_pipeline.sample_world.workforce import write_label_studio_exports
 from annotation_pipeline.settings import load_settings
 from annotation_pipeline.vendor.handoff import build_vendor_batch
 from annotation_pipeline.vendor.intake import intake_vendor_returns
-from annotation_pipeline.vendor.label_studio import annotator_email
+from annotation_pipeline.vendor.label_studio import annotator_email, image_file_of
 
 pytestmark = pytest.mark.label_studio
 
@@ -104,6 +105,15 @@ def test_predictions_appear_in_label_studio_with_their_model_version(sent, label
     shown = json.dumps([{"data": t["data"], "meta": t["meta"]} for t in tasks])
     assert "gold" not in shown and not any(item in shown for item in batch.tasks["item_id"])
     assert project["maximum_annotations"] == 2
+
+
+def test_annotators_see_the_batch_images_served_by_label_studio(sent, label_studio):
+    vendor, batch, project, _, root = sent
+    outbox = DataLayout(root).outbox_batch(vendor.vendor, batch.batch_id)
+    for task in label_studio.tasks(project["id"])[:2]:
+        served = label_studio.session.get(label_studio.url + task["data"]["image"], timeout=30)
+        assert served.status_code == 200
+        assert served.content == (BatchFolder(outbox).images / image_file_of(task["data"]["image"])).read_bytes()
 
 
 def test_a_rerun_of_the_batch_adds_nothing_and_loses_no_answer(sent, label_studio):
