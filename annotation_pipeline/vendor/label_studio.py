@@ -117,8 +117,12 @@ class LabelStudioClient:
         projects = page["results"] if isinstance(page, dict) else page
         return next((p for p in projects if p.get("title") == title), None)
 
-    def ensure_project(self, title: str, config: str, overlap: int, description: str = "") -> dict:
-        """The project of this title, created with the config and overlap when missing."""
+    def ensure_project(self, title: str, config: str, overlap: int, description: str = "",
+                       model_version: str = "") -> dict:
+        """The project of this title, created with the config and overlap when missing.
+
+        ``model_version`` picks the predictions Label Studio pre-fills the editor with.
+        """
         if len(title) > MAX_TITLE:
             raise LabelStudioError(f"project title {title!r} is {len(title)} characters; Label Studio keeps "
                                    f"{MAX_TITLE}: use a shorter vendor name")
@@ -128,7 +132,7 @@ class LabelStudioClient:
         return self._call("POST", "/api/projects", json={
             "title": title, "label_config": config, "description": description,
             "maximum_annotations": int(overlap), "show_skip_button": False, "enable_empty_annotation": False,
-            "sampling": "Uniform sampling", "show_collab_predictions": True})
+            "sampling": "Uniform sampling", "show_collab_predictions": True, "model_version": model_version})
 
     def tasks(self, project_id: int) -> list[dict]:
         """Every task of the project, with its annotations and predictions."""
@@ -290,7 +294,8 @@ def send_batch(client: LabelStudioClient, folder: BatchFolder, ontology: Ontolog
     description = (f"Batch {batch_id} for {manifest['vendor']}: ontology {manifest['ontology']['name']} "
                    f"{manifest['ontology']['version']}, guidelines {manifest['guidelines_version']}, "
                    f"overlap {manifest['overlap']}.\n\n{folder.guidelines.read_text()}")
-    project = client.ensure_project(batch_id, label_config(ontology), int(manifest["overlap"]), description)
+    project = client.ensure_project(batch_id, label_config(ontology), int(manifest["overlap"]), description,
+                                    model_version=str(manifest.get("model_version") or ""))
     if local_files:
         client.ensure_local_files_storage(int(project["id"]), folder.images)
     tasks = batch_tasks_for_import(folder.tasks_file.read_bytes(), batch_id, image_urls)

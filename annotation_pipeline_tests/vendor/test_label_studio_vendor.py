@@ -5,8 +5,10 @@ that keeps earlier sessions' projects; the project and the accounts are removed 
 """
 
 import json
+import urllib.request
 import uuid
 
+import boto3
 import pandas as pd
 import pytest
 
@@ -105,6 +107,7 @@ def test_predictions_appear_in_label_studio_with_their_model_version(sent, label
     shown = json.dumps([{"data": t["data"], "meta": t["meta"]} for t in tasks])
     assert "gold" not in shown and not any(item in shown for item in batch.tasks["item_id"])
     assert project["maximum_annotations"] == 2
+    assert project["model_version"] == MODEL  # the predictions Label Studio pre-fills the editor with
 
 
 def test_annotators_see_the_batch_images_served_by_label_studio(sent, label_studio):
@@ -136,3 +139,42 @@ def test_the_annotators_have_accounts_named_after_them(sent, label_studio):
     _, profiles = simulated_answers(root, batch)
     emails = {u["email"] for u in label_studio.users()}
     assert {annotator_email(p.id, vendor.vendor) for p in profiles} <= emails
+
+
+@pytest.fixture
+def s3_bucket(monkeypatch):
+    from moto.server import ThreadedMotoServer
+
+    for key, value in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+                       "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(key, value)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="annotation-program")
+    yield endpoint, "annotation-program"
+    server.stop()
+
+
+def test_in_production_the_tasks_carry_presigned_urls_of_the_bucket(label_studio, gold_root, tmp_path, s3_bucket):
+    endpoint, bucket = s3_bucket
+    (tmp_path / "gold").symlink_to(gold_root / "gold")
+    vendor_name = f"lsp{uuid.uuid4().hex[:8]}"
+    vendor = LabelStudioVendor(vendor=vendor_name, url=load_settings().label_studio_url, root=str(tmp_path),
+                               simulate_workforce=False, s3_bucket=bucket, endpoint_url=endpoint)
+    batch = _build(tmp_path, vendor_name, "staging")
+    vendor.deliver(batch)
+    project = label_studio.find_project(batch.batch_id)
+    try:
+        assert not batch.folder.exists()  # sent from the bucket: nothing kept locally
+        tasks = label_studio.tasks(project["id"])
+        image_of = dict(zip(batch.tasks["task_id"], batch.tasks["image_file"]))
+        assert {t["data"]["task_id"]: image_file_of(t["data"]["image"]) for t in tasks} == image_of
+        with urllib.request.urlopen(tasks[0]["data"]["image"], timeout=10) as served:  # no credentials needed
+            assert served.read(8) == b"\x89PNG\r\n\x1a\n"
+        assert all("Signature=" in t["data"]["image"] for t in tasks)  # presigned (SigV2 or SigV4)
+        inbox, files = vendor.collect_returns(batch.batch_id)  # nobody answered yet: an export of no answers
+        assert intake_vendor_returns(files, inbox, batch.tasks, load_ontology(), vendor=vendor_name).n_received == 0
+    finally:
+        label_studio._call("DELETE", f"/api/projects/{project['id']}/")
