@@ -61,6 +61,6 @@ def held_out_gold_calibration(answers: pd.DataFrame, gold: pd.DataFrame, *, meth
     table = reliability_table(confidence, correct, n_bins)
     bins = [{k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in row.items()}
             for row in table.astype({"n": "int64"}).to_dict("records")]
-    return {"calibration": {"method": labels.attrs["method"], "n_gold_items": int(len(judged)),
+    return {"calibration": {"method": labels.attrs["method"], "n_gold_items": len(judged),
                             "ece": round(expected_calibration_error(confidence, correct, n_bins), 6)},
             "calibration_bins": bins}

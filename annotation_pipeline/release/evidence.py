@@ -14,8 +14,8 @@ import json
 
 import pandas as pd
 
-from annotation_pipeline.ontology import Ontology
 from annotation_pipeline.consensus.calibration import held_out_gold_calibration
+from annotation_pipeline.ontology import Ontology
 from annotation_pipeline.plots import bar_chart, reliability_diagram
 from annotation_pipeline.qa.error_taxonomy import error_taxonomy, gold_error_outcomes
 from annotation_pipeline.release.diff import diff_releases
