@@ -197,6 +197,10 @@ class DataLayout:
     def inbox(self, vendor: str) -> Path:
         return self.vendors / vendor / "inbox"
 
+    def inbox_batch(self, vendor: str, batch_id: str) -> Path:
+        """What the vendor returned for one batch."""
+        return self.inbox(vendor) / batch_id
+
     def intake_ledger(self, vendor: str) -> Path:
         return self.root / "intake_ledger" / f"{vendor}.parquet"
 
