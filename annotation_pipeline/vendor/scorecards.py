@@ -139,7 +139,7 @@ def vendor_scorecards(answers: pd.DataFrame, quarantine: pd.DataFrame, tasks: pd
     :func:`batch_times` (batch_id, turnaround_hours; None: unknown).
     """
     per = _label_figures(answers, quarantine, tasks, review_decisions, prices).join(
-        _quality_figures(answers, gold, consensus_labels), how="outer").fillna(0)
+        _quality_figures(answers, gold, consensus_labels), how="outer").fillna(0).astype(float)
     for column in ("agreement_judged", "agreement_agreed"):
         if column not in per:
             per[column] = 0

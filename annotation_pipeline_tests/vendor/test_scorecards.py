@@ -1,11 +1,24 @@
 """The program manager's vendor figures, on a world small enough to work out by hand."""
 
+import os
+
+import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
 
 from annotation_pipeline.contracts import GOLD_LABELS, QUARANTINE, VENDOR_SCORECARDS, VENDOR_TASKS
-from annotation_pipeline.vendor.scorecards import TaskPrices, pilot_comparison, vendor_scorecards, weekly_trends
+from annotation_pipeline.defs.common import daily_partitions
+from annotation_pipeline.defs.resources import DataRoot, PartitionedParquetIOManager
+from annotation_pipeline.defs.vendor import vendor_scorecards as vendor_scorecards_asset
+from annotation_pipeline.layout import DataLayout
+from annotation_pipeline.vendor.scorecards import (
+    TaskPrices,
+    batch_times,
+    pilot_comparison,
+    vendor_scorecards,
+    weekly_trends,
+)
 
 DAY = "2026-11-16"  # a Monday
 BATCH = {"acme": f"acme-{DAY}-aaaa0001", "bolt": f"bolt-{DAY}-bbbb0001"}
@@ -51,6 +64,7 @@ CONSENSUS = pd.DataFrame({"item_id": ["i1", "i2"], "kind": "choice", "label": ["
 DECISIONS = pd.DataFrame({  # one live override (b1's answer overturned), a superseded reject, a gold decision
     "decision": ["override", "reject", "reject"], "annotation_ids": ["b1-i1 b2-i1x", "a2-i2", "a1-g1"],
     "superseded": [False, True, False], "is_gold": [False, False, True]})
+T0 = 1_790_000_000.0  # a fixed clock for file times
 TURNAROUND = pd.DataFrame({"batch_id": [BATCH["acme"], BATCH["bolt"]], "turnaround_hours": [2.0, 5.0]})
 
 
@@ -121,3 +135,58 @@ def test_weeks_add_up_the_days_and_recompute_every_ratio():
     assert weeks.loc[("bolt", "2026-11-23"), "days"] == 1
     assert sorted(weeks.index.get_level_values("week").unique()) == ["2026-11-16", "2026-11-23"]
     assert np.isfinite(weeks["rework_rate"]).all()
+
+
+def test_turnaround_is_read_from_the_batch_tables(tmp_path):
+    layout = DataLayout(tmp_path)
+    sent = layout.handoff_tasks(BATCH["acme"])
+    sent.parent.mkdir(parents=True)
+    sent.write_bytes(b"record of the delivered batch")
+    inbox = layout.inbox_batch("acme", BATCH["acme"])
+    inbox.mkdir(parents=True)
+    for name, hours in (("a1.json", 1.5), ("a2.json", 2.0)):
+        (inbox / name).write_text("[]")
+        os.utime(inbox / name, (T0 + hours * 3600, T0 + hours * 3600))
+    os.utime(sent, (T0, T0))
+    times = batch_times(layout, "acme", [BATCH["acme"], "acme-2026-11-16-never0001"]).set_index("batch_id")
+    assert times.loc[BATCH["acme"], "turnaround_hours"] == pytest.approx(2.0)  # the last file closes the batch
+    assert np.isnan(times.loc["acme-2026-11-16-never0001", "turnaround_hours"])
+
+
+def _materialize(root, day: str, instance):
+    gold_file = DataLayout(root).gold_labels
+    gold_file.parent.mkdir(parents=True, exist_ok=True)
+    GOLD.to_parquet(gold_file)
+    frames = {"returned_annotations": _answers(), "quarantine": _quarantine(), "vendor_batches": _tasks(),
+              "consensus_labels": CONSENSUS}
+
+    def stub(name: str, frame: pd.DataFrame) -> dg.AssetsDefinition:
+        @dg.asset(name=name, partitions_def=daily_partitions)
+        def table() -> pd.DataFrame:
+            return frame
+        return table
+
+    stubs = [stub(name, frame) for name, frame in frames.items()]
+    return dg.materialize([*stubs, vendor_scorecards_asset], partition_key=day, instance=instance, resources={
+        "data_root": DataRoot(path=str(root)), "io_manager": PartitionedParquetIOManager(base_path=str(root))})
+
+
+def test_the_asset_shows_the_figures_trends_and_pilot_in_the_ui(tmp_path):
+    instance = dg.DagsterInstance.ephemeral()
+    _materialize(tmp_path, DAY, instance)
+    result = _materialize(tmp_path, "2026-11-24", instance)  # a week later: two weeks of trend
+    meta = result.asset_materializations_for_node("vendor_scorecards")[0].metadata
+    figures = {f["vendor"]: f for f in meta["vendor_figures"].value}
+    assert figures["acme"]["cost_per_accepted_label"] == round(0.20 / 7, 4) and figures["bolt"]["n_accepted"] == 6
+    assert figures["acme"]["turnaround_hours"] is None  # no batch tables in this root: unknown, not 0
+    assert "2026-11-16" in meta["weekly_trends"].value and "2026-11-23" in meta["weekly_trends"].value
+    assert "acme" in meta["pilot"].value and "no pilot" not in meta["pilot"].value
+    for chart in ("chart_cost_per_label", "chart_rework", "chart_weekly_cost", "chart_pilot"):
+        assert meta[chart].value.startswith("![") and "data:image/png;base64," in meta[chart].value
+    assert meta["review_decisions"].value.startswith("not found")
+
+
+def test_a_day_without_gold_or_consensus_still_has_every_count():
+    cards = vendor_scorecards(_answers(), _quarantine(), _tasks(), GOLD_LABELS.empty(), partition_date=DAY)
+    assert (cards["gold_judged"] == 0).all() and cards["gold_accuracy"].isna().all()
+    assert cards.loc[cards["scope"] == "vendor", "n_accepted"].tolist() == [7, 6]
