@@ -19,6 +19,7 @@ labeled (``pilot_comparison``). Definitions, in the words a contract would use:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -52,6 +53,20 @@ class TaskPrices:
 
 
 _KEYS = ["vendor", "annotator_id"]
+Prices = TaskPrices | Mapping[str, TaskPrices]   # one price list, or one per vendor (a pilot's)
+
+
+def prices_of(prices: Prices, vendor: str) -> TaskPrices:
+    """The price list of ``vendor`` (a vendor missing from a mapping pays the defaults)."""
+    return prices.get(vendor, TaskPrices()) if isinstance(prices, Mapping) else prices
+
+
+def _label_prices(answers: pd.DataFrame, prices: Prices) -> np.ndarray:
+    """Each label's price at its vendor's list (a loop over the day's few vendors, not over rows)."""
+    out = np.zeros(len(answers))
+    for vendor, rows in answers.groupby("vendor", sort=False).indices.items():
+        out[rows] = prices_of(prices, str(vendor)).of_kinds(answers["kind"].iloc[rows])
+    return out
 
 
 def _vendor_of_quarantine(quarantine: pd.DataFrame, answers: pd.DataFrame, tasks: pd.DataFrame) -> pd.Series:
@@ -81,11 +96,12 @@ def _overturned(answers: pd.DataFrame, review_decisions: pd.DataFrame | None) ->
 
 
 def _label_figures(answers: pd.DataFrame, quarantine: pd.DataFrame, tasks: pd.DataFrame,
-                   review_decisions: pd.DataFrame | None, prices: TaskPrices) -> pd.DataFrame:
+                   review_decisions: pd.DataFrame | None, prices: Prices) -> pd.DataFrame:
     """Counts and cost per (vendor, annotator_id); annotator '' holds the vendor's anonymous records."""
     q = quarantine[quarantine["stage"].isin(VENDOR_STAGES)]
     q = q.assign(vendor=_vendor_of_quarantine(q, answers, tasks), annotator_id=q["annotator_id"].fillna(""))
-    accepted = answers.assign(price=prices.of_kinds(answers["kind"]))
+    accepted = answers.reset_index(drop=True)
+    accepted = accepted.assign(price=_label_prices(accepted, prices))
     task_answers = answers.drop_duplicates(["batch_id", "task_id", "annotator_id"])
     out = pd.concat([
         accepted.groupby(_KEYS).agg(n_accepted=("annotation_id", "size"), accepted_cost=("price", "sum")),
@@ -94,7 +110,8 @@ def _label_figures(answers: pd.DataFrame, quarantine: pd.DataFrame, tasks: pd.Da
         task_answers.groupby(_KEYS).agg(n_tasks=("task_id", "size"), work_seconds=("lead_time_s", "sum"),
                                         n_batches=("batch_id", "nunique")),
     ], axis=1).fillna(0)
-    out["cost"] = out["accepted_cost"] + out["n_quarantined"] * prices.quarantined
+    flat = out.index.get_level_values("vendor").map(lambda v: prices_of(prices, str(v)).quarantined)
+    out["cost"] = out["accepted_cost"] + out["n_quarantined"] * np.asarray(flat, dtype=float)
     return out.drop(columns="accepted_cost")
 
 
@@ -129,14 +146,15 @@ def _ratios(frame: pd.DataFrame) -> pd.DataFrame:
 
 def vendor_scorecards(answers: pd.DataFrame, quarantine: pd.DataFrame, tasks: pd.DataFrame, gold: pd.DataFrame,
                       *, consensus_labels: pd.DataFrame | None = None, review_decisions: pd.DataFrame | None = None,
-                      turnaround: pd.DataFrame | None = None, prices: TaskPrices = TaskPrices(),
+                      turnaround: pd.DataFrame | None = None, prices: Prices = TaskPrices(),
                       partition_date: str = "") -> pd.DataFrame:
     """VENDOR_SCORECARDS rows: one per vendor, then one per annotator.
 
     ``answers``: accepted ANNOTATIONS; ``quarantine``: QUARANTINE (stages intake and qa count);
     ``tasks``: VENDOR_TASKS; ``gold``: GOLD_LABELS; ``review_decisions``: the review loop's
     decisions (decision, annotation_ids; None: nothing overturned yet); ``turnaround``:
-    :func:`batch_times` (batch_id, turnaround_hours; None: unknown).
+    :func:`batch_times` (batch_id, turnaround_hours; None: unknown); ``prices``: one
+    :class:`TaskPrices` for every vendor, or one per vendor.
     """
     per = _label_figures(answers, quarantine, tasks, review_decisions, prices).join(
         _quality_figures(answers, gold, consensus_labels), how="outer").fillna(0).astype(float)
@@ -182,22 +200,24 @@ def weekly_trends(daily: pd.DataFrame) -> pd.DataFrame:
     return out[["vendor", "week", "days", *[c for c in VENDOR_SCORECARDS.column_names[4:] if c in out]]]
 
 
+PILOT_COLUMNS = ["vendor", "items", "n_accepted", "cost", "cost_per_accepted_label", "rework_rate",
+                 "gold_accuracy", "agreement_with_consensus", "tasks_per_hour"]
+
+
 def pilot_comparison(answers: pd.DataFrame, quarantine: pd.DataFrame, tasks: pd.DataFrame, gold: pd.DataFrame,
-                     *, consensus_labels: pd.DataFrame | None = None, prices: TaskPrices = TaskPrices()) -> pd.DataFrame:
+                     *, consensus_labels: pd.DataFrame | None = None, prices: Prices = TaskPrices()) -> pd.DataFrame:
     """Quality against cost, vendor beside vendor, on the items more than one vendor labeled
     (gold items included: they are the quality measure). Empty when no item went to two vendors."""
     vendors_per_item = answers.groupby("item_id")["vendor"].nunique()
     shared = set(vendors_per_item[vendors_per_item > 1].index)
     if not shared:
-        return pd.DataFrame(columns=["vendor", "items", "n_accepted", "cost", "cost_per_accepted_label",
-                                     "rework_rate", "gold_accuracy", "agreement_with_consensus", "tasks_per_hour"])
+        return pd.DataFrame(columns=PILOT_COLUMNS)
     mine = answers[answers["item_id"].isin(shared)]
     cards = vendor_scorecards(mine, quarantine[quarantine["item_id"].isin(shared)], tasks, gold,
                               consensus_labels=consensus_labels, prices=prices)
     cards = cards[cards["scope"] == "vendor"].set_index("vendor")
     cards["items"] = mine.groupby("vendor")["item_id"].nunique()
-    return cards.reset_index()[["vendor", "items", "n_accepted", "cost", "cost_per_accepted_label", "rework_rate",
-                                "gold_accuracy", "agreement_with_consensus", "tasks_per_hour"]]
+    return cards.reset_index()[PILOT_COLUMNS]
 
 
 def batch_times(layout: DataLayout, vendor: str, batch_ids: list[str]) -> pd.DataFrame:

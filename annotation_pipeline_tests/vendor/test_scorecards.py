@@ -190,3 +190,9 @@ def test_a_day_without_gold_or_consensus_still_has_every_count():
     cards = vendor_scorecards(_answers(), _quarantine(), _tasks(), GOLD_LABELS.empty(), partition_date=DAY)
     assert (cards["gold_judged"] == 0).all() and cards["gold_accuracy"].isna().all()
     assert cards.loc[cards["scope"] == "vendor", "n_accepted"].tolist() == [7, 6]
+
+
+def test_each_vendor_bills_at_its_own_price_list():
+    prices = {"acme": TaskPrices(choice=0.10, box=0.10, quarantined=0.10), "bolt": TaskPrices(choice=0.01, quarantined=0.0)}
+    vendor = _cards(prices=prices).query("scope == 'vendor'").set_index("vendor")
+    assert vendor["cost"].tolist() == [pytest.approx(0.8), pytest.approx(0.06)]  # acme 7 + 1 at 0.10; bolt 6 at 0.01
