@@ -74,9 +74,10 @@ def _vendor_of_quarantine(quarantine: pd.DataFrame, answers: pd.DataFrame, tasks
     part of ``source_file``), else the only vendor of the day; '' when none can tell."""
     by_annotator = answers.drop_duplicates("annotator_id").set_index("annotator_id")["vendor"]
     by_batch = tasks.drop_duplicates("batch_id").set_index("batch_id")["vendor"]
-    vendor = quarantine["annotator_id"].map(by_annotator)
+    # object dtype throughout: a map through an empty table comes back as floats
+    vendor = quarantine["annotator_id"].map(by_annotator).astype(object)
     batch = quarantine["source_file"].astype("string").str.split("/", n=1).str[0]
-    vendor = vendor.fillna(batch.map(by_batch))
+    vendor = vendor.fillna(batch.map(by_batch).astype(object))
     only = tasks["vendor"].dropna().unique()
     return vendor.fillna(only[0] if len(only) == 1 else "").astype("string")
 
@@ -165,7 +166,7 @@ def vendor_scorecards(answers: pd.DataFrame, quarantine: pd.DataFrame, tasks: pd
     batches = answers.drop_duplicates(["vendor", "annotator_id", "batch_id"])[[*_KEYS, "batch_id"]]
     hours = (turnaround.set_index("batch_id")["turnaround_hours"] if turnaround is not None and len(turnaround)
              else pd.Series(dtype=float))
-    batches = batches.assign(turnaround_hours=batches["batch_id"].map(hours))
+    batches = batches.assign(turnaround_hours=batches["batch_id"].map(hours).astype(float))
     annotators = per[per["annotator_id"] != ""].merge(
         batches.groupby(_KEYS)["turnaround_hours"].mean().rename("turnaround_hours").reset_index(), on=_KEYS, how="left")
     vendors = per.drop(columns="annotator_id").groupby("vendor").sum(numeric_only=True)

@@ -196,3 +196,15 @@ def test_each_vendor_bills_at_its_own_price_list():
     prices = {"acme": TaskPrices(choice=0.10, box=0.10, quarantined=0.10), "bolt": TaskPrices(choice=0.01, quarantined=0.0)}
     vendor = _cards(prices=prices).query("scope == 'vendor'").set_index("vendor")
     assert vendor["cost"].tolist() == [pytest.approx(0.8), pytest.approx(0.06)]  # acme 7 + 1 at 0.10; bolt 6 at 0.01
+
+
+def test_an_empty_day_has_no_rows_and_a_lone_unreadable_file_is_still_billed():
+    from annotation_pipeline.contracts import ANNOTATIONS, CONSENSUS_LABELS, quarantine_rows
+
+    empty = vendor_scorecards(ANNOTATIONS.empty(), QUARANTINE.empty(), VENDOR_TASKS.empty(), GOLD_LABELS.empty(),
+                              consensus_labels=CONSENSUS_LABELS.empty(), partition_date=DAY)
+    assert empty.empty and weekly_trends(empty).empty
+    broken = quarantine_rows("intake", DAY, f"{BATCH['acme']}/x.json", "", "truncated_json", "")
+    cards = vendor_scorecards(ANNOTATIONS.empty(), broken, _tasks(), GOLD_LABELS.empty(), partition_date=DAY)
+    assert cards[["scope", "vendor", "n_quarantined"]].values.tolist() == [["vendor", "acme", 1]]
+    assert cards["cost"].tolist() == [0.02] and np.isnan(cards["cost_per_accepted_label"].iloc[0])
