@@ -435,6 +435,39 @@ ALL_CONTRACTS += [PREDICTION_LOG, DRIFT_SIGNALS, RELABEL_CAMPAIGN, ANNOTATOR_SCO
                   INTAKE_FILES, INTAKE_LEDGER]
 
 
+VENDOR_SCORECARDS = TableContract(
+    "vendor_scorecards",
+    "The program manager's figures for one day, one row per vendor and per annotator: what the labels "
+    "cost, how fast they came back, how much had to be redone and how good they were. Counts are kept "
+    "beside every ratio so weeks add up (vendor.scorecards.weekly_trends).",
+    {
+        "scope": _c("string", "vendor or annotator"),
+        "partition_date": _c("string", "day of the batches, YYYY-MM-DD"),
+        "vendor": _c("string", "vendor name"),
+        "annotator_id": _c("string", "annotator (empty on a vendor row)", True),
+        "n_submitted": _c("int64", "labels returned: accepted + quarantined"),
+        "n_accepted": _c("int64", "labels accepted by intake and QA"),
+        "n_quarantined": _c("int64", "records quarantined by intake or QA (a vendor row also counts "
+                                     "records no annotator could be read from)"),
+        "n_overturned": _c("int64", "accepted answers behind review candidates a reviewer overrode or rejected"),
+        "rework_rate": _c("float64", "(quarantined + overturned) / submitted", True),
+        "cost": _c("float64", "what the vendor bills for the labels returned (TaskPrices)"),
+        "cost_per_accepted_label": _c("float64", "cost / accepted labels (empty without any)", True),
+        "n_tasks": _c("int64", "tasks answered (one annotator's answer to one task)"),
+        "work_hours": _c("float64", "annotator working time: sum of lead times, hours"),
+        "tasks_per_hour": _c("float64", "throughput: tasks answered per working hour (empty without lead times)", True),
+        "n_batches": _c("int64", "batches answered"),
+        "turnaround_hours": _c("float64", "mean over batches of sent -> returned, hours (empty when unknown)", True),
+        "gold_judged": _c("int64", "gold elements judged (scene and objects of hidden gold tasks)"),
+        "gold_correct": _c("int64", "of those, right"),
+        "gold_accuracy": _c("float64", "gold_correct / gold_judged (empty without gold)", True),
+        "agreement_judged": _c("int64", "scene choices on items with a consensus label"),
+        "agreement_with_consensus": _c("float64", "share of those equal to the consensus label", True),
+    },
+)
+ALL_CONTRACTS.append(VENDOR_SCORECARDS)
+
+
 def quarantine_rows(stage: str, partition_date: str, source_file, record_ref, reason,
                     detail, item_id=None, annotator_id=None, annotation_id=None) -> pd.DataFrame:
     """Build QUARANTINE rows; each argument may be a scalar or an array (all arrays of one length)."""

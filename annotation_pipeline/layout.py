@@ -203,7 +203,11 @@ class DataLayout:
 
     def label_studio_export(self, vendor: str, batch_id: str) -> Path:
         """A batch's Label Studio project export, collected into its inbox folder for intake."""
-        return self.inbox(vendor) / batch_id / "label-studio-export.json"
+        return self.inbox_batch(vendor, batch_id) / "label-studio-export.json"
+
+    def inbox_batch(self, vendor: str, batch_id: str) -> Path:
+        """What the vendor returned for one batch."""
+        return self.inbox(vendor) / batch_id
 
     def intake_ledger(self, vendor: str) -> Path:
         return self.root / "intake_ledger" / f"{vendor}.parquet"

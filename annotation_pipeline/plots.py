@@ -86,3 +86,31 @@ def reliability_diagram(table: pd.DataFrame, title: str = "Reliability of consen
     ax_n.set_xlabel("confidence")
     ax_n.set_ylabel("labels")
     return _png(fig)
+
+
+def weekly_trend(trends: pd.DataFrame, value: str, title: str, ylabel: str) -> bytes:
+    """One line per vendor over weeks (``vendor.scorecards.weekly_trends``: vendor, week, ``value``)."""
+    fig, ax = plt.subplots(figsize=(5.5, 2.8))
+    for vendor, rows in trends.sort_values("week").groupby("vendor"):
+        ax.plot(rows["week"].astype(str), rows[value].astype(float), marker="o", label=str(vendor))
+    ax.set_title(title)
+    ax.set_ylabel(ylabel)
+    ax.set_xlabel("week (Monday)")
+    ax.tick_params(axis="x", labelrotation=30)
+    ax.legend(loc="best", fontsize=8)
+    return _png(fig)
+
+
+def quality_against_cost(pilot: pd.DataFrame, quality: str = "gold_accuracy",
+                         cost: str = "cost_per_accepted_label", currency: str = "USD") -> bytes:
+    """A pilot's vendors as points: cost per accepted label across, quality up (up and left is better)."""
+    fig, ax = plt.subplots(figsize=(4.8, 3.2))
+    x, y = pilot[cost].astype(float).to_numpy(), pilot[quality].astype(float).to_numpy()
+    ax.scatter(x, y, s=60, color="#2e86c1")
+    for xi, yi, name in zip(x, y, pilot["vendor"].astype(str)):
+        ax.annotate(name, (xi, yi), textcoords="offset points", xytext=(6, 4))
+    ax.set_xlabel(f"cost per accepted label ({currency})")
+    ax.set_ylabel(quality.replace("_", " "))
+    ax.set_ylim(0, 1.05)
+    ax.set_title("Pilot: quality against cost")
+    return _png(fig)

@@ -131,6 +131,8 @@ def run_demo(args: argparse.Namespace) -> int:
     result = defs.resolve_job_def("annotation_lifecycle").execute_in_process(
         partition_key=partition, instance=instance, raise_on_error=False, run_config=_QUIET)
     summary = _summarize(result, root, partition, generated.n_files)
+    if result.success:
+        summary["pilot"] = _pilot(root, partition)
     emit(summary, args.json, _render_demo)
     if not result.success:
         for problem in summary["problems"]:
@@ -199,6 +201,7 @@ def _summarize(result, root: Path, partition: str, landed: int) -> dict:
                       **pick("review_queue", "queued", "deferred", "dismissed")},
         "release": pick("dataset_release", "version", "new_release", "labels", "items", "dvc_md5", "path"),
         "drift": pick("drift_signals", "drifted", "signals", "drifted_labels"),
+        "vendors": meta.get("vendor_scorecards", {}).get("vendor_figures") or [],
         "checks": checks, "problems": problems,
     }
 
@@ -229,8 +232,45 @@ def _render_demo(s: dict) -> str:
         lines.append(f"  drift        {'DRIFTED' if d['drifted'] else 'stable'}: "
                      + "  ".join(f"{k} {v}" for k, v in (d["signals"] or {}).items())
                      + (f"; grew: {grown} -> the drift sensor starts campaign drift-{s['partition']}" if d["drifted"] else ""))
+    lines += _vendor_lines(s.get("vendors") or [], s.get("pilot") or [])
     lines += [f"  problem      {p}" for p in s["problems"]]
     return "\n".join(lines)
+
+
+def _pilot(root: Path, partition: str) -> list[dict]:
+    """The sample world's pilot on the day's batch: two vendors, the same tasks (sample_world.pilot)."""
+    import pandas as pd
+
+    from annotation_pipeline.sample_world.pilot import simulate_pilot
+
+    path = DataLayout(root).table(["vendor_batches"], partition)
+    if not path.is_file():
+        return []
+    pilot = simulate_pilot(root, pd.read_parquet(path), partition_date=partition).round(4)
+    return pilot.astype(object).where(pilot.notna(), None).to_dict("records")
+
+
+def _vendor_lines(vendors: list[dict], pilot: list[dict]) -> list[str]:
+    """The program manager's figures as a short table: the day's vendors, then the pilot's."""
+    def pct(v):
+        return "–" if v is None else f"{100 * v:.1f}%"
+
+    def num(v, digits=3):
+        return "–" if v is None else f"{v:.{digits}f}"
+
+    def row(r: dict) -> str:
+        return (f"{str(r['vendor'])[:14]:<14} {r['n_accepted']:>6} {num(r['cost_per_accepted_label'], 4):>10} "
+                f"{num(r.get('turnaround_hours'), 2):>10} {num(r['tasks_per_hour'], 1):>8} {pct(r['rework_rate']):>7} "
+                f"{pct(r['gold_accuracy']):>6} {pct(r['agreement_with_consensus']):>6}")
+
+    if not vendors and not pilot:
+        return []
+    head = f"{'vendor':<14} {'labels':>6} {'cost/label':>10} {'turnaround':>10} {'tasks/h':>8} {'rework':>7} {'gold':>6} {'agree':>6}"
+    lines = [f"  vendors      {head}"] + [f"               {row(r)}" for r in vendors]
+    if pilot:
+        lines.append(f"  pilot        the same {pilot[0].get('items')} items to each vendor (hidden gold among them):")
+        lines += [f"               {row({**r, 'turnaround_hours': None})}" for r in pilot]
+    return lines
 
 
 def list_releases(args: argparse.Namespace) -> int:

@@ -33,3 +33,34 @@ def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray,
         return float("nan")
     gap = (filled["accuracy"] - filled["mean_confidence"]).abs()
     return float((filled["n"] * gap).sum() / filled["n"].sum())
+
+
+def held_out_gold_calibration(answers: pd.DataFrame, gold: pd.DataFrame, *, method: str = "auto",
+                              n_bins: int = 10) -> dict:
+    """How well the consensus confidence of scene labels predicts being right, judged on hidden gold tasks.
+
+    The consensus stage clamps gold items to their known answer, so their released confidence
+    says nothing. Here the same aggregator is fitted on the same scene answers *without* gold,
+    and its label and confidence on the gold items are compared with the gold answers: an
+    honest (slightly pessimistic: gold also sharpens the annotators' skills) estimate of how
+    calibrated the released confidence is. ``answers``: ANNOTATIONS rows (choices are used);
+    ``gold``: GOLD_LABELS. Returns JSON-able parts of a quality report: ``calibration``
+    (``method``, ``n_gold_items``, ``ece``: None without gold items) and ``calibration_bins``
+    (the reliability table as records, empty bins included).
+    """
+    from annotation_pipeline.consensus.auto import aggregate_labels  # auto does not import this module
+
+    choices = answers[answers["kind"] == "choice"]
+    truth = gold.loc[gold["kind"] == "choice"].drop_duplicates("item_id").set_index("item_id")["label"]
+    if not len(choices) or not choices["item_id"].isin(truth.index).any():
+        return {"calibration": {"method": method, "n_gold_items": 0, "ece": None}, "calibration_bins": []}
+    labels = aggregate_labels(choices[["item_id", "annotator_id", "label"]].astype(str), method)
+    judged = labels[labels["item_id"].isin(truth.index)]
+    correct = (judged["label"].astype(str).to_numpy() == truth.reindex(judged["item_id"]).astype(str).to_numpy())
+    confidence = judged["confidence"].to_numpy(dtype=float)
+    table = reliability_table(confidence, correct, n_bins)
+    bins = [{k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in row.items()}
+            for row in table.astype({"n": "int64"}).to_dict("records")]
+    return {"calibration": {"method": labels.attrs["method"], "n_gold_items": len(judged),
+                            "ece": round(expected_calibration_error(confidence, correct, n_bins), 6)},
+            "calibration_bins": bins}

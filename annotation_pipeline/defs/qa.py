@@ -27,20 +27,37 @@ _THRESHOLDS = QAThresholds()
 # Check names are fixed by the ontology (row rules) and the batch-health list, so the UI shows
 # every check before the first run.
 ROW_CHECKS = [(f"rows_{r.reason}", r.description) for r in row_rules(load_ontology().raw, _THRESHOLDS)]
+# Partitioned checks (Dagster's partitions_def on a check spec): each result belongs to the day it
+# judged, so a later day's empty run shows green for that day only and never hides an earlier
+# day's failures in the UI.
 CHECK_SPECS = (
-    [dg.AssetCheckSpec(name, asset="returned_annotations", blocking=False,
+    [dg.AssetCheckSpec(name, asset="returned_annotations", blocking=False, partitions_def=daily_partitions,
                        description=f"Great Expectations row rule: {desc}. Failing rows are quarantined; "
                                    "the batch goes on.") for name, desc in ROW_CHECKS]
     + [dg.AssetCheckSpec(spec.name, asset="returned_annotations", blocking=spec.blocking,
-                         description=spec.description) for spec in BATCH_HEALTH_CHECKS]
+                         partitions_def=daily_partitions, description=spec.description)
+       for spec in BATCH_HEALTH_CHECKS]
 )
+
+
+def _data_docs(url: str) -> dict:
+    """The Data Docs page as a path (a ``file://`` link does not open from the UI; the page itself
+    opens offline once copied out, see ``qa.data_docs``)."""
+    return {"data_docs": dg.MetadataValue.path(str(url).removeprefix("file://"))} if url else {}
+
+
+def gx_results_markdown(rows: list[dict]) -> str:
+    """Each expectation's result as a Markdown table the UI renders."""
+    shown = pd.DataFrame(rows).drop(columns=["description"], errors="ignore")
+    return shown.to_markdown(index=False) if len(shown) else "(nothing to validate)"
 
 
 def _check_result(outcome: CheckOutcome) -> dg.AssetCheckResult:
     metadata = {k: (dg.MetadataValue.json(v) if isinstance(v, (dict, list)) else v)
-                for k, v in outcome.metadata.items() if v is not None}
-    if metadata.get("data_docs"):
-        metadata["data_docs"] = dg.MetadataValue.url("file://" + str(metadata["data_docs"]).removeprefix("file://"))
+                for k, v in outcome.metadata.items() if v is not None and k != "data_docs"}
+    metadata.update(_data_docs(outcome.metadata.get("data_docs") or ""))
+    if outcome.gx_results:
+        metadata["gx_results"] = dg.MetadataValue.md(gx_results_markdown(outcome.gx_results))
     if outcome.failing_examples:
         metadata["failing_examples"] = dg.MetadataValue.md(
             pd.DataFrame(outcome.failing_examples).to_markdown(index=False))
@@ -99,7 +116,8 @@ def intake_vendor_returns_and_validate(context: dg.AssetExecutionContext, data_r
         "quarantine_reasons": dg.MetadataValue.json(report.quarantine["reason"].value_counts().to_dict()),
         "answers_by_annotator": dg.MetadataValue.json(accepted["annotator_id"].value_counts().to_dict()),
         "gx_suite": report.validation.suite_name,
-        **({"data_docs": dg.MetadataValue.url("file://" + docs_url.removeprefix("file://"))} if docs_url else {}),
+        **_data_docs(docs_url or ""),
+        "gx_results": dg.MetadataValue.md(gx_results_markdown(report.validation.expectation_results())),
         **table_metadata(accepted.drop(columns=["geometry_wkb"])),
     })
     for outcome in [*report.validation.check_outcomes(), *report.health]:

@@ -8,7 +8,7 @@ from annotation_pipeline.defs.common import OWNERS, daily_partitions
 from annotation_pipeline.defs.consensus import read_gold
 from annotation_pipeline.defs.resources import DataRoot, ReleaseStore
 from annotation_pipeline.ontology import load_guidelines, load_ontology
-from annotation_pipeline.release.evidence import changes_since, release_attachments, release_images
+from annotation_pipeline.release.evidence import calibration_report, changes_since, release_attachments, release_images
 from annotation_pipeline.release.report import build_provenance, build_quality_report
 from annotation_pipeline.release.store import ReleaseIntegrityError
 
@@ -37,14 +37,16 @@ def dataset_release(context: dg.AssetExecutionContext, data_root: DataRoot, rele
     quarantine = data_root.read_quarantine(date)
 
     ontology, guidelines = load_ontology(), load_guidelines()
+    gold = read_gold(data_root)
 
     def report_for(dataset: pd.DataFrame, parent_labels: pd.DataFrame | None) -> dict:
         return {**build_quality_report(dataset, date, consensus_labels, review_queue, agreement_metrics,
-                                       annotator_scorecards, quarantine), **changes_since(parent_labels, dataset)}
+                                       annotator_scorecards, quarantine), **changes_since(parent_labels, dataset),
+                **calibration_report(returned_annotations, gold)}
 
     def attachments(report: dict, dataset: pd.DataFrame, images: pd.DataFrame) -> dict[str, bytes]:
         return release_attachments(report, dataset, images, ontology, agreement=agreement_metrics, scorecards=annotator_scorecards,
-                                   answers=returned_annotations, gold=read_gold(data_root), quarantine=quarantine)
+                                   answers=returned_annotations, gold=gold, quarantine=quarantine)
 
     try:
         info = store.release_partition(

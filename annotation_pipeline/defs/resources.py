@@ -172,6 +172,11 @@ class DataRoot(dg.ConfigurableResource):
         frames = [df for k in keys if (df := store.read_table(k)) is not None]
         return QUARANTINE.conform(pd.concat(frames, ignore_index=True)) if frames else QUARANTINE.empty()
 
+    def read_table(self, asset: str, partition: str | None) -> pd.DataFrame | None:
+        """An asset's table as the IO manager wrote it, None when never written: for tables an
+        asset reads without depending on them (its own earlier days, a table another stage may add)."""
+        return self._table_store().read_table(table_key([asset], partition))
+
     def restricted_dir(self) -> Path:
         """Where re-identification maps live: never under vendors/, readable by the owner only."""
         path = self.layout.restricted

@@ -1,18 +1,24 @@
-"""Vendor wiring: the handoff of a batch (``vendor_batches``).
+"""Vendor wiring: the handoff of a batch (``vendor_batches``) and the vendor figures (``vendor_scorecards``).
 
 What comes back is read and judged by the QA wiring (``defs/qa.py``). The vendor side reads
 only ``anonymized_items`` (never ``raw_items``); a test holds this.
 """
 
+from datetime import date, timedelta
+
 import dagster as dg
 import pandas as pd
 
-from annotation_pipeline.contracts import VENDOR_TASKS
+from annotation_pipeline.contracts import VENDOR_SCORECARDS, VENDOR_TASKS
 from annotation_pipeline.defs.common import OWNERS, daily_partitions, table_metadata
+from annotation_pipeline.defs.consensus import read_gold
 from annotation_pipeline.defs.resources import DataRoot, VendorExchange
 from annotation_pipeline.ontology import load_guidelines, load_ontology
+from annotation_pipeline.plots import bar_chart, markdown_image, quality_against_cost, weekly_trend
 from annotation_pipeline.qa.gold_demand import gold_tasks_demanded
 from annotation_pipeline.vendor.handoff import build_vendor_batch, record_sent, tasks_sent
+from annotation_pipeline.vendor.scorecards import TaskPrices, batch_times, pilot_comparison, weekly_trends
+from annotation_pipeline.vendor.scorecards import vendor_scorecards as score_vendors
 
 
 class HandoffConfig(dg.Config):
@@ -73,4 +79,99 @@ def vendor_batches(context: dg.AssetExecutionContext, config: HandoffConfig, dat
     })
 
 
-defs = dg.Definitions(assets=[vendor_batches])
+class VendorFiguresConfig(dg.Config):
+    """The contract's prices per label returned, by task type (defaults: ``vendor.scorecards.TaskPrices``,
+    placeholders, not a quote), and how many weeks the trends look back."""
+    price_choice: float = TaskPrices.choice
+    price_box: float = TaskPrices.box
+    price_polygon: float = TaskPrices.polygon
+    price_quarantined: float = TaskPrices.quarantined
+    currency: str = TaskPrices.currency
+    trend_weeks: int = 4
+
+    def prices(self) -> TaskPrices:
+        return TaskPrices(self.price_choice, self.price_box, self.price_polygon, self.price_quarantined, self.currency)
+
+
+_SHOWN = ["vendor", "annotator_id", "n_accepted", "cost_per_accepted_label", "turnaround_hours", "tasks_per_hour",
+          "rework_rate", "gold_accuracy", "agreement_with_consensus"]
+
+
+def _markdown(frame: pd.DataFrame, columns: list[str], empty: str) -> dg.MetadataValue:
+    shown = frame[[c for c in columns if c in frame.columns]]
+    return dg.MetadataValue.md(shown.round(4).to_markdown(index=False) if len(shown) else empty)
+
+
+def _json_records(frame: pd.DataFrame) -> list[dict]:
+    """Rows as strict-JSON dicts (NaN -> None), rounded for reading."""
+    rounded = frame.round(4)
+    return rounded.astype(object).where(rounded.notna(), None).to_dict("records")
+
+
+def _earlier_days(data_root: DataRoot, day: str, weeks: int) -> list[pd.DataFrame]:
+    """This asset's own tables of the days before ``day`` in the trend window (days never run are skipped)."""
+    first = date.fromisoformat(day) - timedelta(weeks=weeks)
+    days = [(first + timedelta(days=i)).isoformat() for i in range((date.fromisoformat(day) - first).days)]
+    return [t for d in days if (t := data_root.read_table("vendor_scorecards", d)) is not None]
+
+
+def _charts(cards: pd.DataFrame, trends: pd.DataFrame, pilot: pd.DataFrame, currency: str) -> dict:
+    vendors, people = cards[cards["scope"] == "vendor"], cards[cards["scope"] == "annotator"]
+    charts = {}
+    if vendors["cost_per_accepted_label"].notna().any():
+        charts["chart_cost_per_label"] = bar_chart(vendors.set_index("vendor")["cost_per_accepted_label"],
+                                                   "Cost per accepted label", currency)
+    if len(people):
+        charts["chart_rework"] = bar_chart(people.set_index("annotator_id")["rework_rate"],
+                                           "Rework: quarantined + overturned in review", "share of labels")
+    if trends["week"].nunique() > 1:
+        charts["chart_weekly_cost"] = weekly_trend(trends, "cost_per_accepted_label", "Cost per accepted label by week",
+                                                   currency)
+        charts["chart_weekly_gold"] = weekly_trend(trends, "gold_accuracy", "Gold accuracy by week", "gold accuracy")
+    if len(pilot) > 1 and pilot["gold_accuracy"].notna().any():
+        charts["chart_pilot"] = quality_against_cost(pilot, currency=currency)
+    return {k: dg.MetadataValue.md(markdown_image(png, k.removeprefix("chart_").replace("_", " ")))
+            for k, png in charts.items()}
+
+
+@dg.asset(
+    group_name="vendor", partitions_def=daily_partitions, owners=OWNERS, kinds={"pandas", "parquet"},
+    description="The program manager's figures for the day's batches, per vendor and per annotator: cost per "
+                "accepted label (prices per task type in the run config), turnaround (sent -> returned, from "
+                "the batch tables), throughput (tasks per working hour), rework (quarantined plus overturned in "
+                "review), gold accuracy and agreement with consensus; weekly trends over the last weeks; and a "
+                "pilot comparison (quality against cost) on items more than one vendor labeled.\n\n"
+                + VENDOR_SCORECARDS.markdown(),
+)
+def vendor_scorecards(context: dg.AssetExecutionContext, config: VendorFiguresConfig, data_root: DataRoot,
+                      returned_annotations: pd.DataFrame, quarantine: pd.DataFrame, vendor_batches: pd.DataFrame,
+                      consensus_labels: pd.DataFrame) -> dg.Output[pd.DataFrame]:
+    day, prices, gold = context.partition_key, config.prices(), read_gold(data_root)
+    decisions = data_root.read_table("review_decisions", day)
+    turnaround = pd.concat([batch_times(data_root.layout, str(v), sorted(g["batch_id"].unique()))
+                            for v, g in vendor_batches.groupby("vendor")], ignore_index=True) \
+        if len(vendor_batches) else None
+    cards = score_vendors(returned_annotations, quarantine, vendor_batches, gold, consensus_labels=consensus_labels,
+                          review_decisions=decisions, turnaround=turnaround, prices=prices, partition_date=day)
+    trends = weekly_trends(pd.concat([*_earlier_days(data_root, day, config.trend_weeks), cards], ignore_index=True))
+    pilot = pilot_comparison(returned_annotations, quarantine, vendor_batches, gold,
+                             consensus_labels=consensus_labels, prices=prices)
+    vendors = cards[cards["scope"] == "vendor"]
+    return dg.Output(cards, metadata={
+        "vendors": len(vendors), "annotators": int((cards["scope"] == "annotator").sum()),
+        "vendor_figures": dg.MetadataValue.json(_json_records(vendors[_SHOWN[:1] + _SHOWN[2:]])),
+        "by_vendor": _markdown(vendors, _SHOWN[:1] + _SHOWN[2:], "(no vendor returned anything)"),
+        "by_annotator": _markdown(cards[cards["scope"] == "annotator"], _SHOWN[1:], "(no annotator)"),
+        "weekly_trends": _markdown(trends, ["vendor", "week", "days", "n_accepted", "cost_per_accepted_label",
+                                            "turnaround_hours", "rework_rate", "gold_accuracy"], "(no week yet)"),
+        "pilot": _markdown(pilot, list(pilot.columns),
+                           "(no pilot: every item went to one vendor; send the same items to two vendors to compare)"),
+        "prices": dg.MetadataValue.json(prices.as_dict()),
+        "review_decisions": "read" if decisions is not None else
+        "not found for this day: overturned in review counted as 0",
+        **_charts(cards, trends, pilot, prices.currency),
+        **table_metadata(cards),
+    })
+
+
+defs = dg.Definitions(assets=[vendor_batches, vendor_scorecards])

@@ -8,7 +8,7 @@ per entry, so the two cannot drift apart.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -111,9 +111,11 @@ def batch_health(accepted: pd.DataFrame, quarantined: pd.DataFrame, received_cou
     ``docs_dir/batch_health``.
     """
     suites = build_batch_suites(ontology, thresholds)
+    gx_results: dict[str, list[dict[str, Any]]] = {}
     with GXRunner(docs_dir / "batch_health" if docs_dir is not None else None) as runner:
         def validate(frame: pd.DataFrame, suite: str) -> tuple[bool, str | None]:
-            return validation_passed(runner, frame, suites[suite], run_name)
+            passed, url, gx_results[suite] = validation_passed(runner, frame, suites[suite], run_name)
+            return passed, url
 
         gold_checks = _gold_checks(accepted, tasks, gold, thresholds, validate)
         by_name = {o.name: o for o in [
@@ -123,7 +125,13 @@ def batch_health(accepted: pd.DataFrame, quarantined: pd.DataFrame, received_cou
             _quarantine_share_check(accepted, quarantined, received_count, thresholds),
             _lead_time_check(accepted, thresholds, validate),
         ]}
-    return [by_name[spec.name] for spec in BATCH_HEALTH_CHECKS]
+    return [replace(by_name[spec.name], gx_results=gx_results.get(_SUITE_OF_CHECK.get(spec.name, ""), []))
+            for spec in BATCH_HEALTH_CHECKS]
+
+
+# which suite of ``build_batch_suites`` each check validates (the others are judged in pandas alone)
+_SUITE_OF_CHECK = {"batch_completeness": "completeness", "gold_accuracy_overall": "gold_overall",
+                   "annotator_gold_accuracy": "gold_per_annotator", "lead_time_outliers": "lead_time"}
 
 
 def _contract_check(accepted: pd.DataFrame, tasks: pd.DataFrame) -> CheckOutcome:

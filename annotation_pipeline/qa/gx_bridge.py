@@ -31,7 +31,8 @@ from great_expectations.data_context.types.base import (
     ProgressBarsConfig,
 )
 
-from annotation_pipeline.qa.outcomes import ExpectationOutcome
+from annotation_pipeline.qa.data_docs import make_site_offline
+from annotation_pipeline.qa.outcomes import ExpectationOutcome, plain
 
 SITE_NAME = "local_site"
 
@@ -52,8 +53,9 @@ class GXRunner:
     """Runs suites on DataFrames in a Great Expectations context of its own.
 
     ``docs_dir``: where this run's Data Docs site goes. The site is built in a private
-    temporary folder and published there when the ``with`` block ends without an error; page
-    URLs returned by :meth:`validate` already point at the published place.
+    temporary folder, its pages rewritten to open offline (``qa.data_docs``: GX's pages load
+    their styling from CDNs), and published there when the ``with`` block ends without an
+    error; page URLs returned by :meth:`validate` already point at the published place.
     """
 
     def __init__(self, docs_dir: Path | None = None):
@@ -68,6 +70,7 @@ class GXRunner:
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
             if exc_type is None and self._site is not None and self.docs_dir is not None:
+                make_site_offline(self._site)
                 publish_site(self._site, self.docs_dir)
         finally:
             if self._site is not None:
@@ -133,10 +136,27 @@ def expectation_outcome(gx_result: Any, *, reason: str, column: str, description
         quarantined_count=quarantined_count, examples=examples)
 
 
+def expectation_results(validation: Any) -> list[dict[str, Any]]:
+    """Each expectation's result of a GX validation, as rows a person reads in the Dagster UI
+    (the Data Docs page holds the same, but a ``file://`` page does not open from the UI)."""
+    rows = []
+    for r in validation.results:
+        stats, config = r.result or {}, r.expectation_config
+        percent = stats.get("unexpected_percent")
+        rows.append({"expectation": config.type, "column": config.kwargs.get("column", ""),
+                     "success": bool(r.success), "element_count": plain(stats.get("element_count")),
+                     "unexpected_count": plain(stats.get("unexpected_count")),
+                     "unexpected_percent": None if percent is None else round(float(percent), 3),
+                     "observed_value": plain(stats.get("observed_value")),
+                     "description": config.description or ""})
+    return rows
+
+
 def validation_passed(runner: GXRunner, frame: pd.DataFrame, suite: gx.ExpectationSuite,
-                      run_name: str) -> tuple[bool, str | None]:
-    """Validate an aggregated frame; an empty one has nothing to judge and passes."""
+                      run_name: str) -> tuple[bool, str | None, list[dict[str, Any]]]:
+    """Validate an aggregated frame: (passed, Data Docs URL, :func:`expectation_results`);
+    an empty frame has nothing to judge and passes, with no page and no results."""
     if not len(frame):
-        return True, None
+        return True, None, []
     result, url = runner.validate(frame, suite, run_name)
-    return bool(result.success), url
+    return bool(result.success), url, expectation_results(result)

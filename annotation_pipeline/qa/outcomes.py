@@ -66,6 +66,8 @@ class CheckOutcome:
     description: str
     metadata: dict[str, Any]
     failing_examples: list[dict[str, Any]] = field(default_factory=list)
+    # each GX expectation's result behind this check (``gx_bridge.expectation_results``)
+    gx_results: list[dict[str, Any]] = field(default_factory=list)
 
 
 

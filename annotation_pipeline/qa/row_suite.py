@@ -191,8 +191,16 @@ class RowValidation:
     def n_quarantined(self) -> int:
         return len(self.quarantined)
 
+    def expectation_results(self) -> list[dict[str, Any]]:
+        """Each expectation's result as Great Expectations reported it, beside the rows quarantined."""
+        return [{"expectation": o.expectation_type, "column": o.column, "success": o.success,
+                 "element_count": o.element_count, "unexpected_count": o.unexpected_count,
+                 "unexpected_percent": round(100.0 * o.unexpected_count / o.element_count, 3) if o.element_count else None,
+                 "quarantined": o.quarantined_count, "description": o.description} for o in self.expectations]
+
     def check_outcomes(self) -> list[CheckOutcome]:
         """One non-blocking check per expectation: failing rows are quarantined, the batch goes on."""
+        results = self.expectation_results()
         return [CheckOutcome(
             name=f"rows_{o.reason}", passed=o.success, blocking=False,
             severity="WARN", description=o.description,
@@ -200,7 +208,7 @@ class RowValidation:
                       "column": o.column, "element_count": o.element_count,
                       "unexpected_count": o.unexpected_count, "quarantined": o.quarantined_count,
                       "data_docs": self.data_docs_url or ""},
-            failing_examples=o.examples) for o in self.expectations]
+            failing_examples=o.examples, gx_results=[row]) for o, row in zip(self.expectations, results)]
 
 
 

@@ -32,6 +32,16 @@ def lead_time_by_annotator(accepted: pd.DataFrame, robust_z: float = 3.5) -> pd.
     return out
 
 
+def consensus_agreement(accepted: pd.DataFrame, consensus_labels: pd.DataFrame) -> pd.DataFrame:
+    """One row per scene choice on an item with a consensus scene label: annotation_id,
+    annotator_id, vendor (when given), item_id and ``agrees`` (the choice equals the consensus)."""
+    truth = consensus_labels[consensus_labels["kind"] == "choice"].drop_duplicates("item_id").set_index("item_id")["label"]
+    mine = accepted[(accepted["kind"] == "choice").to_numpy() & accepted["item_id"].isin(truth.index).to_numpy()]
+    keep = [c for c in ("annotation_id", "annotator_id", "vendor", "item_id") if c in mine.columns]
+    agrees = (mine["label"].astype("string") == mine["item_id"].map(truth).astype("string")).fillna(False)
+    return mine[keep].assign(agrees=agrees.to_numpy(dtype=bool)).reset_index(drop=True)
+
+
 SCORECARD_COLUMNS = ["annotator_id", "n_answers", "n_tasks", "gold_tasks", "gold_accuracy",
                      "rework_rate", "median_lead_time_s", "agreement_with_consensus"]
 
@@ -59,13 +69,8 @@ def annotator_scorecards(accepted: pd.DataFrame, quarantined: pd.DataFrame, task
                                   .groupby("annotator_id")["lead_time_s"].median().reindex(card.index))
     card["agreement_with_consensus"] = np.nan
     if consensus_labels is not None and len(consensus_labels):
-        truth = consensus_labels[consensus_labels["kind"] == "choice"].drop_duplicates("item_id").set_index("item_id")["label"]
-        mine = accepted[accepted["kind"] == "choice"]
-        # string dtype: items without a consensus label compare as NA, counted as not agreeing
-        agree = (mine["label"].astype("string") == mine["item_id"].map(truth).astype("string")).fillna(False).to_numpy(bool)
-        judged = mine["item_id"].isin(truth.index).to_numpy()
-        card["agreement_with_consensus"] = (pd.Series(agree[judged], index=mine["annotator_id"].to_numpy()[judged])
-                                            .groupby(level=0).mean().reindex(card.index))
+        agreement = consensus_agreement(accepted, consensus_labels)
+        card["agreement_with_consensus"] = agreement.groupby("annotator_id")["agrees"].mean().reindex(card.index)
     out = card.reset_index().rename(columns={"index": "annotator_id"})
     out = out.astype({"n_answers": "int64", "n_tasks": "int64", "gold_tasks": "int64",
                       "annotator_id": "string"})

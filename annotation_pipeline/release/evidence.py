@@ -14,8 +14,9 @@ import json
 
 import pandas as pd
 
+from annotation_pipeline.consensus.calibration import held_out_gold_calibration
 from annotation_pipeline.ontology import Ontology
-from annotation_pipeline.plots import bar_chart
+from annotation_pipeline.plots import bar_chart, reliability_diagram
 from annotation_pipeline.qa.error_taxonomy import error_taxonomy, gold_error_outcomes
 from annotation_pipeline.release.diff import diff_releases
 from annotation_pipeline.release.exports import to_coco, to_label_studio
@@ -38,6 +39,23 @@ def changes_since(previous: pd.DataFrame | None, dataset: pd.DataFrame) -> dict:
     difference = diff_releases(dataset.iloc[0:0] if previous is None else previous, dataset)
     by_class = difference.by_class().rename_axis("label").reset_index()
     return {"changes": difference.summary(), "changes_by_class": by_class.to_dict("records")}
+
+
+def calibration_report(answers: pd.DataFrame, gold: pd.DataFrame) -> dict:
+    """The report's ``calibration`` (ECE of consensus confidence on hidden gold tasks, fitted
+    without their answers) and ``calibration_bins`` (the reliability diagram's table)."""
+    return held_out_gold_calibration(answers, gold)
+
+
+def reliability_chart(report: dict) -> bytes | None:
+    """The reliability diagram of a report that holds ``calibration_bins`` (None when it holds none)."""
+    bins = pd.DataFrame(report.get("calibration_bins") or [])
+    if bins.empty or not (bins["n"] > 0).any():
+        return None
+    calibration = report.get("calibration", {})
+    return reliability_diagram(bins.astype({"mean_confidence": float, "accuracy": float}),
+                               f"Consensus confidence on {calibration.get('n_gold_items', 0)} hidden gold items",
+                               ece=calibration.get("ece"))
 
 
 def _vendor_figures(answers: pd.DataFrame, outcomes: pd.DataFrame) -> pd.DataFrame:
@@ -65,6 +83,9 @@ def release_attachments(report: dict, dataset: pd.DataFrame, images: pd.DataFram
     if len(scorecards) and scorecards["gold_accuracy"].notna().any():
         charts["gold_accuracy"] = bar_chart(scorecards.set_index("annotator_id")["gold_accuracy"],
                                             "Accuracy on hidden gold tasks", "gold accuracy")
+    reliability = reliability_chart(report)
+    if reliability is not None:
+        charts["reliability"] = reliability
     by_class = agreement[agreement["scope"] == "class"].pivot_table(index="key", columns="metric", values="value")
     html = render_release_report(
         report,

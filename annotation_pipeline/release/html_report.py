@@ -82,7 +82,7 @@ def render_release_report(report: Mapping[str, Any], *, tables: Mapping[str, pd.
         "<h2>Coverage and class balance</h2>", _key_values(report.get("dataset", {})),
         _figures(charts, ["class_balance"]),
         "<h2>Agreement by class</h2>", html_table(tables.get("agreement_by_class")),
-        _figures(charts, ["reliability"]),
+        _calibration(report.get("calibration")), _figures(charts, ["reliability"]),
         "<h2>Errors against hidden gold tasks</h2>",
         "<p>Each gold object an annotator saw is correct, of the wrong class, loosely placed, or missed; "
         "objects drawn where there is none are extra.</p>",
@@ -97,6 +97,16 @@ def render_release_report(report: Mapping[str, Any], *, tables: Mapping[str, pd.
         "</body></html>",
     ]
     return "\n".join(parts)
+
+
+def _calibration(calibration: Mapping[str, Any] | None) -> str:
+    """One sentence on how far consensus confidence is from the accuracy it claims."""
+    if not calibration or calibration.get("ece") is None:
+        return "<p class='meta'>Calibration: no hidden gold item with a scene answer in this partition.</p>"
+    return (f"<p>Calibration of consensus confidence: expected calibration error "
+            f"<strong>{_escape(float(calibration['ece']))}</strong> on {_escape(calibration.get('n_gold_items'))} "
+            f"hidden gold item(s), the {_escape(calibration.get('method'))} consensus refitted without their "
+            "answers (0 = a confidence of 0.9 is right nine times in ten).</p>")
 
 
 def _figures(charts: Mapping[str, bytes], names: Sequence[str]) -> str:

@@ -85,7 +85,7 @@ def test_every_stage_writes_its_table_to_contract(demo_run):
                 "prelabels": c.PRELABELS, "labeling_queue": c.LABELING_QUEUE, "vendor_batches": c.VENDOR_TASKS,
                 "returned_annotations": c.ANNOTATIONS, "quarantine": c.QUARANTINE,
                 "consensus_labels": c.CONSENSUS_LABELS, "review_queue": c.REVIEW_QUEUE,
-                "agreement_metrics": c.AGREEMENT_METRICS}
+                "agreement_metrics": c.AGREEMENT_METRICS, "vendor_scorecards": c.VENDOR_SCORECARDS}
     for asset, contract in by_asset.items():
         df = table(root, asset)
         assert len(df), asset
@@ -286,3 +286,18 @@ def test_the_release_carries_an_offline_report_exports_and_a_registry_tag(demo_r
     assert "dataset-v0001" in tags
     report = json.loads((release / "quality_report.json").read_text())
     assert report["changes"]["added"] == len(labels) and report["changes"]["removed"] == 0
+
+
+def test_the_demo_prints_the_vendor_figures_and_a_two_vendor_pilot(demo_run):
+    root, (first, second), _ = demo_run
+    (vendor,) = first["vendors"]
+    assert vendor["vendor"] == "simvendor" and vendor["n_accepted"] == first["annotations"]["accepted"]
+    assert 0 < vendor["cost_per_accepted_label"] < 1 and 0 <= vendor["rework_rate"] < 1
+    assert vendor["gold_accuracy"] is not None and vendor["turnaround_hours"] is not None
+    pilot = {r["vendor"]: r for r in first["pilot"]}
+    assert set(pilot) == {"simvendor", "budgetlabels"} and pilot["simvendor"]["items"] == pilot["budgetlabels"]["items"]
+    # the pilot vendor's price list is lower (sample_settings.json): cheaper per accepted label
+    assert pilot["budgetlabels"]["cost_per_accepted_label"] < pilot["simvendor"]["cost_per_accepted_label"]
+    assert second["pilot"] == first["pilot"]  # the pilot runs in a temporary folder, the same every time
+    report = json.loads((root / "releases" / "v0001" / "quality_report.json").read_text())
+    assert report["calibration"]["n_gold_items"] > 0 and 0 <= report["calibration"]["ece"] <= 1

@@ -3,7 +3,9 @@ can change it, and two partitions validating at once do not collide."""
 
 from __future__ import annotations
 
+import re
 import threading
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pandas as pd
@@ -11,6 +13,7 @@ import pytest
 
 from annotation_pipeline.ontology import load_ontology
 from annotation_pipeline.qa.batch_health import batch_health
+from annotation_pipeline.qa.data_docs import OFFLINE_CSS, offline_page
 from annotation_pipeline.qa.row_suite import validate_annotations
 from annotation_pipeline.vendor.intake import intake_vendor_returns
 from annotation_pipeline_tests.malformed.corpus import BATCH, VENDOR, dumps, gold_labels, make_tasks, valid_export
@@ -97,3 +100,66 @@ def test_yaml_plugins_and_environment_variables_under_the_docs_folder_have_no_ef
     assert not list(tmp_path.rglob("s3cr3t-value*")) and not (Path.cwd() / "s3cr3t-value").exists()
     written = "".join(p.read_text(errors="ignore") for p in (tmp_path / "docs").rglob("*.html"))
     assert "s3cr3t-value" not in written
+
+
+class _Addresses(HTMLParser):
+    """Every address a page names in an attribute, and its inline CSS (an independent reading of the HTML)."""
+
+    def __init__(self):
+        super().__init__()
+        self.addresses, self.css, self._in_style = [], "", False
+
+    def handle_starttag(self, tag, attrs):
+        self._in_style = tag == "style"
+        self.addresses += [v for k, v in attrs if k in ("src", "href", "srcset", "data", "poster", "action") and v]
+        self.css += " ".join(v for k, v in attrs if k == "style" and v)
+
+    def handle_data(self, data):
+        if self._in_style:
+            self.css += data
+
+
+def _other_hosts(page: str) -> list[str]:
+    parser = _Addresses()
+    parser.feed(page)
+    remote = re.compile(r"^\s*(https?:)?//", re.IGNORECASE)
+    return ([a for a in parser.addresses if remote.match(a)]
+            + re.findall(r"url\(\s*['\"]?\s*(?:https?:)?//[^)]*\)|@import[^;]*//[^;]*;", parser.css, re.IGNORECASE))
+
+
+def test_data_docs_pages_request_nothing_from_another_host_and_keep_their_styling(tmp_path):
+    ontology = load_ontology()
+    annotations = _annotations(tmp_path, ontology)
+    annotations.loc[0, "label"] = "unicorn"  # one row outside the ontology: a failing expectation on the page
+
+    rows = validate_annotations(annotations, make_tasks(), ontology, docs_dir=tmp_path / "docs", run_name="offline")
+
+    pages = sorted((tmp_path / "docs").rglob("*.html"))
+    assert len(pages) >= 3  # index, suite, validation
+    for page in pages:
+        text = page.read_text()
+        assert _other_hosts(text) == [], page.name
+        assert OFFLINE_CSS in text and "cdn" not in text.lower()
+    validation_page = Path(rows.data_docs_url.removeprefix("file://")).read_text()
+    assert "unicorn" in validation_page and "Great Expectations" in validation_page  # content kept, logo as text
+    # the same result, summarized where the Dagster UI shows it
+    summary = {r["column"]: r for r in rows.expectation_results()}
+    label = next(r for r in rows.expectation_results() if r["quarantined"])
+    assert (label["success"], label["unexpected_count"], label["quarantined"], label["element_count"]) == (
+        False, 1, 1, len(annotations))
+    assert label["unexpected_percent"] == pytest.approx(100 / len(annotations), abs=1e-3)
+    assert sum(not r["success"] for r in summary.values()) == 1
+
+
+def test_an_offline_page_loses_every_address_on_another_host_and_keeps_local_ones():
+    page = ("<html><head><link rel='stylesheet' href='//cdn.example/b.css'/>"
+            "<link rel='icon' href='static/favicon.ico'>"
+            "<script src=\"https://code.example/jq.js\"></script><script>var local = 1;</script>"
+            "<style>.x { background: url('https://s3.example/logo.png') } @import url(http://x.example/a.css);</style>"
+            "</head><body><img src='https://s3.example/logo.png' alt='Great Expectations'>"
+            "<img src='static/images/local.png'><a href='https://example.org/news'>Subscribe</a>"
+            "<a href='../index.html'>Home</a></body></html>")
+    out = offline_page(page)
+    assert _other_hosts(out) == [] and _other_hosts(page)
+    assert "static/favicon.ico" in out and "static/images/local.png" in out and "href='../index.html'" in out
+    assert "var local = 1;" in out and "<a >Subscribe</a>" in out and ">Great Expectations</span>" in out

@@ -1,10 +1,15 @@
 """The release report is one HTML file that opens offline: no external resource, values escaped."""
 
+import base64
+import json
 from html.parser import HTMLParser
 
 import pandas as pd
+import pytest
 
+from annotation_pipeline.consensus.calibration import held_out_gold_calibration
 from annotation_pipeline.plots import bar_chart
+from annotation_pipeline.release.evidence import reliability_chart
 from annotation_pipeline.release.html_report import known_limitations, render_release_report
 
 
@@ -40,3 +45,39 @@ def test_the_report_holds_no_external_resource_and_escapes_what_came_from_outsid
     assert "script" not in parser.tags and "link" not in parser.tags
     assert "url(" not in parser.style and "@import" not in parser.style
     assert "&lt;script&gt;" in page and "wait for review" in page and "single annotator" in page
+
+
+def _gold_day():
+    """Four hidden gold items with three scene answers each, and one ordinary item."""
+    votes = {"g1": ["day", "day", "day"], "g2": ["day", "day", "night"], "g3": ["night", "night", "day"],
+             "g4": ["fog", "fog", "fog"], "x": ["day", "night", "night"]}
+    answers = pd.DataFrame([{"item_id": item, "annotator_id": f"a{i}", "label": label, "kind": "choice"}
+                            for item, labels in votes.items() for i, label in enumerate(labels)])
+    gold = pd.DataFrame({"item_id": ["g1", "g2", "g3", "g4"], "kind": "choice",
+                         "label": ["day", "day", "day", "fog"]})
+    return answers, gold
+
+
+def test_calibration_on_hidden_gold_is_the_expected_calibration_error_worked_by_hand():
+    answers, gold = _gold_day()
+    part = held_out_gold_calibration(answers, gold, method="mv")
+    # majority-vote confidence: g1, g4 at 1.0 and right (gap 0); g2 right and g3 wrong at 2/3
+    # (accuracy 0.5, gap 1/6): ECE = (2 * 0 + 2 * 1/6) / 4
+    assert part["calibration"] == {"method": "mv", "n_gold_items": 4, "ece": pytest.approx(1 / 12, abs=1e-6)}
+    filled = [b for b in part["calibration_bins"] if b["n"]]
+    assert [(b["n"], b["accuracy"]) for b in filled] == [(2, 0.5), (2, 1.0)]
+    assert json.loads(json.dumps(part, allow_nan=False)) == part  # strict JSON: empty bins hold None, not NaN
+    assert held_out_gold_calibration(answers[answers["item_id"] == "x"], gold)["calibration"]["ece"] is None
+
+
+def test_the_reliability_diagram_goes_inline_into_the_report_with_its_ece():
+    answers, gold = _gold_day()
+    report = {"version": "v0001", "fingerprint": "f", "dataset": {"labels": 1},
+              "partition": {"date": "2026-11-20"}, **held_out_gold_calibration(answers, gold, method="mv")}
+    chart = reliability_chart(report)
+    page = render_release_report(report, tables={}, charts={"reliability": chart}, limitations=[])
+    parser = _Resources()
+    parser.feed(page)
+    assert chart and parser.urls == [f"data:image/png;base64,{base64.b64encode(chart).decode()}"]
+    assert "expected calibration error <strong>0.08333</strong> on 4 hidden gold item(s)" in page
+    assert reliability_chart({"calibration_bins": []}) is None
