@@ -104,7 +104,8 @@ def labeling_queue(context: dg.AssetExecutionContext, config: LabelingBudget, da
     queue = build_labeling_queue(ids, uncertainty[ids].to_numpy(), features, context.partition_key, config.budget,
                                  campaign_items=campaign_items(data_root.root), seed=config.seed)
     picked = queue[queue["campaign_id"].isna()]
-    by_doubt = uncertainty[ids].sort_values(ascending=False, kind="stable").index[:len(picked)]
+    others = uncertainty[ids[~ids.isin(queue.loc[queue["campaign_id"].notna(), "item_id"])]]
+    by_doubt = others.sort_values(ascending=False, kind="stable").index[:len(picked)]
     spread = {"spread_selected": mean_nearest_distance(features[ids.get_indexer(picked["item_id"])]),
               "spread_if_uncertainty_only": mean_nearest_distance(features[ids.get_indexer(by_doubt)])}
     return dg.Output(queue, metadata={

@@ -44,16 +44,28 @@ def _three_clusters(per_cluster: int = 20, seed: int = 0):
 
 
 def test_the_selector_picks_from_every_cluster_not_only_the_most_uncertain_one():
-    features, uncertainty, cluster = _three_clusters()
+    features, uncertainty, cluster = _three_clusters(per_cluster=5)  # all 15 on the shortlist of 5 x 3
     picked = select_uncertain_diverse(uncertainty, features, budget=3).index
     assert sorted(cluster[picked]) == [0, 1, 2]
     # uncertainty alone would have sent three items of cluster 0
     assert set(cluster[np.argsort(-uncertainty)[:3]]) == {0}
+    # without the shortlist, diversity reaches every cluster even when one holds 20 doubtful items
+    features, uncertainty, cluster = _three_clusters(per_cluster=20)
+    picked = select_uncertain_diverse(uncertainty, features, budget=3, shortlist=None).index
+    assert sorted(cluster[picked]) == [0, 1, 2]
+
+
+def test_a_sure_item_is_not_bought_for_being_far_away_while_doubtful_ones_are_left():
+    rng = np.random.default_rng(1)
+    features = np.vstack([rng.normal(0, 1, (30, 2)), [[100.0, 100.0]]])  # one far-off outlier
+    uncertainty = np.append(rng.uniform(0.6, 1.0, 30), 0.05)
+    assert 30 not in select_uncertain_diverse(uncertainty, features, budget=5).index
+    assert 30 in select_uncertain_diverse(uncertainty, features, budget=5, shortlist=None).index
 
 
 def test_within_each_cluster_the_selector_prefers_its_most_uncertain_items():
     features, uncertainty, cluster = _three_clusters()
-    picked = select_uncertain_diverse(uncertainty, features, budget=3).index
+    picked = select_uncertain_diverse(uncertainty, features, budget=3, shortlist=None).index
     assert picked[0] == np.argmax(uncertainty)  # nothing chosen yet: the most uncertain first
     for i in picked:  # each pick is among the two most uncertain of its cluster
         same = np.flatnonzero(cluster == cluster[i])
@@ -69,7 +81,8 @@ def test_without_any_diversity_signal_the_selector_takes_the_most_uncertain_with
 
 def test_items_like_those_already_labeled_are_passed_over():
     features, uncertainty, cluster = _three_clusters()
-    picked = select_uncertain_diverse(uncertainty, features, budget=2, labeled_features=features[cluster == 0]).index
+    picked = select_uncertain_diverse(uncertainty, features, budget=2, labeled_features=features[cluster == 0],
+                                      shortlist=None).index
     assert 0 not in set(cluster[picked])
 
 
