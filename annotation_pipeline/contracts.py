@@ -185,7 +185,8 @@ LABELING_QUEUE = TableContract(
         "reason": _c("string", "why it was selected (uncertainty, campaign, ...)"),
         "campaign_id": _c("string", "relabel campaign that put it first (none: picked by active learning)", True),
         "uncertainty_rank": _c("Int64", "rank by model uncertainty among the day's candidates, 1 = most", True),
-        "diversity_rank": _c("Int64", "rank by distance to items already queued when picked, 1 = farthest", True),
+        "diversity_rank": _c("Int64", "when picked: rank by distance to items already queued among the shortlisted "
+                                      "most uncertain candidates, 1 = farthest", True),
     },
 )
 

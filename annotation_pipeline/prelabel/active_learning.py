@@ -112,6 +112,7 @@ class Selection:
     uncertainty_rank: np.ndarray  # 1 = the most uncertain of all candidates
     diversity_rank: np.ndarray    # at pick time, 1 = farthest from everything chosen; 0 = nothing chosen yet
     distance: np.ndarray          # at pick time, to the nearest chosen or labeled item (inf: none yet)
+    shortlisted: int = 0          # candidates that competed on diversity (the most uncertain)
 
 
 def _sq_distances(features: np.ndarray, sq_norms: np.ndarray, centre: np.ndarray) -> np.ndarray:
@@ -146,7 +147,7 @@ def select_uncertain_diverse(uncertainty: np.ndarray, features: np.ndarray, budg
         nearest = np.sqrt(np.maximum(cross, 0.0).min(axis=1))
     local, d_rank, d_at_pick = _greedy_k_center(u[short], x[short], k, nearest, u_rank[short])
     picks = short[local]
-    return Selection(picks, u_rank[picks], d_rank, d_at_pick)
+    return Selection(picks, u_rank[picks], d_rank, d_at_pick, len(short))
 
 
 def _greedy_k_center(u: np.ndarray, x: np.ndarray, k: int, nearest: np.ndarray,
@@ -204,8 +205,8 @@ def build_labeling_queue(item_ids: list[str] | pd.Index, uncertainty: np.ndarray
                                    labeled_features=x[chosen] if len(chosen) else None, seed=seed)
     picked = rest[sel.index]
     n_rest = len(rest)
-    reasons = [_pick_reason(ur, dr, d, n_rest) for ur, dr, d in zip(sel.uncertainty_rank, sel.diversity_rank,
-                                                                    sel.distance, strict=True)]
+    reasons = [_pick_reason(ur, dr, d, n_rest, sel.shortlisted)
+               for ur, dr, d in zip(sel.uncertainty_rank, sel.diversity_rank, sel.distance, strict=True)]
     queue = pd.DataFrame({
         "item_id": np.concatenate([campaign.index.to_numpy(dtype=object), ids.to_numpy(dtype=object)[picked]]),
         "partition_date": partition_date,
@@ -220,11 +221,12 @@ def build_labeling_queue(item_ids: list[str] | pd.Index, uncertainty: np.ndarray
     return LABELING_QUEUE.conform(queue)
 
 
-def _pick_reason(u_rank: int, d_rank: int, distance: float, n: int) -> str:
+def _pick_reason(u_rank: int, d_rank: int, distance: float, n: int, shortlisted: int) -> str:
     doubt = f"uncertainty #{u_rank} of {n}"
     if not d_rank:
         return f"{doubt}: the most uncertain item, picked first"
-    return f"{doubt}, diversity #{d_rank} ({distance:.2f} from the nearest item already queued)"
+    return (f"{doubt}, diversity #{d_rank} of the {shortlisted} most uncertain "
+            f"({distance:.2f} from the nearest item already queued)")
 
 
 def mean_nearest_distance(features: np.ndarray) -> float:
