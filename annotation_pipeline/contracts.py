@@ -183,6 +183,10 @@ LABELING_QUEUE = TableContract(
         "priority": _c("Int64", "rank, 1 = label first"),
         "uncertainty": _c("float64", "active-learning score (higher = more informative)"),
         "reason": _c("string", "why it was selected (uncertainty, campaign, ...)"),
+        "campaign_id": _c("string", "relabel campaign that put it first (none: picked by active learning)", True),
+        "uncertainty_rank": _c("Int64", "rank by model uncertainty among the day's candidates, 1 = most", True),
+        "diversity_rank": _c("Int64", "when picked: rank by distance to items already queued among the shortlisted "
+                                      "most uncertain candidates, 1 = farthest", True),
     },
 )
 

@@ -2,18 +2,24 @@
 
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 
 from annotation_pipeline.contracts import LABELING_QUEUE, PRELABELS
 from annotation_pipeline.defs.common import OWNERS, daily_partitions, table_metadata
 from annotation_pipeline.defs.resources import DataRoot
 from annotation_pipeline.monitoring.drift import campaign_items
+from annotation_pipeline.prelabel.active_learning import (
+    build_labeling_queue,
+    image_embedding,
+    mean_nearest_distance,
+    prelabel_uncertainty,
+)
 from annotation_pipeline.prelabel.model import (
     ModelIntegrityError,
     load_model,
     load_rgb,
     save_model,
-    select_for_labeling,
     train_prelabel_model,
 )
 
@@ -73,23 +79,47 @@ def prelabels(data_root: DataRoot, anonymized_items: pd.DataFrame) -> dg.Output[
 
 class LabelingBudget(dg.Config):
     budget: int = 500  # items per day the program pays a vendor for
+    seed: int = 0  # breaks ties between equally useful items, reproducibly
 
 
 @dg.asset(
-    group_name="prelabel", partitions_def=daily_partitions, owners=OWNERS, kinds={"pandas"},
-    description="Active learning: the items the model is least sure of, most informative first, up to "
-                "the day's labeling budget. Images a drift campaign landed come first.\n\n" + LABELING_QUEUE.markdown(),
+    group_name="prelabel", partitions_def=daily_partitions, owners=OWNERS, kinds={"scikitlearn", "pandas"},
+    description="Active learning under the day's labeling budget: items the model doubts (margin of its "
+                "pre-label scores) that are also unlike the items already queued (greedy uncertainty-weighted "
+                "k-center on an image embedding: HOG of a thumbnail + colour histogram), so the vendor does not "
+                "label twenty copies of one confusing scene. Images a drift campaign landed come first, in the "
+                "campaign's order. Each row says why it was picked (campaign, uncertainty rank, diversity rank); "
+                "`benchmarks/bench_active_learning.py` measures the labels this saves over random sampling.\n\n"
+                + LABELING_QUEUE.markdown(),
 )
 def labeling_queue(context: dg.AssetExecutionContext, config: LabelingBudget, data_root: DataRoot,
-                   prelabels: pd.DataFrame) -> dg.Output[pd.DataFrame]:
-    queue = select_for_labeling(prelabels, context.partition_key, config.budget,
-                                campaign_items=campaign_items(data_root.root))
-    n_items = prelabels["item_id"].nunique()
+                   prelabels: pd.DataFrame, anonymized_items: pd.DataFrame) -> dg.Output[pd.DataFrame]:
+    if config.budget < 0:
+        raise dg.Failure(f"labeling budget {config.budget} is negative: give the items per day to send (0 = none)")
+    uncertainty = prelabel_uncertainty(prelabels)
+    paths = anonymized_items.drop_duplicates("item_id").set_index("item_id")["image_path"]
+    ids = uncertainty.index[uncertainty.index.isin(paths.index)]
+    features = np.stack([image_embedding(load_rgb(data_root.root / paths[i])) for i in ids]) if len(ids) \
+        else np.zeros((0, 1))
+    queue = build_labeling_queue(ids, uncertainty[ids].to_numpy(), features, context.partition_key, config.budget,
+                                 campaign_items=campaign_items(data_root.root), seed=config.seed)
+    picked = queue[queue["campaign_id"].isna()]
+    others = uncertainty[ids[~ids.isin(queue.loc[queue["campaign_id"].notna(), "item_id"])]]
+    by_doubt = others.sort_values(ascending=False, kind="stable").index[:len(picked)]
+    spread = {"spread_selected": mean_nearest_distance(features[ids.get_indexer(picked["item_id"])]),
+              "spread_if_uncertainty_only": mean_nearest_distance(features[ids.get_indexer(by_doubt)])}
     return dg.Output(queue, metadata={
-        "candidates": n_items, "selected": len(queue), "budget": config.budget,
-        "not_selected": n_items - len(queue),
-        "from_campaigns": int(queue["reason"].str.startswith("relabel campaign").sum()),
+        "candidates": len(ids), "selected": len(queue), "budget": config.budget,
+        "not_selected": len(ids) - len(queue), "items_without_image": int(len(uncertainty) - len(ids)),
+        "from_campaigns": int(queue["campaign_id"].notna().sum()), "from_active_learning": len(picked),
         "mean_uncertainty_selected": float(queue["uncertainty"].mean()) if len(queue) else 0.0,
+        "mean_uncertainty_candidates": float(uncertainty.mean()) if len(uncertainty) else 0.0,
+        **{k: round(v, 4) for k, v in spread.items()},
+        "why_selected": dg.MetadataValue.md(
+            "Spread = mean distance from each picked item to its nearest other pick in the image embedding "
+            "(0 = copies); `spread_if_uncertainty_only` is what the top items by uncertainty alone would have "
+            "had.\n\n" + (queue[["priority", "item_id", "uncertainty", "reason"]].head(10).to_markdown(index=False)
+                          if len(queue) else "(nothing selected)")),
         **table_metadata(queue),
     })
 

@@ -282,5 +282,6 @@ def select_for_labeling(prelabels: pd.DataFrame, partition_date: str, budget: in
         ["rank", "doubt"], na_position="last", kind="stable").index[:max(budget, 0)]
     queue = pd.DataFrame({"item_id": order, "partition_date": partition_date,
                           "priority": np.arange(1, len(order) + 1), "uncertainty": uncertainty[order].to_numpy(),
-                          "reason": why[order].to_numpy()})
+                          "reason": why[order].to_numpy(), "campaign_id": campaign["campaign_id"][order].to_numpy(),
+                          "uncertainty_rank": pd.NA, "diversity_rank": pd.NA})
     return LABELING_QUEUE.conform(queue)
