@@ -26,7 +26,7 @@ from annotation_pipeline.contracts import GOLD_LABELS, item_id_for_bytes
 from annotation_pipeline.layout import DataLayout
 from annotation_pipeline.sample_world.sample_data import generate_gold_set, render_scene
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("canary")]  # one worker runs the canary demo once
 DATE = "2026-11-18"
 SECRET = "canary-secret-9d2e4f6a8b0c1e3f5a7b9c1d3e5f7a9b"
 

@@ -12,7 +12,7 @@ import pytest
 from annotation_pipeline.cli.main import main
 from annotation_pipeline.contracts import ANNOTATIONS, CONSENSUS_LABELS, QUARANTINE, RAW_ITEMS
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("demo")]  # one worker builds the demo once
 DATE = "2026-11-20"
 SECRET = "test-secret-4f1c9a7e2b8d6053-never-print-me"
 

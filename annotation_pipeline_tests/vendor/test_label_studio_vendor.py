@@ -23,7 +23,7 @@ from annotation_pipeline.vendor.handoff import build_vendor_batch
 from annotation_pipeline.vendor.intake import intake_vendor_returns
 from annotation_pipeline.vendor.label_studio import annotator_email, image_file_of
 
-pytestmark = pytest.mark.label_studio
+pytestmark = [pytest.mark.label_studio, pytest.mark.xdist_group("label_studio")]  # one shared server
 
 DAY = "2026-11-21"
 MODEL = "prelabel-ls-test"
