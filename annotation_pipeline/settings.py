@@ -20,6 +20,8 @@ from the object's ``repr`` so it never reaches a log line.
 | ``ANNOTATION_PIPELINE_CELERY_BACKEND`` | Celery result backend of the production executor | ``rpc://`` |
 | ``ANNOTATION_PIPELINE_EXECUTOR`` | production steps on ``celery`` workers or as Kubernetes Jobs (``k8s``) | ``celery`` |
 | ``DAGSTER_HOME`` | the Dagster instance folder | the demo uses ``ROOT/dagster_home`` |
+| ``ANNOTATION_PIPELINE_PRELABEL_BACKEND_URL`` | a Label Studio ML backend (``/predict``) that makes the pre-labels | none: the built-in model |
+| ``ANNOTATION_PIPELINE_PRELABEL_BACKEND_TOKEN`` | its access token, sent as ``Authorization: Token ...`` | none |
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ CELERY_BROKER_ENV = "ANNOTATION_PIPELINE_CELERY_BROKER"
 CELERY_BACKEND_ENV = "ANNOTATION_PIPELINE_CELERY_BACKEND"
 EXECUTOR_ENV = "ANNOTATION_PIPELINE_EXECUTOR"
 PRODUCTION_EXECUTORS = ("celery", "k8s")
+PRELABEL_BACKEND_URL_ENV = "ANNOTATION_PIPELINE_PRELABEL_BACKEND_URL"
+PRELABEL_BACKEND_TOKEN_ENV = "ANNOTATION_PIPELINE_PRELABEL_BACKEND_TOKEN"
 # The machine's RabbitMQ with its default account; production sets its own URL.
 DEFAULT_CELERY_BROKER = "pyamqp://guest:guest@127.0.0.1:5672//"
 
@@ -80,6 +84,9 @@ class Settings:
     celery_backend: str = field(default="rpc://", repr=False)
     celery_broker_from_env: bool = False
     production_executor: str = "celery"
+    # The pre-label model: None is the built-in one; a URL an external Label Studio ML backend.
+    prelabel_backend_url: str | None = None
+    prelabel_backend_token: str | None = field(default=None, repr=False)
 
     def celery_broker_config(self) -> str | dict:
         """The broker as Dagster config: an ``{"env": ...}`` reference when the variable is set, so
@@ -141,7 +148,16 @@ def load_settings(env: Mapping[str, str] | None = None, *, root: Path | str | No
         celery_backend=env.get(CELERY_BACKEND_ENV) or "rpc://",
         celery_broker_from_env=bool(env.get(CELERY_BROKER_ENV)),
         production_executor=_choice(env, EXECUTOR_ENV, PRODUCTION_EXECUTORS),
+        prelabel_backend_url=_http_url(env, PRELABEL_BACKEND_URL_ENV),
+        prelabel_backend_token=env.get(PRELABEL_BACKEND_TOKEN_ENV) or None,
     )
+
+
+def _http_url(env: Mapping[str, str], name: str) -> str | None:
+    value = (env.get(name) or "").strip()
+    if value and not value.startswith(("http://", "https://")):
+        raise SettingsError(f"{name}={value!r}: expected an http:// or https:// URL")
+    return value or None
 
 
 def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:

@@ -20,6 +20,7 @@ from pydantic import PrivateAttr
 
 from annotation_pipeline.atomic_files import write_parquet_atomic
 from annotation_pipeline.contracts import QUARANTINE
+from annotation_pipeline.defs.prelabel_service import build_prelabel_service
 from annotation_pipeline.layout import DataLayout
 from annotation_pipeline.release.store import DvcReleaseStore
 from annotation_pipeline.sample_world.sample_data import load_sample_settings
@@ -392,7 +393,8 @@ def build_resources(profile: str | None = None, root: Path | None = None) -> dic
     releases = ReleaseStore(root=str(root), remote_url=settings.dvc_remote(), endpoint_url=settings.s3_endpoint_url)
     if settings.profile == "local":
         return {"data_root": DataRoot(path=str(root)), "io_manager": PartitionedParquetIOManager(base_path=str(root)),
-                "releases": releases, "vendor": LocalFolderVendor(vendor="simvendor", root=str(root))}
+                "releases": releases, "vendor": LocalFolderVendor(vendor="simvendor", root=str(root)),
+                "prelabeler": build_prelabel_service(settings)}
     bucket = settings.require_bucket()
     s3 = S3Resource(endpoint_url=settings.s3_endpoint_url)
     return {
@@ -403,6 +405,7 @@ def build_resources(profile: str | None = None, root: Path | None = None) -> dic
         "vendor": S3Vendor(vendor=settings.vendor, bucket=bucket, endpoint_url=settings.s3_endpoint_url,
                            download_root=str(root),
                            simulate_workforce=settings.simulate_vendor, root=str(root)),
+        "prelabeler": build_prelabel_service(settings),
     }
 
 
@@ -425,3 +428,4 @@ def build_executor(profile: str | None = None) -> dg.ExecutorDefinition:
 
     return celery_executor.configured({"broker": settings.celery_broker_config(), "backend": settings.celery_backend},
                                       name="celery")
+
