@@ -75,7 +75,7 @@ def _evidence_markdown(evidence: pd.DataFrame, policy: AutoAcceptPolicy) -> str:
     group_name="prelabel", owners=OWNERS, kinds={"scikitlearn"}, deps=[gold_set],
     description="The pre-label model, behind the `prelabeler` resource: the built-in scikit-learn model "
                 "(scene classifier and region-proposal detector on HOG and colour-histogram features, scores "
-                "calibrated by Platt / isotonic regression on folds it did not see) or a team's own model behind "
+                "calibrated by isotonic regression on folds it did not see) or a team's own model behind "
                 "a Label Studio ML backend (`ANNOTATION_PIPELINE_PRELABEL_BACKEND_URL`). The built-in model "
                 "retrains from the latest release's labels (vendor labels; gold items left out), or from the "
                 "gold set before the first release. Its version is the hash of its training data. Stored as "

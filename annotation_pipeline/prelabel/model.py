@@ -4,9 +4,10 @@ The pre-label model is small and honest: a scene classifier and an object detect
 class-agnostic region proposer plus a classifier on region features (HOG and colour
 histograms, see ``features``). Both are scikit-learn models trained on labeled data we already
 trust: the gold set at first, then the latest release's labels (gold is then held out to
-measure the model). Their scores are calibrated probabilities (Platt for scenes, isotonic for
-objects, fitted on folds the classifier did not see), so a score band can be trusted to mean
-a precision (``auto_accept``). No weights are downloaded. Its version is the hash of what it
+measure the model). Their scores are calibrated probabilities (isotonic regression fitted on
+folds the classifier did not see), so a score band can be trusted to mean a precision
+(``auto_accept``). Isotonic, not Platt: with four scene classes, one-vs-rest sigmoids
+renormalized left a perfectly separated scene at 0.5-0.8 on the sample world. No weights are downloaded. Its version is the hash of what it
 was trained on and how, so every pre-label names the model that made it.
 
 Active learning picks the items the model is least sure about (scene margin and object
@@ -237,8 +238,8 @@ def train_prelabel_model(images: dict[str, np.ndarray], labels: pd.DataFrame, se
                          source: str = "gold", features: dict[str, ImageFeatures] | None = None) -> PrelabelModel:
     """Train on {item_id: rgb} and their labels (choice rows + object rows, pixel boxes).
 
-    Scene: logistic regression on colour histograms and HOG, Platt-calibrated. Objects: a
-    random forest on region proposals' HOG, colour histograms and shape, isotonic-calibrated.
+    Scene: logistic regression on colour histograms and HOG. Objects: a random forest on region
+    proposals' HOG, colour histograms and shape. Both isotonic-calibrated (``_calibrated``).
     ``source`` names the training data on the card ("gold", "release v0003"); ``features``
     (``featurize(images)``) saves computing them again.
     """
@@ -249,7 +250,7 @@ def train_prelabel_model(images: dict[str, np.ndarray], labels: pd.DataFrame, se
         raise ValueError("training the pre-label model needs labeled items of at least two scene classes")
     x_scene, y_scene = np.stack([features[i].scene for i in ids]), scenes.loc[ids].astype(str).to_numpy()
     scene_model, scene_calibration = _calibrated(
-        make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=0.5)), y_scene, "sigmoid")
+        make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=0.5)), y_scene, "isotonic")
     scene_model.fit(x_scene, y_scene)
 
     objects = labels[(labels["kind"] != "choice") & labels["item_id"].isin(ids) & labels["x_min"].notna()]
