@@ -50,6 +50,8 @@ MODEL_SAVED_EVENT = "prelabel_model_saved"
 MATCH_IOU = 0.5
 # Folds of the calibration: each calibrator is fitted on labels its classifier did not see.
 CALIBRATION_FOLDS = 3
+# How the model is made, hashed into its version beside what it learned from: change one, new version.
+MODEL_RECIPE = f"scene=logreg(C=0.5);objects=forest(50,leaf=2);calibration=isotonic,{CALIBRATION_FOLDS}-fold"
 # Beyond skops' own trusted defaults (scikit-learn estimators, numpy), the random forest's tree
 # structure and the calibration wrappers. Anything else in a model file is refused before it is built.
 TRUSTED_EXTRA_TYPES = frozenset({
@@ -225,7 +227,7 @@ def _calibrated(estimator, y: np.ndarray, method: str):
 def model_version(ids: list[str], labels: pd.DataFrame, seed: int) -> str:
     """The hash of what the model learned from (items, labels, boxes) and how (features, seed)."""
     fingerprint = hashlib.sha256()
-    fingerprint.update(f"{FEATURE_VERSION};seed={seed};calibration={CALIBRATION_FOLDS}".encode())
+    fingerprint.update(f"{FEATURE_VERSION};{MODEL_RECIPE};seed={seed}".encode())
     fingerprint.update(",".join(ids).encode())
     table = labels[["item_id", "kind", "label", "x_min", "y_min", "x_max", "y_max"]].copy()
     table[["x_min", "y_min", "x_max", "y_max"]] = table[["x_min", "y_min", "x_max", "y_max"]].astype(float).round(2)

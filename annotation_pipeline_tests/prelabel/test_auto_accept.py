@@ -51,7 +51,7 @@ def _evidence(precision: float = 1.0, n: int = 120) -> pd.DataFrame:
 
     return AUTO_ACCEPT_EVIDENCE.conform(pd.DataFrame({
         "model_version": "m1", "kind": ["choice", "box"], "label": ["day", "car"], "band": ["0.95-0.99", "0.99-1.00"],
-        "n": n, "correct": int(round(precision * n)), "precision": precision, "measured_on": "test gold"}))
+        "n": n, "correct": round(precision * n), "precision": precision, "measured_on": "test gold"}))
 
 
 def test_a_prelabel_is_right_when_it_names_the_true_scene_or_overlaps_a_true_object_of_its_class():
