@@ -186,7 +186,9 @@ def auto_accepted_labels(context: dg.AssetExecutionContext, config: AutoAcceptCo
     earning = earning_cells(evidence, policy)
     off = switched_off(data_root.root, version) if version else None
     accepted = AUTO_ACCEPTED_LABELS.empty()
-    if not version:
+    if not versions:
+        reason = "off: no pre-labels today"
+    elif not version:
         reason = f"off: the day's pre-labels come from {len(versions)} model versions, evidence is per version"
     elif off:
         reason = (f"off: switched off for {version} after the vendor check measured precision {off['precision']} "

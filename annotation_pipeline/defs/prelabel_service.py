@@ -19,6 +19,10 @@ from annotation_pipeline.prelabel.ml_backend import MLBackendError, PredictionBa
 from annotation_pipeline.settings import PRELABEL_BACKEND_TOKEN_ENV, Settings
 
 
+class PrelabelServiceError(RuntimeError):
+    """No pre-labels could be made: the message says why and what to do, in one line."""
+
+
 class PrelabelModelService(dg.ConfigurableResource, ABC):
     """The pre-label model: makes pre-labels (with the model version) and, when it is ours, learns.
 
@@ -37,10 +41,6 @@ class PrelabelModelService(dg.ConfigurableResource, ABC):
     @abstractmethod
     def describe(self) -> str:
         """Which model this is, for metadata (never a secret)."""
-
-
-class PrelabelServiceError(RuntimeError):
-    """No pre-labels could be made: the message says why and what to do, in one line."""
 
 
 class BuiltinPrelabelModel(PrelabelModelService):
