@@ -94,23 +94,27 @@ def prelabel_model(context: dg.AssetExecutionContext, data_root: DataRoot, relea
         images, labels, source = gold_images, gold_labels, "gold"
     facts = prelabeler.retrain(images, labels, source)
     classes = set(load_ontology().scene_classes) | set(load_ontology().object_classes)
+    refused = 0
     try:
         if facts is not None and source == "gold":  # no held-out gold: each gold item predicted by a model without it
-            predicted = out_of_fold_predictions(gold_images, gold_labels, facts["model_version"])
+            version = facts["model_version"]
+            predicted = out_of_fold_predictions(gold_images, gold_labels, version)
             measured_on = f"{len(gold_images)} gold items, 3-fold cross-validated (each predicted by a model without it)"
         else:
-            predicted = prelabeler.predict(gold_images, classes).prelabels
+            batch = prelabeler.predict(gold_images, classes)
+            predicted, version, refused = batch.prelabels, batch.model_version, len(batch.quarantined)
             measured_on = f"{len(gold_images)} held-out gold items"
     except PrelabelServiceError as exc:
         raise dg.Failure(f"measuring the pre-label model on gold: {exc}") from None
     evidence = measure_precision(predicted, gold_labels, measured_on)
     write_parquet_atomic(evidence, data_root.layout.auto_accept_evidence)
-    version = facts["model_version"] if facts else (evidence["model_version"].iloc[0] if len(evidence) else "none")
     policy = AutoAcceptPolicy()
     earning = earning_cells(evidence, policy)
     context.log.info(f"{prelabeler.describe()}: {version} from {source}; {len(earning)} class/band cells earn auto-accept")
     return dg.MaterializeResult(metadata={
-        "model": prelabeler.describe(), "model_version": version, "trained_from": source,
+        "model": prelabeler.describe(), "model_version": version,
+        "trained_from": source if facts else "trained by its own team (not by this pipeline)",
+        "gold_result_items_refused": refused,
         **{k: v for k, v in (facts or {}).items() if k not in ("model_version", "source")},
         "evidence_measured_on": measured_on, "evidence_cells": len(evidence),
         "cells_earning_auto_accept": len(earning), "target_precision": policy.target_precision,

@@ -220,3 +220,27 @@ def test_a_garbage_answer_fails_the_step_with_the_reason_not_a_traceback(serve, 
     failure = next(e.event_specific_data for e in result.all_events if e.is_step_failure)
     assert "is not JSON" in failure.error.message and "Traceback" not in failure.error.message
     assert failure.error.cls_name == "Failure"
+
+
+def _always_fog(body: dict) -> tuple[int, bytes]:
+    results = [{"result": [{"type": "choices", "value": {"choices": ["fog"]}, "score": 0.995}]} for _ in body["tasks"]]
+    return 200, json.dumps({"results": results, "model_version": "team-fog-1"}).encode()
+
+
+def test_an_external_model_is_measured_on_gold_like_ours_and_never_trained_here(serve, gold_root, tmp_path):
+    from annotation_pipeline.defs.prelabel import prelabel_model
+
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "gold").symlink_to(gold_root / "gold")  # shared read-only
+    resources = {**build_resources("local", root), "prelabeler": LabelStudioMLBackend(url=serve(_always_fog).url)}
+    result = dg.materialize([prelabel_model], resources=resources)
+    meta = {k: getattr(v, "value", v) for k, v in result.get_asset_materialization_events()[-1].materialization.metadata.items()}
+    assert meta["model_version"] == "team-fog-1" and meta["trained_from"].startswith("trained by its own team")
+    assert meta["evidence_measured_on"] == "60 held-out gold items" and meta["cells_earning_auto_accept"] == 0
+    assert not DataLayout(root).prelabel_model.exists()  # nothing of ours was trained
+    evidence = pd.read_parquet(DataLayout(root).auto_accept_evidence)
+    gold = pd.read_parquet(gold_root / "gold" / "gold_labels.parquet")
+    fog_share = (gold[gold["kind"] == "choice"]["label"] == "fog").mean()
+    assert evidence[["kind", "label", "band", "n"]].values.tolist() == [["choice", "fog", "0.99-1.00", 60]]
+    assert evidence["precision"].iloc[0] == pytest.approx(fog_share)
