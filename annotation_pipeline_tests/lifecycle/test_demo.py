@@ -333,3 +333,50 @@ def test_retraining_from_the_latest_release_changes_the_model_version(demo_run):
     assert saved[-2:] == [before.version, after.version]
     evidence = pd.read_parquet(root / "models" / "auto_accept_evidence.parquet")
     assert set(evidence["model_version"]) == {after.version}
+
+
+def test_where_the_evidence_bar_is_met_items_skip_the_vendor_and_are_released_as_machine_labels(demo_run, monkeypatch,
+                                                                                               capsys):
+    """After the retraining above. The bar is lowered to this small world (5 held-out gold labels per cell,
+    not 50), so auto-accept turns on: the accepted items leave the vendor batch but for the check, and the
+    release carries them as machine labels, right against the sample world's truth; `trace` shows them."""
+    import dagster as dg
+
+    from annotation_pipeline.cli.lifecycle import _log_production_predictions
+    from annotation_pipeline.definitions import build_definitions
+    from annotation_pipeline.prelabel.auto_accept import labels_correct
+    from annotation_pipeline.sample_world.sample_data import generate_partition
+
+    root, _, _ = demo_run
+    day = "2026-11-22"
+    monkeypatch.setenv("ANNOTATION_PIPELINE_PSEUDONYM_SECRET", SECRET)
+    defs = build_definitions("local", root)
+    instance = dg.DagsterInstance.ephemeral()
+    if "release" not in pd.read_json(root / "models" / "prelabel_model.json", typ="series")["source"]:
+        assert defs.resolve_job_def("train_prelabel_model").execute_in_process(instance=instance).success
+    generate_partition(root, day, 16, seed=3)
+    _log_production_predictions(root, day)
+    bar = {"config": {"min_gold": 5}}
+    result = defs.resolve_job_def("annotation_lifecycle").execute_in_process(
+        partition_key=day, instance=instance, raise_on_error=False,
+        run_config={"ops": {"auto_accepted_labels": bar, "auto_accept_check": bar}})
+    meta = {e.asset_key.to_user_string(): {k: getattr(v, "value", v) for k, v in e.materialization.metadata.items()}
+            for e in result.get_asset_materialization_events()}
+    auto = meta["auto_accepted_labels"]
+    assert auto["auto_accept"] == "on" and auto["items_auto_accepted"] >= 1, auto
+    assert auto["items"] == auto["items_auto_accepted"] + auto["items_to_vendor"]
+    accepted = pd.read_parquet(root / "tables" / "auto_accepted_labels" / f"{day}.parquet")
+    machine_items = set(accepted.loc[~accepted["sent_for_check"], "item_id"])
+    sent = pd.read_parquet(root / "tables" / "vendor_batches" / f"{day}.parquet")
+    assert not machine_items & set(sent["item_id"])  # no vendor paid for them
+    assert set(accepted.loc[accepted["sent_for_check"], "item_id"]) <= set(sent["item_id"])
+    version = meta["dataset_release"]["version"]
+    released = pd.read_parquet(root / "releases" / version / "labels.parquet")
+    machine = released[(released["label_source"] == "machine") & (released["partition_date"] == day)]
+    assert set(machine["item_id"]) == machine_items and meta["dataset_release"]["machine_labels_today"] == len(machine)
+    truth = pd.concat([pd.read_parquet(p) for p in (root / "sample_truth").glob("*.parquet")])
+    pre = accepted[~accepted["sent_for_check"]]
+    assert labels_correct(pre, truth[truth["item_id"].isin(machine_items)]).mean() >= 0.98
+    assert main(["trace", min(machine_items), "--root", str(root), "--release", version]) == 0
+    shown = capsys.readouterr().out
+    assert "MACHINE label, auto-accepted (band " in shown and "held-out gold labels, model prelabel-" in shown
