@@ -14,8 +14,8 @@ Active learning picks the items the model is least sure about (scene margin and 
 scores), under a budget.
 
 Stored without code: the two scikit-learn models go to one skops file (skops loads only an
-allow-list of types: scikit-learn estimators, numpy arrays, and here the tree structure; a
-pickle would run whatever a crafted file asks), version and metrics to a JSON card. Loading is
+allow-list of types: scikit-learn estimators, numpy arrays, and here the tree structure and
+the calibration wrappers; a pickle would run whatever a crafted file asks), version and metrics to a JSON card. Loading is
 checked against the sha256 recorded when the model was saved, read from the *audit log*
 (hash-chained), not only from the card beside the file: a swapped model file with a rewritten
 card is still refused. The Dagster materialization of ``prelabel_model`` records it as well.
