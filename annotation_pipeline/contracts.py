@@ -470,6 +470,43 @@ VENDOR_SCORECARDS = TableContract(
     },
 )
 ALL_CONTRACTS.append(VENDOR_SCORECARDS)
+# --- model-assisted labeling: auto-accept (issue 15) ---
+
+AUTO_ACCEPT_EVIDENCE = TableContract(
+    "auto_accept_evidence",
+    "The pre-label model's precision on held-out gold, per kind, class and score band: what auto-accept "
+    "is allowed on.",
+    {
+        "model_version": _c("string", "pre-label model measured"),
+        "kind": _c("string", "choice or box"),
+        "label": _c("string", "predicted class"),
+        "band": _c("string", "calibrated score band, e.g. 0.95-0.99"),
+        "n": _c("int64", "pre-labels of the cell on held-out gold items"),
+        "correct": _c("int64", "of them right (same choice; same class at IoU >= 0.5)"),
+        "precision": _c("float64", "correct / n"),
+        "measured_on": _c("string", "which gold, e.g. '60 held-out gold items'"),
+    },
+)
+
+AUTO_ACCEPTED_LABELS = TableContract(
+    "auto_accepted_labels",
+    "Pre-labels released without a vendor (label source: machine), each with the evidence it was "
+    "accepted on; a seeded share still goes to the vendor as a check.",
+    {
+        "item_id": _c("string", "item"),
+        "kind": _c("string", "choice or box"),
+        "label": _c("string", "ontology class"),
+        **_BOX,
+        "score": _c("float64", "calibrated model score"),
+        "model_version": _c("string", "pre-label model that made it"),
+        "score_band": _c("string", "score band of the evidence"),
+        "measured_precision": _c("float64", "precision of that class and band on held-out gold"),
+        "n_gold": _c("int64", "held-out gold labels behind that precision"),
+        "sent_for_check": _c("boolean", "the item still goes to the vendor, to check the model"),
+    },
+)
+
+ALL_CONTRACTS += [AUTO_ACCEPT_EVIDENCE, AUTO_ACCEPTED_LABELS]
 
 
 def quarantine_rows(stage: str, partition_date: str, source_file, record_ref, reason,

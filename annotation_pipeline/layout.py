@@ -116,6 +116,10 @@ class DataLayout:
     def anonymized(self, day: str) -> Path:
         return self.anonymized_store / day
 
+    def anonymized_image(self, day: str, file_name: str) -> Path:
+        """An anonymized image by the file name a release's image index keeps (``images.parquet``)."""
+        return self.anonymized(day) / Path(file_name).name
+
     @property
     def restricted(self) -> Path:
         return self.root / "restricted"
@@ -173,6 +177,11 @@ class DataLayout:
     def prelabel_model_card(self) -> Path:
         """JSON beside the model: version, metrics and the sha256 of the model file."""
         return self.models / "prelabel_model.json"
+
+    @property
+    def auto_accept_evidence(self) -> Path:
+        """The model's precision on held-out gold per kind, class and score band (contracts.AUTO_ACCEPT_EVIDENCE)."""
+        return self.models / "auto_accept_evidence.parquet"
 
     # vendor exchange and QA
     @property

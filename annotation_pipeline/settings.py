@@ -23,6 +23,8 @@ from the object's ``repr`` so it never reaches a log line.
 | ``LABEL_STUDIO_URL`` | the Label Studio server of the ``label_studio`` exchange | ``http://127.0.0.1:8089`` (``.ci/label-studio start``) |
 | ``LABEL_STUDIO_API_TOKEN`` | its API token (a secret: never logged) | local profile: the fixed loopback token of ``.ci/label-studio``; production: none, refuses to start |
 | ``DAGSTER_HOME`` | the Dagster instance folder | the demo uses ``ROOT/dagster_home`` |
+| ``ANNOTATION_PIPELINE_PRELABEL_BACKEND_URL`` | a Label Studio ML backend (``/predict``) that makes the pre-labels | none: the built-in model |
+| ``ANNOTATION_PIPELINE_PRELABEL_BACKEND_TOKEN`` | its access token, sent as ``Authorization: Token ...`` | none |
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ LABEL_STUDIO_TOKEN_ENV = "LABEL_STUDIO_API_TOKEN"
 DEFAULT_LABEL_STUDIO_URL = "http://127.0.0.1:8089"
 # The token `.ci/label-studio start` gives its loopback-only server: not a secret anywhere else.
 LOCAL_LABEL_STUDIO_TOKEN = "annotation-pipeline-local-token-0123456789abcdef"
+PRELABEL_BACKEND_URL_ENV = "ANNOTATION_PIPELINE_PRELABEL_BACKEND_URL"
+PRELABEL_BACKEND_TOKEN_ENV = "ANNOTATION_PIPELINE_PRELABEL_BACKEND_TOKEN"
 # The machine's RabbitMQ with its default account; production sets its own URL.
 DEFAULT_CELERY_BROKER = "pyamqp://guest:guest@127.0.0.1:5672//"
 
@@ -102,6 +106,9 @@ class Settings:
             return LOCAL_LABEL_STUDIO_TOKEN
         raise SettingsError(f"{LABEL_STUDIO_TOKEN_ENV} is not set: the label_studio vendor exchange of the "
                             f"production profile needs the API token of the server at {self.label_studio_url}")
+    # The pre-label model: None is the built-in one; a URL an external Label Studio ML backend.
+    prelabel_backend_url: str | None = None
+    prelabel_backend_token: str | None = field(default=None, repr=False)
 
     def celery_broker_config(self) -> str | dict:
         """The broker as Dagster config: an ``{"env": ...}`` reference when the variable is set, so
@@ -166,7 +173,16 @@ def load_settings(env: Mapping[str, str] | None = None, *, root: Path | str | No
         vendor_exchange=_choice(env, VENDOR_EXCHANGE_ENV, VENDOR_EXCHANGES[chosen]),
         label_studio_url=(env.get(LABEL_STUDIO_URL_ENV) or DEFAULT_LABEL_STUDIO_URL).rstrip("/"),
         _label_studio_token=env.get(LABEL_STUDIO_TOKEN_ENV) or None,
+        prelabel_backend_url=_http_url(env, PRELABEL_BACKEND_URL_ENV),
+        prelabel_backend_token=env.get(PRELABEL_BACKEND_TOKEN_ENV) or None,
     )
+
+
+def _http_url(env: Mapping[str, str], name: str) -> str | None:
+    value = (env.get(name) or "").strip()
+    if value and not value.startswith(("http://", "https://")):
+        raise SettingsError(f"{name}={value!r}: expected an http:// or https:// URL")
+    return value or None
 
 
 def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:

@@ -195,6 +195,9 @@ def _summarize(result, root: Path, partition: str, landed: int) -> dict:
         "landed_files": landed,
         "items": pick("raw_items", "received", "accepted", "quarantined", "duplicates"),
         "anonymized": pick("anonymized_items", "received", "accepted", "quarantined", "redactions"),
+        "auto_accept": pick("auto_accepted_labels", "auto_accept", "reason", "items_auto_accepted",
+                            "labels_auto_accepted", "items_sent_as_check", "min_measured_precision",
+                            "gold_labels_behind", "target_precision"),
         "handoff": pick("vendor_batches", "batch_id", "tasks", "gold_tasks", "overlap"),
         "annotations": pick("returned_annotations", "received", "accepted", "quarantined", "files_received"),
         "consensus": {**pick("consensus_labels", "method", "dagster/row_count", "mean_confidence"),
@@ -213,6 +216,7 @@ def _render_demo(s: dict) -> str:
         f"  items        received {i['received']}  accepted {i['accepted']}  duplicates {i['duplicates']}  "
         f"quarantined {i['quarantined']}",
         f"  anonymized   {s['anonymized']['accepted']} items, {s['anonymized']['redactions']} redactions",
+        _render_auto_accept(s["auto_accept"]),
         f"  handoff      batch {s['handoff']['batch_id']}: {s['handoff']['tasks']} tasks "
         f"({s['handoff']['gold_tasks']} hidden gold), overlap {s['handoff']['overlap']}",
         f"  annotations  received {a['received']}  accepted {a['accepted']}  quarantined {a['quarantined']}",
@@ -271,6 +275,15 @@ def _vendor_lines(vendors: list[dict], pilot: list[dict]) -> list[str]:
         lines.append(f"  pilot        the same {pilot[0].get('items')} items to each vendor (hidden gold among them):")
         lines += [f"               {row({**r, 'turnaround_hours': None})}" for r in pilot]
     return lines
+def _render_auto_accept(a: dict) -> str:
+    if a.get("auto_accept") is None:
+        return "  auto-accept  not run"
+    if a["auto_accept"] != "on":
+        return f"  auto-accept  {a['reason']}"
+    return (f"  auto-accept  {a['labels_auto_accepted']} labels on {a['items_auto_accepted']} items released as "
+            f"machine labels, each in a class/band with held-out gold precision >= {a['target_precision']} "
+            f"(lowest {a['min_measured_precision']:.3f}, {a['gold_labels_behind']} gold labels behind); "
+            f"{a['items_sent_as_check']} more items sent to the vendor as a check")
 
 
 def list_releases(args: argparse.Namespace) -> int:
@@ -338,7 +351,15 @@ def _render_trace(t: dict) -> str:
         lines.append(f"    not used   {a['annotation_id']} {a['annotator_id']} {a['label']}: {a['why']}")
     for d in t["review_decisions"]:
         lines.append(f"  reviewed     {d}")
+    if t.get("auto_accepted"):
+        checked = any(a["sent_for_check"] for a in t["auto_accepted"])
+        lines.append(f"  auto-accept  {len(t['auto_accepted'])} pre-labels earned it"
+                     + (" (item drawn for the vendor check)" if checked else ""))
     for label in t["labels"]:
+        if label.get("label_source") == "machine":
+            lines.append(f"  label        {label['kind']} {label['label']}: MACHINE label, auto-accepted "
+                         f"({label['auto_accept_evidence']})")
+            continue
         lines.append(f"  label        {label['kind']} {label['label']} confidence {label['confidence']:.3f} "
                      f"from {label['n_annotators']}/{label['n_assigned']} annotators ({label['method']})")
     lines.append(f"  in releases  {', '.join(t['releases_containing_item'])}")

@@ -8,6 +8,7 @@ from annotation_pipeline.defs.common import OWNERS, daily_partitions
 from annotation_pipeline.defs.consensus import read_gold
 from annotation_pipeline.defs.resources import DataRoot, ReleaseStore
 from annotation_pipeline.ontology import load_guidelines, load_ontology
+from annotation_pipeline.prelabel.auto_accept import released_labels
 from annotation_pipeline.release.evidence import calibration_report, changes_since, release_attachments, release_images
 from annotation_pipeline.release.report import build_provenance, build_quality_report
 from annotation_pipeline.release.store import ReleaseIntegrityError
@@ -18,7 +19,8 @@ from annotation_pipeline.release.store import ReleaseIntegrityError
     # One release at a time across runs (limit 1 in dagster.yaml): backfills queue here instead
     # of racing for the next version. The store's publish lock serializes within a host too.
     pool="dataset_release",
-    description="The dataset release: the latest release with this day's consensus labels replaced, "
+    description="The dataset release: the latest release with this day's labels replaced (vendor consensus, "
+                "plus auto-accepted machine labels marked `label_source` = machine with their evidence), "
                 "written whole to `releases/<version>/` (labels, provenance, image index, quality report "
                 "as JSON, Markdown and one self-contained HTML file, COCO and Label Studio exports, manifest "
                 "with sha256s), `dvc add`-ed and pushed to the DVC remote, registered in "
@@ -31,7 +33,7 @@ def dataset_release(context: dg.AssetExecutionContext, data_root: DataRoot, rele
                     consensus_labels: pd.DataFrame, review_queue: pd.DataFrame,
                     agreement_metrics: pd.DataFrame, annotator_scorecards: pd.DataFrame,
                     returned_annotations: pd.DataFrame, raw_items: pd.DataFrame,
-                    anonymized_items: pd.DataFrame) -> dg.MaterializeResult:
+                    anonymized_items: pd.DataFrame, auto_accepted_labels: pd.DataFrame) -> dg.MaterializeResult:
     date = context.partition_key
     store = releases.store()
     quarantine = data_root.read_quarantine(date)
@@ -48,11 +50,13 @@ def dataset_release(context: dg.AssetExecutionContext, data_root: DataRoot, rele
         return release_attachments(report, dataset, images, ontology, agreement=agreement_metrics, scorecards=annotator_scorecards,
                                    answers=returned_annotations, gold=gold, quarantine=quarantine)
 
+    # vendor consensus plus the machine labels of auto-accepted items (label_source says which)
+    day_labels = released_labels(consensus_labels, auto_accepted_labels)
+    models = set(returned_annotations["model_version"]) | set(auto_accepted_labels["model_version"])
     try:
         info = store.release_partition(
-            date, consensus_labels, build_provenance(consensus_labels, returned_annotations, raw_items), report_for,
-            {"ontology": ontology.version, "guidelines": guidelines.version,
-             "model": ",".join(sorted(returned_annotations["model_version"].unique()))},
+            date, day_labels, build_provenance(consensus_labels, returned_annotations, raw_items), report_for,
+            {"ontology": ontology.version, "guidelines": guidelines.version, "model": ",".join(sorted(models))},
             day_images=release_images(anonymized_items), attachments=attachments)
     except ReleaseIntegrityError as exc:
         raise dg.Failure(description=str(exc).splitlines()[0], metadata={
@@ -65,6 +69,7 @@ def dataset_release(context: dg.AssetExecutionContext, data_root: DataRoot, rele
     return dg.MaterializeResult(metadata={
         "version": info.version, "new_release": info.created, "fingerprint": info.fingerprint,
         "parent": info.parent or "", "labels": info.n_labels, "items": info.n_items,
+        "machine_labels_today": int((day_labels["label_source"] == "machine").sum()),
         "partitions": dg.MetadataValue.json(info.partitions), "dvc_md5": info.dvc_md5,
         # kept in the Dagster event log, outside the data root: one more anchor for `verify`
         "manifest_sha256": info.manifest_sha256,

@@ -1,6 +1,7 @@
 """An item's whole path, hop by hop: what an auditor asks to see behind one released label.
 
 raw file (content hash) -> redactions -> pre-label shown to annotators (model version) ->
+auto-accept (machine labels released without a vendor, with their evidence) ->
 vendor batch and task -> every answer with its QA outcome (accepted, or quarantined and why)
 -> answers that were not used and why (review queue, deferred, dismissed) -> review decisions
 -> the released labels (consensus method and confidence) -> every release that contains it.
@@ -101,12 +102,14 @@ def trace_item(layout: DataLayout, item_id: str, version: str, labels: pd.DataFr
                                      quarantine, used, _unused_reasons(review))
     decisions = _for_item(read_table("review_decisions", partition), item_id)
     prelabels = _for_item(read_table("prelabels", partition), item_id)
+    auto_accepted = _for_item(read_table("auto_accepted_labels", partition), item_id)
     return {
         "item_id": item_id, "release": version, "partition": partition,
         "raw_item": _raw_hop(layout, prov, item_id),
         "redactions": records(_for_item(read_table("redaction_log", partition), item_id)),
         "prelabels": records(prelabels),
         "model_versions": sorted(set(prelabels["model_version"].dropna())) if prelabels is not None else [],
+        "auto_accepted": records(auto_accepted),
         "batches": records(tasks),
         "answers": answers,
         "answers_not_used": not_used,

@@ -57,3 +57,29 @@ def test_the_model_version_names_its_training_data(trained_model, gold_root):
     images = {p.stem: load_rgb(p) for p in sorted((gold_root / "gold" / "images").glob("*.png"))[:30]}
     fewer = train_prelabel_model(images, labels[labels["item_id"].isin(images)])
     assert fewer.version != trained_model.version
+
+
+def test_retraining_from_a_release_learns_its_vendor_labels_and_changes_the_model_version(trained_model, tmp_path):
+    from annotation_pipeline.prelabel.model import release_training_set, train_prelabel_model
+    from annotation_pipeline.sample_world.sample_data import _truth_rows
+
+    rng = np.random.default_rng(99)
+    rows, paths = [], {}
+    for k in range(24):
+        image, truth = render_scene(rng, (320, 240))
+        paths[f"r{k}"] = tmp_path / f"r{k}.png"
+        image.save(paths[f"r{k}"])
+        source = "machine" if k >= 20 else "vendor"
+        rows += [{**row, "label_source": source} for row in _truth_rows(f"r{k}", truth)]
+    released = pd.DataFrame(rows)
+    released.loc[released["item_id"] == "r0", "item_id"] = "gold0"  # a gold item a vendor labeled
+    paths["gold0"] = paths.pop("r0")
+    images, labels = release_training_set(released, paths, exclude={"gold0"})
+    assert sorted(images) == sorted(f"r{k}" for k in range(1, 20))  # no gold, no machine labels
+    assert set(labels["item_id"]) == set(images) and labels["label_source"].eq("vendor").all()
+    retrained = train_prelabel_model(images, labels, source="release v0001")
+    assert retrained.version != trained_model.version and retrained.version.startswith("prelabel-")
+    assert retrained.card("x")["source"] == "release v0001"
+    assert train_prelabel_model(images, labels, source="release v0001").version == retrained.version  # content hash
+    moved = labels.assign(x_min=labels["x_min"] + 1)
+    assert train_prelabel_model(images, moved).version != retrained.version  # a corrected box is new data

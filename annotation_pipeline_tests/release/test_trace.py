@@ -41,3 +41,25 @@ def test_trace_keeps_to_the_item_even_without_the_days_batches_and_is_strict_jso
         assert out["raw_item"][0]["content_hash_matches"] is None  # the raw store is not here
         assert out["releases_containing_item"] == ["v0001"]
         assert len(out["batches"]) == (1 if with_batches else 0)
+
+
+def test_trace_shows_a_machine_label_with_the_evidence_it_was_auto_accepted_on(tmp_path):
+    from annotation_pipeline.cli.lifecycle import _render_trace
+
+    evidence = "band 0.99-1.00: precision 0.991 on 112 held-out gold labels, model prelabel-abc"
+    labels = pd.DataFrame({"item_id": ["m"], "kind": "choice", "label": "fog", "confidence": [0.991],
+                           "annotation_ids": [""], "partition_date": DAY, "n_annotators": 0, "n_assigned": 0,
+                           "method": "auto_accept", "label_source": "machine", "auto_accept_evidence": evidence})
+    accepted = pd.DataFrame({"item_id": ["m"], "kind": "choice", "label": "fog", "score": [0.995],
+                             "model_version": "prelabel-abc", "score_band": "0.99-1.00", "measured_precision": 0.991,
+                             "n_gold": 112, "sent_for_check": False})
+    provenance = pd.DataFrame({"item_id": [], "raw_path": [], "raw_partition_date": []})
+    read = {"auto_accepted_labels": accepted}.get
+    out = trace_item(DataLayout(tmp_path), "m", "v0002", labels, provenance, lambda v: labels, ["v0002"],
+                     read_table=lambda asset, partition: read(asset))
+    json.dumps(out, allow_nan=False)
+    assert out["labels"][0]["label_source"] == "machine" and out["answers"] == []
+    assert out["auto_accepted"][0]["n_gold"] == 112 and out["auto_accepted"][0]["sent_for_check"] is False
+    shown = _render_trace({**out, "problems_with_release_files": []})
+    assert f"choice fog: MACHINE label, auto-accepted ({evidence})" in shown
+    assert "auto-accept  1 pre-labels earned it" in shown
