@@ -10,6 +10,7 @@ from annotation_pipeline.defs.resources import DataRoot, ReleaseStore
 from annotation_pipeline.ontology import load_guidelines, load_ontology
 from annotation_pipeline.release.evidence import changes_since, release_attachments, release_images
 from annotation_pipeline.release.report import build_provenance, build_quality_report
+from annotation_pipeline.release.reviewed import apply_review_decisions
 from annotation_pipeline.release.store import ReleaseIntegrityError
 
 
@@ -25,21 +26,24 @@ from annotation_pipeline.release.store import ReleaseIntegrityError
                 "`releases/index.jsonl` and the hash-chained audit log, and committed and tagged "
                 "`dataset-vNNNN` in the data root's git registry (`dvc get ROOT releases/vNNNN --rev "
                 "dataset-vNNNN` restores it). Identical content makes no new release. The parent release "
-                "is verified first: a tampered parent stops the step.",
+                "is verified first: a tampered parent stops the step. Review decisions are applied over "
+                "consensus: the latest decision per review task confirms or overrides a candidate "
+                "(`label_source` review, with its `review_decision_id`) or keeps it out.",
 )
 def dataset_release(context: dg.AssetExecutionContext, data_root: DataRoot, releases: ReleaseStore,
                     consensus_labels: pd.DataFrame, review_queue: pd.DataFrame,
                     agreement_metrics: pd.DataFrame, annotator_scorecards: pd.DataFrame,
                     returned_annotations: pd.DataFrame, raw_items: pd.DataFrame,
-                    anonymized_items: pd.DataFrame) -> dg.MaterializeResult:
+                    anonymized_items: pd.DataFrame, review_decisions: pd.DataFrame) -> dg.MaterializeResult:
     date = context.partition_key
+    day_labels = apply_review_decisions(consensus_labels, review_decisions, returned_annotations)
     store = releases.store()
     quarantine = data_root.read_quarantine(date)
 
     ontology, guidelines = load_ontology(), load_guidelines()
 
     def report_for(dataset: pd.DataFrame, parent_labels: pd.DataFrame | None) -> dict:
-        return {**build_quality_report(dataset, date, consensus_labels, review_queue, agreement_metrics,
+        return {**build_quality_report(dataset, date, day_labels, review_queue, agreement_metrics,
                                        annotator_scorecards, quarantine), **changes_since(parent_labels, dataset)}
 
     def attachments(report: dict, dataset: pd.DataFrame, images: pd.DataFrame) -> dict[str, bytes]:
@@ -48,7 +52,7 @@ def dataset_release(context: dg.AssetExecutionContext, data_root: DataRoot, rele
 
     try:
         info = store.release_partition(
-            date, consensus_labels, build_provenance(consensus_labels, returned_annotations, raw_items), report_for,
+            date, day_labels, build_provenance(day_labels, returned_annotations, raw_items), report_for,
             {"ontology": ontology.version, "guidelines": guidelines.version,
              "model": ",".join(sorted(returned_annotations["model_version"].unique()))},
             day_images=release_images(anonymized_items), attachments=attachments)
@@ -63,6 +67,7 @@ def dataset_release(context: dg.AssetExecutionContext, data_root: DataRoot, rele
     return dg.MaterializeResult(metadata={
         "version": info.version, "new_release": info.created, "fingerprint": info.fingerprint,
         "parent": info.parent or "", "labels": info.n_labels, "items": info.n_items,
+        "reviewed_labels_of_the_day": int((day_labels["label_source"] == "review").sum()),
         "partitions": dg.MetadataValue.json(info.partitions), "dvc_md5": info.dvc_md5,
         # kept in the Dagster event log, outside the data root: one more anchor for `verify`
         "manifest_sha256": info.manifest_sha256,

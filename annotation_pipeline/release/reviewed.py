@@ -1,0 +1,82 @@
+"""Review decisions over consensus: the day's labels as the release takes them.
+
+The latest decision on each (non-gold) review task is applied to the day's consensus labels:
+
+- ``confirm``: the candidate is released as it was shown;
+- ``override``: the candidate is released with the reviewer's class;
+- ``reject``: the candidate stays unreleased.
+
+A scene decision of any kind replaces a consensus scene label of the same item (the reviewer
+has the last word on an item's scene); object decisions add objects, since a review candidate
+is a cluster that was not released. Each reviewed label says ``label_source = review`` and
+names its ``review_decision_id``; consensus labels say ``consensus``.
+
+A reviewed label's ``confidence`` is the reviewer's accuracy on the day's hidden gold review
+tasks, smoothed as (correct + 1) / (gold + 2): 0.5 for a reviewer nobody has measured yet.
+``n_annotators`` counts the candidate's answers that gave the released class; a polygon takes
+the outline of the first answer behind it (a below-quorum cluster is usually one answer).
+
+The same consensus and decisions give the same labels: a rerun releases nothing new.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from annotation_pipeline.consensus.review_decisions import reviewer_accuracy
+from annotation_pipeline.contracts import CONSENSUS_LABELS, RELEASED_LABELS, REVIEW_DECISIONS, require_columns
+
+REVIEW_METHOD = "review"
+
+
+def smoothed_accuracy(decisions: pd.DataFrame) -> pd.Series:
+    """(n_correct + 1) / (n_gold + 2) per reviewer: their accuracy on gold, 0.5 when unmeasured."""
+    accuracy = reviewer_accuracy(decisions).set_index("reviewer_id")
+    return (accuracy["n_correct"] + 1) / (accuracy["n_gold"] + 2)
+
+
+def _support(applied: pd.DataFrame, answers: pd.DataFrame) -> np.ndarray:
+    """Answers behind each applied decision that gave its final class (vectorized explode + join)."""
+    exploded = applied[["decision_id", "annotation_ids", "final_label"]].assign(
+        annotation_id=applied["annotation_ids"].str.split()).explode("annotation_id")
+    joined = exploded.merge(answers[["annotation_id", "label"]], on="annotation_id", how="left")
+    agree = (joined["label"] == joined["final_label"]).groupby(joined["decision_id"]).sum()
+    return agree.reindex(applied["decision_id"]).fillna(0).astype("int64").to_numpy()
+
+
+def _first_outline(applied: pd.DataFrame, answers: pd.DataFrame) -> np.ndarray:
+    first = applied["annotation_ids"].str.split().str[0]
+    outlines = answers.drop_duplicates("annotation_id").set_index("annotation_id")["geometry_wkb"]
+    wkb = outlines.reindex(first).to_numpy(dtype=object)
+    return np.where(applied["kind"].to_numpy() == "polygon", wkb, None)
+
+
+def apply_review_decisions(consensus_labels: pd.DataFrame, decisions: pd.DataFrame,
+                           answers: pd.DataFrame) -> pd.DataFrame:
+    """RELEASED_LABELS: ``consensus_labels`` with the latest review decision of each task applied.
+
+    ``answers`` are the day's returned annotations (ANNOTATIONS): support counts and outlines.
+    """
+    CONSENSUS_LABELS.validate(consensus_labels)
+    REVIEW_DECISIONS.validate(decisions)
+    require_columns(answers, ["annotation_id", "label", "geometry_wkb"], "returned annotations (review input)")
+    latest = decisions[~decisions["is_gold"].to_numpy(bool) & ~decisions["superseded"].to_numpy(bool)]
+    decided_scenes = latest.loc[latest["kind"] == "choice", "item_id"]
+    base = consensus_labels[~((consensus_labels["kind"] == "choice")
+                              & consensus_labels["item_id"].isin(decided_scenes)).to_numpy()]
+    base = base.assign(label_source="consensus", review_decision_id=None)
+    applied = latest[latest["final_label"].notna().to_numpy()].reset_index(drop=True)
+    if applied.empty:
+        return RELEASED_LABELS.conform(base)
+    confidence = smoothed_accuracy(decisions).reindex(applied["reviewer_id"]).fillna(0.5).to_numpy(float)
+    reviewed = pd.DataFrame({
+        "item_id": applied["item_id"], "kind": applied["kind"], "label": applied["final_label"],
+        **{c: applied[c] for c in ("x_min", "y_min", "x_max", "y_max")},
+        "geometry_wkb": _first_outline(applied, answers), "confidence": confidence,
+        "n_annotators": _support(applied, answers), "n_assigned": applied["n_assigned"],
+        "method": REVIEW_METHOD, "annotation_ids": applied["annotation_ids"],
+        "label_source": "review", "review_decision_id": applied["decision_id"],
+    })
+    return RELEASED_LABELS.conform(pd.concat([RELEASED_LABELS.conform(base), RELEASED_LABELS.conform(reviewed)],
+                                             ignore_index=True))
