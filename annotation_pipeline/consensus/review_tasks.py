@@ -152,7 +152,8 @@ def write_review_folder(tasks: pd.DataFrame, sources: pd.DataFrame, folder: Revi
             continue
         result = anonymize_image(source.read_bytes(), f"gold image {source.name}")
         if isinstance(result, ImageProblem):  # a bad gold file, not a caller's type error
-            raise ValueError(  # noqa: TRY004f"{result.detail} ({result.reason}); fix or remove this gold image")
+            message = f"{result.detail} ({result.reason}); fix or remove this gold image"
+            raise ValueError(message)  # noqa: TRY004
         write_bytes_atomic(target, result.data)
     content = json.dumps(label_studio_review_tasks(tasks, sources, ontology), indent=1, sort_keys=True).encode()
     if not folder.tasks_file.is_file() or folder.tasks_file.read_bytes() != content:
