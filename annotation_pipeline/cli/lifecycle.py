@@ -41,7 +41,8 @@ content fingerprint and parent release.
 TRACE_HELP = """\
 Trace an item's released labels back to the vendor answers behind them, the
 vendor files they came from (with sha256), the raw file it was ingested from
-and the redactions applied, and check that the release's files are intact.
+and the redactions applied, and the review decisions on it (who, when, what,
+why); check that the release's files are intact.
 """
 
 
@@ -297,10 +298,17 @@ def _render_trace(t: dict) -> str:
     for a in t["answers_not_used"]:
         lines.append(f"    not used   {a['annotation_id']} {a['annotator_id']} {a['label']}: {a['why']}")
     for d in t["review_decisions"]:
-        lines.append(f"  reviewed     {d}")
+        what = {"confirm": f"confirm {d.get('candidate_label')}",
+                "override": f"override {d.get('candidate_label')} -> {d.get('new_label')}",
+                "reject": f"reject {d.get('candidate_label')}"}.get(d.get("decision"), str(d.get("decision")))
+        lines.append(f"  reviewed     {d.get('reviewer_id')} at {d.get('decided_at')}: {d.get('kind')} {what}"
+                     + (f" ({d['reason']!r})" if d.get("reason") else "")
+                     + f" [decision {d.get('decision_id')}" + (", superseded]" if d.get("superseded") else "]"))
     for label in t["labels"]:
+        source = (f", by review decision {label['review_decision_id']}"
+                  if label.get("label_source") == "review" else "")
         lines.append(f"  label        {label['kind']} {label['label']} confidence {label['confidence']:.3f} "
-                     f"from {label['n_annotators']}/{label['n_assigned']} annotators ({label['method']})")
+                     f"from {label['n_annotators']}/{label['n_assigned']} annotators ({label['method']}{source})")
     lines.append(f"  in releases  {', '.join(t['releases_containing_item'])}")
     lines.append("  release files intact" if not t["problems_with_release_files"]
                  else "  RELEASE FILES CHANGED: " + "; ".join(t["problems_with_release_files"]))

@@ -75,7 +75,8 @@ def _gold_tasks(gold_labels: pd.DataFrame, scene_classes: list[str], n_gold: int
 def build_review_tasks(queue: pd.DataFrame, gold_labels: pd.DataFrame, image_suffix: pd.Series,
                        partition_date: str, *, scene_classes: list[str], n_gold: int,
                        seed: int = 0) -> pd.DataFrame:
-    """REVIEW_TASKS for the queued rows of ``queue`` plus ``n_gold`` hidden gold scene tasks.
+    """REVIEW_TASKS for the queued rows of ``queue`` plus ``n_gold`` hidden gold scene tasks
+    (none on a day with nothing queued).
 
     ``image_suffix`` maps item id to the image's suffix (``.png``/``.jpg``) for queued and gold
     items. The task order is shuffled (seeded by day), so gold tasks sit at no fixed place.
@@ -83,6 +84,7 @@ def build_review_tasks(queue: pd.DataFrame, gold_labels: pd.DataFrame, image_suf
     rng = np.random.default_rng([seed, int(partition_date.replace("-", ""))])
     queued = queue[queue["status"] == "queued"]
     candidates = queued.assign(is_gold=False, gold_label=None)
+    n_gold = n_gold if len(queued) else 0  # gold measures reviewers at work: no work, no gold
     gold = _gold_tasks(gold_labels, scene_classes, n_gold, rng).assign(
         is_gold=True, confidence=np.nan, n_assigned=0, annotation_ids="", reason="gold")
     frame = pd.concat([candidates, gold[[c for c in candidates.columns if c in gold.columns]]],
