@@ -474,7 +474,9 @@ REVIEW_TASKS = TableContract(
         "confidence": _c("float64", "consensus confidence of the candidate (gold: empty)", True),
         "n_assigned": _c("Int64", "annotators who saw the item (gold: 0)"),
         "annotation_ids": _c("string", "answers behind the candidate ('' for gold)"),
-        "reason": _c("string", "why it was queued (review_queue.reason; 'gold' for gold tasks)"),
+        "reason": _c("string", "why it is reviewed: review_queue.reason of a queued candidate, "
+                               "audit_answers_quarantined / audit_low_confidence for a released label "
+                               "spot-checked, 'gold' for gold tasks"),
         "is_gold": _c("boolean", "hidden gold task: its answer is known"),
         "gold_label": _c("string", "the known answer (gold tasks only)", True),
         "image_file": _c("string", "image file inside the review folder"),
@@ -484,7 +486,8 @@ REVIEW_TASKS = TableContract(
 REVIEW_DECISIONS = TableContract(
     "review_decisions",
     "What reviewers decided, one row per accepted decision: who, when, what and why, with the "
-    "candidate it was about. The release applies the latest decision of each non-gold task.",
+    "candidate (a queued candidate or an audited released label) it was about. The release applies "
+    "the latest decision of each non-gold task.",
     {
         "decision_id": _c("string", "stable id: hash of task, reviewer, time, decision, value and reason"),
         "review_task_id": _c("string", "review task decided"),

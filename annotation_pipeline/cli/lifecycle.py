@@ -27,8 +27,9 @@ DEMO_SECRET = "demo-only-key-for-generated-sample-data-0123456789"
 DEMO_HELP = """\
 Run the whole lifecycle on generated sample data, through Dagster on the local
 profile: ingestion, anonymization, pre-labels, vendor handoff to a simulated
-workforce, QA, consensus, release and drift. Prints the counts of each stage
-and the release. A rerun on the same root changes nothing.
+workforce, QA, consensus, review by a simulated reviewer, release and drift.
+Prints the counts of each stage and the release. A rerun on the same root
+changes nothing.
 
 The Dagster instance is $DAGSTER_HOME when set, else ROOT/dagster_home.
 """
@@ -198,6 +199,11 @@ def _summarize(result, root: Path, partition: str, landed: int) -> dict:
         "annotations": pick("returned_annotations", "received", "accepted", "quarantined", "files_received"),
         "consensus": {**pick("consensus_labels", "method", "dagster/row_count", "mean_confidence"),
                       **pick("review_queue", "queued", "deferred", "dismissed")},
+        "review": {**pick("review_tasks", "tasks", "gold_tasks"),
+                   **pick("review_decisions", "received", "accepted", "quarantined", "by_decision"),
+                   "reviewer_accuracy": {k.removeprefix("accuracy_"): v for k, v in meta.get("reviewer_accuracy", {}).items()
+                                         if k.startswith("accuracy_")},
+                   "reviewed_labels": meta.get("dataset_release", {}).get("reviewed_labels_of_the_day")},
         "release": pick("dataset_release", "version", "new_release", "labels", "items", "dvc_md5", "path"),
         "drift": pick("drift_signals", "drifted", "signals", "drifted_labels"),
         "checks": checks, "problems": problems,
@@ -219,6 +225,15 @@ def _render_demo(s: dict) -> str:
          if c["dagster/row_count"] is not None else "  consensus    not run: the batch was stopped (see problem)"),
         f"  checks       {sum(v['passed'] for v in s['checks'].values())}/{len(s['checks'])} passed",
     ]
+    if s["review"].get("tasks") is not None:
+        v = s["review"]
+        decided = ", ".join(f"{k} {n}" for k, n in sorted((v["by_decision"] or {}).items())) or "none"
+        accuracy = ", ".join(f"{k} {a:.2f}" for k, a in v["reviewer_accuracy"].items()) or "not measured"
+        lines.insert(-1, f"  review       {v['tasks']} tasks ({v['gold_tasks']} hidden gold): decisions received "
+                         f"{v['received']}  accepted {v['accepted']}  quarantined {v['quarantined']} ({decided}); "
+                         f"reviewer accuracy on gold {accuracy}"
+                         + (f"; {v['reviewed_labels']} labels released by review" if v["reviewed_labels"] is not None
+                            else ""))
     if r.get("version"):
         state = "new release" if r["new_release"] else "unchanged: existing release reused"
         lines.append(f"  release      {r['version']} ({state}): {r['labels']} labels on {r['items']} items, "

@@ -1,8 +1,9 @@
 """Review tasks: the queued review-queue candidates, as tasks a reviewer can open in Label Studio.
 
 A day's queued candidates (``review_queue`` rows with status ``queued``) become review tasks,
-with a few hidden gold tasks mixed in so a reviewer's accuracy is measured like an
-annotator's. The review folder (``DataLayout.review_folder(day)``) holds:
+with a small audit sample of released consensus labels (``audit_sample``: a reviewer confirms
+or overrides what would otherwise ship unseen) and a few hidden gold tasks mixed in, so a
+reviewer's accuracy is measured like an annotator's. The review folder (``DataLayout.review_folder(day)``) holds:
 
 - ``tasks.json``: Label Studio import tasks, the candidate label as a prediction (a scene
   choice, or the object's box; a polygon candidate is shown as the outline of its bounds), so
@@ -72,17 +73,34 @@ def _gold_tasks(gold_labels: pd.DataFrame, scene_classes: list[str], n_gold: int
     return pick.assign(label=np.where(wrong, other, truth), gold_label=truth)
 
 
+def audit_sample(labels: pd.DataFrame, quarantine: pd.DataFrame, n_audit: int) -> pd.DataFrame:
+    """Released consensus labels to spot-check, as review candidates (``reason`` says why).
+
+    Labels of items that lost answers to intake or QA quarantine come first: their consensus
+    rests on fewer answers than the overlap asked for. Then the least confident; ties by item.
+    """
+    judged = quarantine[quarantine["stage"].isin(["intake", "qa"])]
+    lost = labels["item_id"].isin(judged["item_id"].dropna()).to_numpy()
+    order = labels.assign(lost=lost).sort_values(["lost", "confidence", "item_id", "kind", "label"],
+                                                 ascending=[False, True, True, True, True], kind="stable")
+    picked = order.head(max(n_audit, 0))
+    return picked.assign(reason=np.where(picked["lost"], "audit_answers_quarantined", "audit_low_confidence"),
+                         status="audit").drop(columns=["lost"])
+
+
 def build_review_tasks(queue: pd.DataFrame, gold_labels: pd.DataFrame, image_suffix: pd.Series,
                        partition_date: str, *, scene_classes: list[str], n_gold: int,
-                       seed: int = 0) -> pd.DataFrame:
-    """REVIEW_TASKS for the queued rows of ``queue`` plus ``n_gold`` hidden gold scene tasks
-    (none on a day with nothing queued).
+                       audit: pd.DataFrame | None = None, seed: int = 0) -> pd.DataFrame:
+    """REVIEW_TASKS for the queued rows of ``queue``, the released labels in ``audit`` (see
+    ``audit_sample``) and ``n_gold`` hidden gold scene tasks (none on a day with no other task).
 
     ``image_suffix`` maps item id to the image's suffix (``.png``/``.jpg``) for queued and gold
     items. The task order is shuffled (seeded by day), so gold tasks sit at no fixed place.
     """
     rng = np.random.default_rng([seed, int(partition_date.replace("-", ""))])
     queued = queue[queue["status"] == "queued"]
+    if audit is not None and len(audit):
+        queued = pd.concat([queued, audit[[c for c in queued.columns if c in audit.columns]]], ignore_index=True)
     candidates = queued.assign(is_gold=False, gold_label=None)
     n_gold = n_gold if len(queued) else 0  # gold measures reviewers at work: no work, no gold
     gold = _gold_tasks(gold_labels, scene_classes, n_gold, rng).assign(

@@ -8,7 +8,7 @@ import pandas as pd
 
 from annotation_pipeline.consensus.review import ReviewPolicy
 from annotation_pipeline.consensus.review_decisions import read_decisions, reviewer_accuracy
-from annotation_pipeline.consensus.review_tasks import build_review_tasks
+from annotation_pipeline.consensus.review_tasks import audit_sample, build_review_tasks
 from annotation_pipeline.consensus.stage import run_consensus
 from annotation_pipeline.contracts import (
     AGREEMENT_METRICS,
@@ -127,6 +127,8 @@ def consensus(context: dg.AssetExecutionContext, config: ConsensusConfig, data_r
 class ReviewTasksConfig(dg.Config):
     # hidden gold scene tasks per day: enough to see a careless reviewer within a week
     gold_tasks: int = 4
+    # released labels spot-checked per day, those of items that lost answers to quarantine first
+    audit_tasks: int = 3
 
 
 def _image_sources(data_root: DataRoot, anonymized_items: pd.DataFrame) -> pd.DataFrame:
@@ -142,25 +144,30 @@ def _image_sources(data_root: DataRoot, anonymized_items: pd.DataFrame) -> pd.Da
 @dg.asset(
     group_name="consensus", partitions_def=daily_partitions, owners=OWNERS, kinds={"labelstudio", "parquet"},
     deps=["gold_set"],
-    description="The day's queued review candidates as review tasks, with hidden gold scene tasks mixed in, "
+    description="The day's queued review candidates as review tasks, with an audit sample of released labels "
+                "(items that lost answers to quarantine first) and hidden gold scene tasks mixed in, "
                 "delivered through the review desk: on the embedded default `review/<day>/tasks.json` (Label "
                 "Studio import tasks, the candidate as a prediction) and its anonymized images. This table is "
                 "our private side of it (which task is which candidate, which are gold).\n\n"
                 + REVIEW_TASKS.markdown(),
 )
 def review_tasks(context: dg.AssetExecutionContext, config: ReviewTasksConfig, data_root: DataRoot,
-                 review_desk: ReviewDesk, review_queue: pd.DataFrame,
+                 review_desk: ReviewDesk, review_queue: pd.DataFrame, consensus_labels: pd.DataFrame,
                  anonymized_items: pd.DataFrame) -> dg.Output[pd.DataFrame]:
     day = context.partition_key
     sources = _image_sources(data_root, anonymized_items)
     gold = read_gold(data_root)
+    audit = audit_sample(consensus_labels, data_root.read_quarantine(day), config.audit_tasks)
     tasks = build_review_tasks(review_queue, gold[gold["item_id"].isin(sources.index[sources["is_gold"]])],
                                sources["path"].map(lambda p: Path(p).suffix.lower() or ".png"), day,
-                               scene_classes=list(load_ontology().scene_classes), n_gold=config.gold_tasks)
+                               scene_classes=list(load_ontology().scene_classes), n_gold=config.gold_tasks,
+                               audit=audit)
     location = review_desk.send(day, tasks, sources)
     return dg.Output(tasks, metadata={
         "tasks": len(tasks), "gold_tasks": int(tasks["is_gold"].sum()),
         "queued_candidates": int((review_queue["status"] == "queued").sum()),
+        "audited_labels": len(audit),
+        "by_reason": dg.MetadataValue.json(tasks.loc[~tasks["is_gold"], "reason"].value_counts().to_dict()),
         "by_kind": dg.MetadataValue.json(tasks["kind"].value_counts().to_dict()),
         "review_folder": dg.MetadataValue.path(location), **table_metadata(tasks),
     })

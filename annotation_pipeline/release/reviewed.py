@@ -6,15 +6,18 @@ The latest decision on each (non-gold) review task is applied to the day's conse
 - ``override``: the candidate is released with the reviewer's class;
 - ``reject``: the candidate stays unreleased.
 
-A scene decision of any kind replaces a consensus scene label of the same item (the reviewer
-has the last word on an item's scene); object decisions add objects, since a review candidate
-is a cluster that was not released. Each reviewed label says ``label_source = review`` and
+A decision replaces the consensus label it was about: the item's scene label for a scene
+decision (the reviewer has the last word on an item's scene), the released object with the
+candidate's class and box for an audited object. A decision on a queued candidate (a cluster
+that was not released) adds the object. Each reviewed label says ``label_source = review`` and
 names its ``review_decision_id``; consensus labels say ``consensus``.
 
 A reviewed label's ``confidence`` is the reviewer's accuracy on the day's hidden gold review
-tasks, smoothed as (correct + 1) / (gold + 2): 0.5 for a reviewer nobody has measured yet.
-``n_annotators`` counts the candidate's answers that gave the released class; a polygon takes
-the outline of the first answer behind it (a below-quorum cluster is usually one answer).
+tasks, smoothed as (correct + 1) / (gold + 2): 0.5 for a reviewer nobody has measured yet; a
+confirm of a released label keeps the consensus confidence when that is higher (a second
+opinion never lowers it). ``n_annotators`` counts the candidate's answers that gave the
+released class; a polygon keeps the consensus outline when audited, else takes the outline of
+the first answer behind it (a below-quorum cluster is usually one answer).
 
 The same consensus and decisions give the same labels: a rerun releases nothing new.
 """
@@ -28,6 +31,7 @@ from annotation_pipeline.consensus.review_decisions import reviewer_accuracy
 from annotation_pipeline.contracts import CONSENSUS_LABELS, RELEASED_LABELS, REVIEW_DECISIONS, require_columns
 
 REVIEW_METHOD = "review"
+COORDS = ["x_min", "y_min", "x_max", "y_max"]
 
 
 def smoothed_accuracy(decisions: pd.DataFrame) -> pd.Series:
@@ -48,8 +52,22 @@ def _support(applied: pd.DataFrame, answers: pd.DataFrame) -> np.ndarray:
 def _first_outline(applied: pd.DataFrame, answers: pd.DataFrame) -> np.ndarray:
     first = applied["annotation_ids"].str.split().str[0]
     outlines = answers.drop_duplicates("annotation_id").set_index("annotation_id")["geometry_wkb"]
-    wkb = outlines.reindex(first).to_numpy(dtype=object)
-    return np.where(applied["kind"].to_numpy() == "polygon", wkb, None)
+    return outlines.reindex(first).to_numpy(dtype=object)
+
+
+def _decided_consensus_rows(consensus: pd.DataFrame, latest: pd.DataFrame) -> pd.DataFrame:
+    """Which consensus row each decision was about: the item's scene label, or the released object
+    with the candidate's class and box (an audited label). Columns: decision_id, row (or -1)."""
+    labels = consensus.reset_index(drop=True).rename_axis("row").reset_index()
+    scenes = latest[latest["kind"] == "choice"][["decision_id", "item_id"]].merge(
+        labels.loc[labels["kind"] == "choice", ["item_id", "row"]], on="item_id")
+    rounded = {c: latest[c].round(2) for c in COORDS}
+    keys = latest[latest["kind"] != "choice"].assign(label=latest["candidate_label"], **rounded)
+    objects = keys[["decision_id", "item_id", "kind", "label", *COORDS]].merge(
+        labels[labels["kind"] != "choice"].assign(**{c: labels[c].round(2) for c in COORDS})[
+            ["item_id", "kind", "label", *COORDS, "row"]], on=["item_id", "kind", "label", *COORDS])
+    found = pd.concat([scenes[["decision_id", "row"]], objects[["decision_id", "row"]]], ignore_index=True)
+    return found.drop_duplicates("decision_id")
 
 
 def apply_review_decisions(consensus_labels: pd.DataFrame, decisions: pd.DataFrame,
@@ -61,19 +79,27 @@ def apply_review_decisions(consensus_labels: pd.DataFrame, decisions: pd.DataFra
     CONSENSUS_LABELS.validate(consensus_labels)
     REVIEW_DECISIONS.validate(decisions)
     require_columns(answers, ["annotation_id", "label", "geometry_wkb"], "returned annotations (review input)")
+    consensus_labels = consensus_labels.reset_index(drop=True)
     latest = decisions[~decisions["is_gold"].to_numpy(bool) & ~decisions["superseded"].to_numpy(bool)]
-    decided_scenes = latest.loc[latest["kind"] == "choice", "item_id"]
-    base = consensus_labels[~((consensus_labels["kind"] == "choice")
-                              & consensus_labels["item_id"].isin(decided_scenes)).to_numpy()]
-    base = base.assign(label_source="consensus", review_decision_id=None)
+    about = _decided_consensus_rows(consensus_labels, latest)
+    base = consensus_labels.drop(index=about["row"].unique()).assign(label_source="consensus",
+                                                                     review_decision_id=None)
     applied = latest[latest["final_label"].notna().to_numpy()].reset_index(drop=True)
     if applied.empty:
         return RELEASED_LABELS.conform(base)
-    confidence = smoothed_accuracy(decisions).reindex(applied["reviewer_id"]).fillna(0.5).to_numpy(float)
+    row_of = about.set_index("decision_id")["row"].reindex(applied["decision_id"]).to_numpy()
+    audited = ~pd.isna(row_of)
+    consensus_at = consensus_labels.reindex(np.where(audited, row_of, -1).astype(int))  # -1: no row, all NaN
+    reviewer = smoothed_accuracy(decisions).reindex(applied["reviewer_id"]).fillna(0.5).to_numpy(float)
+    # a confirm adds a second opinion to the consensus: it never lowers the confidence released
+    candidate = np.where(audited, consensus_at["confidence"].to_numpy(float), 0.0)
+    confirmed = (applied["decision"] == "confirm").to_numpy()
+    outline = np.where(audited, consensus_at["geometry_wkb"].to_numpy(dtype=object), _first_outline(applied, answers))
     reviewed = pd.DataFrame({
         "item_id": applied["item_id"], "kind": applied["kind"], "label": applied["final_label"],
-        **{c: applied[c] for c in ("x_min", "y_min", "x_max", "y_max")},
-        "geometry_wkb": _first_outline(applied, answers), "confidence": confidence,
+        **{c: applied[c] for c in COORDS},
+        "geometry_wkb": np.where(applied["kind"].to_numpy() == "polygon", outline, None),
+        "confidence": np.where(confirmed, np.fmax(candidate, reviewer), reviewer),
         "n_annotators": _support(applied, answers), "n_assigned": applied["n_assigned"],
         "method": REVIEW_METHOD, "annotation_ids": applied["annotation_ids"],
         "label_source": "review", "review_decision_id": applied["decision_id"],

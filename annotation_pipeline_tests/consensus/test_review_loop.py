@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from annotation_pipeline.consensus.review_decisions import decision_files, read_decisions, reviewer_accuracy
-from annotation_pipeline.consensus.review_tasks import build_review_tasks, write_review_folder
+from annotation_pipeline.consensus.review_tasks import audit_sample, build_review_tasks, write_review_folder
 from annotation_pipeline.contracts import GOLD_LABELS, QUARANTINE, REVIEW_DECISIONS, REVIEW_QUEUE, REVIEWER_ACCURACY
 from annotation_pipeline.layout import DataLayout
 from annotation_pipeline.ontology import load_ontology
@@ -53,6 +53,21 @@ def test_queued_candidates_become_tasks_with_hidden_gold_and_stable_ids():
     assert tasks().equals(made)  # a rerun names the same tasks the same
     gold_rows = made[made["is_gold"]]
     assert (gold_rows["label"] != gold_rows["gold_label"]).any()  # "confirm everything" cannot score well
+
+
+def test_released_labels_of_items_that_lost_answers_to_quarantine_are_audited_first():
+    labels = review_queue().drop(columns=["reason", "status", "expected_gain"]).assign(
+        item_id=["k1", "k2", "k3", "k4"], confidence=[0.99, 0.95, 0.6, 0.7])
+    quarantine = pd.DataFrame({"stage": ["qa", "ingestion"], "item_id": ["k1", "k4"], "reason": "x"})
+    audit = audit_sample(labels, quarantine, 2)
+    assert audit["item_id"].tolist() == ["k1", "k3"]  # k1 lost an answer; then the least confident
+    assert audit["reason"].tolist() == ["audit_answers_quarantined", "audit_low_confidence"]
+    made = build_review_tasks(review_queue(), gold(), pd.Series(".png", index=["i1", "i2", "k1", "k3"]), DAY,
+                              scene_classes=SCENES, n_gold=0, audit=audit)
+    assert sorted(made["reason"]) == ["audit_answers_quarantined", "audit_low_confidence", "below_quorum",
+                                      "low_confidence"]
+    assert build_review_tasks(review_queue().iloc[2:], gold(), pd.Series(dtype=str), DAY, scene_classes=SCENES,
+                              n_gold=4).empty  # nothing to review: no gold either
 
 
 def test_the_review_folder_is_a_label_studio_import_that_hides_gold_and_item_ids(tmp_path):

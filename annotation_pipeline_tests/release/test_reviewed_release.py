@@ -20,8 +20,9 @@ TAG = DAY.replace("-", "")
 
 
 def _decisions() -> pd.DataFrame:
-    """item0: a scene overridden to fog; item1: a below-quorum person confirmed; item2: a bike rejected;
-    a superseded confirm on item0 and a gold decision, both of which change nothing."""
+    """item0: a scene overridden to fog; item1: a below-quorum car confirmed; item2: a bike rejected and
+    its released car (audited) overridden to person; a superseded confirm on item0 and a gold decision,
+    both of which change nothing."""
     answers = f"ann{TAG}1a"
     rows = [
         review_decision(DAY, f"item{TAG}0", "override", "fog", annotation_ids=f"ann{TAG}0a ann{TAG}0b",
@@ -31,6 +32,9 @@ def _decisions() -> pd.DataFrame:
         review_decision(DAY, f"item{TAG}1", "confirm", kind="box", candidate="car", annotation_ids=answers,
                         box=(100.0, 100.0, 140.0, 130.0)),
         review_decision(DAY, f"item{TAG}2", "reject", kind="box", candidate="bike", box=(5.0, 5.0, 9.0, 9.0)),
+        # an audited released label: item2's car (x 2..12) is a person
+        review_decision(DAY, f"item{TAG}2", "override", "person", kind="box", candidate="car",
+                        annotation_ids=f"ann{TAG}2a ann{TAG}2b ann{TAG}2c", box=(2.0, 1.0, 12.0, 11.0)),
         review_decision(DAY, "gold-item", "override", "rain", is_gold=True),
     ]
     frame = pd.concat(rows, ignore_index=True)
@@ -46,7 +50,11 @@ def test_decisions_confirm_override_or_keep_out_candidates_with_their_decision_i
     labels = apply_review_decisions(consensus, _decisions(), t["returned_annotations"])
     RELEASED_LABELS.validate(labels)
     reviewed = labels[labels["label_source"] == "review"].set_index("review_decision_id")
-    assert sorted(reviewed.index) == ["d-item202611200-override", "d-item202611201-confirm"]
+    assert sorted(reviewed.index) == ["d-item202611200-override", "d-item202611201-confirm",
+                                      "d-item202611202-override"]
+    audited = reviewed.loc["d-item202611202-override"]
+    assert (audited["label"], audited["x_min"], audited["n_annotators"]) == ("person", 2.0, 0)
+    assert not ((labels["item_id"] == f"item{TAG}2") & (labels["label"] == "car")).any()  # replaced, not added
     override = reviewed.loc["d-item202611200-override"]
     assert (override["kind"], override["label"], override["method"]) == ("choice", "fog", "review")
     assert override["n_annotators"] == 0  # none of the answers behind it said fog
@@ -57,7 +65,7 @@ def test_decisions_confirm_override_or_keep_out_candidates_with_their_decision_i
     assert scenes["label"].tolist() == ["fog"]
     assert not (labels["label"] == "bike").any() and "gold-item" not in set(labels["item_id"])
     assert (labels.loc[labels["label_source"] == "consensus", "review_decision_id"].isna()).all()
-    assert len(labels) == len(consensus) + 1  # item0's scene replaced, item1's person added
+    assert len(labels) == len(consensus) + 1  # item0's scene and item2's car replaced, item1's car added
     pd.testing.assert_frame_equal(labels, apply_review_decisions(consensus, _decisions(), t["returned_annotations"]))
 
 
@@ -91,7 +99,7 @@ def test_an_override_changes_the_next_release_and_trace_shows_who_when_what_why(
     again = _release(root, _decisions())
     assert (first["version"], second["version"], again["version"]) == ("v0001", "v0002", "v0002")
     assert second["new_release"] and not again["new_release"]  # idempotent on rerun
-    assert second["reviewed_labels_of_the_day"] == 2
+    assert second["reviewed_labels_of_the_day"] == 3
     store = store_for(root)
     before, after = store.read_table("v0001", "labels"), store.read_table("v0002", "labels")
     item = f"item{TAG}0"
