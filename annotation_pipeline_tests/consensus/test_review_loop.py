@@ -185,3 +185,13 @@ def test_the_simulated_reviewer_answers_from_the_truth_with_its_accuracy():
     careless = simulate_decisions(made, truth, SCENES, reviewer_id="r", accuracy=0.0, seed=1)
     assert [d["decision"] for d in perfect] == right_answers(made, truth)["decision"].tolist()
     assert all(p["decision"] != c["decision"] or p.get("value") != c.get("value") for p, c in zip(perfect, careless))
+
+
+def test_a_day_without_review_tasks_or_decision_files_reconciles_at_zero(tmp_path):
+    empty = build_review_tasks(review_queue().iloc[:0], gold(), pd.Series(dtype=str), DAY, scene_classes=SCENES,
+                               n_gold=4)
+    intake = read_decisions(decision_files(tmp_path / "no-returns-yet"), tmp_path, empty, load_ontology(),
+                            partition_date=DAY)
+    assert intake.reconciles and intake.counts()["received"] == 0 and intake.decisions.empty
+    REVIEW_DECISIONS.validate(intake.decisions)
+    REVIEWER_ACCURACY.validate(reviewer_accuracy(intake.decisions))
