@@ -319,6 +319,9 @@ def _render_trace(t: dict) -> str:
         lines.append(f"  reviewed     {d.get('reviewer_id')} at {d.get('decided_at')}: {d.get('kind')} {what}"
                      + (f" ({d['reason']!r})" if d.get("reason") else "")
                      + f" [decision {d.get('decision_id')}" + (", superseded]" if d.get("superseded") else "]"))
+    for d in t.get("review_decisions_quarantined", []):
+        lines.append(f"  reviewed     {d.get('annotator_id') or '?'}: decision quarantined ({d.get('reason')}): "
+                     f"{d.get('detail')}")
     for label in t["labels"]:
         source = (f", by review decision {label['review_decision_id']}"
                   if label.get("label_source") == "review" else "")
