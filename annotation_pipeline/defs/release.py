@@ -10,7 +10,7 @@ from annotation_pipeline.defs.resources import DataRoot, ReleaseStore
 from annotation_pipeline.ontology import load_guidelines, load_ontology
 from annotation_pipeline.release.evidence import changes_since, release_attachments, release_images
 from annotation_pipeline.release.report import build_provenance, build_quality_report
-from annotation_pipeline.release.reviewed import apply_review_decisions
+from annotation_pipeline.release.reviewed import apply_review_decisions, review_figures
 from annotation_pipeline.release.store import ReleaseIntegrityError
 
 
@@ -43,8 +43,10 @@ def dataset_release(context: dg.AssetExecutionContext, data_root: DataRoot, rele
     ontology, guidelines = load_ontology(), load_guidelines()
 
     def report_for(dataset: pd.DataFrame, parent_labels: pd.DataFrame | None) -> dict:
-        return {**build_quality_report(dataset, date, day_labels, review_queue, agreement_metrics,
-                                       annotator_scorecards, quarantine), **changes_since(parent_labels, dataset)}
+        report = build_quality_report(dataset, date, day_labels, review_queue, agreement_metrics,
+                                      annotator_scorecards, quarantine)
+        report["partition"].update(review_figures(review_decisions, day_labels))
+        return {**report, **changes_since(parent_labels, dataset)}
 
     def attachments(report: dict, dataset: pd.DataFrame, images: pd.DataFrame) -> dict[str, bytes]:
         return release_attachments(report, dataset, images, ontology, agreement=agreement_metrics, scorecards=annotator_scorecards,

@@ -106,3 +106,13 @@ def apply_review_decisions(consensus_labels: pd.DataFrame, decisions: pd.DataFra
     })
     return RELEASED_LABELS.conform(pd.concat([RELEASED_LABELS.conform(base), RELEASED_LABELS.conform(reviewed)],
                                              ignore_index=True))
+
+
+def review_figures(decisions: pd.DataFrame, day_labels: pd.DataFrame) -> dict[str, int]:
+    """What review did to the day, for the release's quality report (applied decisions only)."""
+    latest = decisions[~decisions["is_gold"].to_numpy(bool) & ~decisions["superseded"].to_numpy(bool)]
+    counts = latest["decision"].value_counts()
+    return {"reviewer_decisions_applied": int(len(latest)),
+            **{f"reviewer_{past}": int(counts.get(d, 0))
+               for d, past in (("confirm", "confirmed"), ("override", "overrode"), ("reject", "rejected"))},
+            "labels_from_review": int((day_labels["label_source"] == "review").sum())}

@@ -108,6 +108,9 @@ def test_an_override_changes_the_next_release_and_trace_shows_who_when_what_why(
     assert reviewed["label"].tolist() == ["fog"]
     assert reviewed["review_decision_id"].tolist() == ["d-item202611200-override"]
     assert set(after.loc[after["label_source"] == "consensus", "partition_date"]) == {DAY}
+    report = json.loads((store.releases_dir / "v0002" / "quality_report.json").read_text())
+    assert report["partition"]["reviewer_overrode"] == 2 and report["partition"]["labels_from_review"] == 3
+    assert report["changes"]["changed"] >= 1  # item2's car became a person
 
     assert main(["trace", item, "--root", str(root), "--json"]) == 0
     trace = json.loads(capsys.readouterr().out, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
