@@ -290,7 +290,10 @@ def reviewer_accuracy(decisions: pd.DataFrame) -> pd.DataFrame:
     latest = decisions.sort_values(["decided_at", "decision_id"], kind="stable").drop_duplicates(
         ["reviewer_id", "review_task_id"], keep="last")
     gold = latest[latest["is_gold"].to_numpy(bool)]
-    judged = gold.groupby("reviewer_id")["correct"].agg(n_gold="size", n_correct=lambda s: int(s.fillna(False).sum()))
-    frame = judged.reindex(reviewers).fillna(0).astype("int64").reset_index()
+    right = gold["correct"].fillna(False).to_numpy(bool)
+    n_gold = gold.groupby("reviewer_id").size().reindex(reviewers, fill_value=0)
+    n_correct = pd.Series(right, index=gold.index).groupby(gold["reviewer_id"]).sum().reindex(reviewers, fill_value=0)
+    frame = pd.DataFrame({"reviewer_id": reviewers, "n_gold": n_gold.to_numpy().astype("int64"),
+                          "n_correct": n_correct.to_numpy().astype("int64")})
     frame["accuracy"] = np.where(frame["n_gold"] > 0, frame["n_correct"] / frame["n_gold"].clip(lower=1), np.nan)
     return REVIEWER_ACCURACY.conform(frame)
