@@ -112,7 +112,7 @@ def review_figures(decisions: pd.DataFrame, day_labels: pd.DataFrame) -> dict[st
     """What review did to the day, for the release's quality report (applied decisions only)."""
     latest = decisions[~decisions["is_gold"].to_numpy(bool) & ~decisions["superseded"].to_numpy(bool)]
     counts = latest["decision"].value_counts()
-    return {"reviewer_decisions_applied": int(len(latest)),
+    return {"reviewer_decisions_applied": len(latest),
             **{f"reviewer_{past}": int(counts.get(d, 0))
                for d, past in (("confirm", "confirmed"), ("override", "overrode"), ("reject", "rejected"))},
             "labels_from_review": int((day_labels["label_source"] == "review").sum())}
