@@ -530,3 +530,41 @@ def quarantine_rows(stage: str, partition_date: str, source_file, record_ref, re
 def item_id_for_bytes(content: bytes) -> str:
     """Items are named by the hash of their bytes: the same file is the same item anywhere."""
     return hashlib.sha256(content).hexdigest()[:16]
+
+
+# ---- the review loop (issue 17): queued candidates go to reviewers, their decisions come back
+_REVIEWED = {"item_id": _c("string", "item"), "kind": _c("string", "choice, box or polygon"), **_BOX,
+             "confidence": _c("float64", "consensus confidence of the candidate (gold: empty)", True),
+             "n_assigned": _c("Int64", "annotators who saw the item (gold: 0)"),
+             "annotation_ids": _c("string", "answers behind the candidate ('' for gold)")}
+REVIEW_TASKS = TableContract("review_tasks", "Our side of a day's review tasks: which task is which candidate (queued, "
+                             "or a released label audited), which are hidden gold. Reviewers see tasks.json only.", {
+    "review_task_id": _c("string", "task id the reviewer sees (rv-<hash>), stable across reruns"),
+    "partition_date": _c("string", "day of the review queue the task comes from"),
+    **_REVIEWED, "label": _c("string", "candidate label shown to the reviewer"),
+    "reason": _c("string", "review_queue.reason; audit_answers_quarantined / audit_low_confidence; gold"),
+    "is_gold": _c("boolean", "hidden gold task"), "gold_label": _c("string", "the known answer (gold only)", True),
+    "image_file": _c("string", "image file inside the review folder")})
+REVIEW_DECISIONS = TableContract("review_decisions", "Accepted review decisions: who, when, what, why, and the "
+                                 "candidate decided. The release applies the latest decision of each non-gold task.", {
+    "decision_id": _c("string", "stable id: hash of task, reviewer, time, decision, value and reason"),
+    "review_task_id": _c("string", "review task decided"), **_REVIEWED,
+    "candidate_label": _c("string", "label the reviewer was shown"),
+    "decision": _c("string", "confirm, override or reject"), "new_label": _c("string", "override's value", True),
+    "final_label": _c("string", "label after the decision (empty after a reject)", True),
+    "reviewer_id": _c("string", "who decided"), "decided_at": _c("string", "when, ISO 8601 UTC"),
+    "reason": _c("string", "why, as written, personal data redacted ('' when none)"),
+    "is_gold": _c("boolean", "decision on a hidden gold task"),
+    "correct": _c("boolean", "gold only: the decision gave the known answer", True),
+    "superseded": _c("boolean", "a later decision on the same task replaces this one"),
+    "source_file": _c("string", "decision file in the returns folder"), "source_sha256": _c("string", "its sha256")})
+REVIEWER_ACCURACY = TableContract("reviewer_accuracy", "Reviewer accuracy on a day's hidden gold review tasks.", {
+    "reviewer_id": _c("string", "reviewer"), "n_gold": _c("int64", "gold tasks decided (latest decision each)"),
+    "n_correct": _c("int64", "of those, right"), "accuracy": _c("float64", "n_correct / n_gold", True)})
+RELEASED_LABELS = TableContract("released_labels", "A day's labels as a release takes them: consensus labels with "
+                                "review decisions applied (the release appends partition_date).", {
+    **CONSENSUS_LABELS.columns, "label_source": _c("string", "consensus (vendor answers), review (confirmed or overridden by a "
+                                                        "reviewer) or machine (auto-accepted pre-label)"),
+    "review_decision_id": _c("string", "the review decision applied (label_source review)", True),
+    "auto_accept_evidence": _c("string", "score band, held-out gold precision and model (label_source machine)", True)})
+ALL_CONTRACTS += [REVIEW_TASKS, REVIEW_DECISIONS, REVIEWER_ACCURACY, RELEASED_LABELS]

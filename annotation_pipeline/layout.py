@@ -17,6 +17,7 @@ ROOT/
   models/                        the pre-label model (skops) and its card (JSON, sha256)
   handoff/<batch_id>/tasks.parquet   our private side of each batch
   vendors/<vendor>/outbox|inbox/<batch_id>/
+  review/<day>/tasks.json, images/, returns/   review tasks of a day and the reviewers' decisions
   intake_ledger/<vendor>.parquet
   qa/data_docs/<day>/rows/, batch_health/    Great Expectations Data Docs, one site per run
   qa/gold_demand/<vendor>/<day>.json        gold tasks the next batch should carry
@@ -88,6 +89,30 @@ class BatchFolder:
 
     def relative(self, path: Path) -> str:
         """A path inside the batch as the vendor's tools see it (``images/t00001-….png``)."""
+        return Path(path).relative_to(self.path).as_posix()
+
+
+@dataclass(frozen=True)
+class ReviewFolder:
+    """A day's review tasks (a Label Studio import file and its images) and the decisions returned."""
+
+    path: Path
+
+    @property
+    def tasks_file(self) -> Path:
+        """Label Studio import tasks: the consensus candidate as a prediction, hidden gold mixed in."""
+        return self.path / "tasks.json"
+
+    @property
+    def images(self) -> Path:
+        return self.path / "images"
+
+    @property
+    def returns(self) -> Path:
+        """Where reviewers (or the simulated reviewer) put their decision files."""
+        return self.path / "returns"
+
+    def relative(self, path: Path) -> str:
         return Path(path).relative_to(self.path).as_posix()
 
 
@@ -217,6 +242,13 @@ class DataLayout:
     def inbox_batch(self, vendor: str, batch_id: str) -> Path:
         """What the vendor returned for one batch."""
         return self.inbox(vendor) / batch_id
+    @property
+    def review(self) -> Path:
+        return self.root / "review"
+
+    def review_folder(self, day: str) -> ReviewFolder:
+        """One day's review tasks and the decisions reviewers return for them."""
+        return ReviewFolder(self.review / day)
 
     def intake_ledger(self, vendor: str) -> Path:
         return self.root / "intake_ledger" / f"{vendor}.parquet"

@@ -27,8 +27,9 @@ DEMO_SECRET = "demo-only-key-for-generated-sample-data-0123456789"
 DEMO_HELP = """\
 Run the whole lifecycle on generated sample data, through Dagster on the local
 profile: ingestion, anonymization, pre-labels, vendor handoff to a simulated
-workforce, QA, consensus, release and drift. Prints the counts of each stage
-and the release. A rerun on the same root changes nothing.
+workforce, QA, consensus, review by a simulated reviewer, release and drift.
+Prints the counts of each stage and the release. A rerun on the same root
+changes nothing.
 
 The Dagster instance is $DAGSTER_HOME when set, else ROOT/dagster_home.
 """
@@ -41,7 +42,8 @@ content fingerprint and parent release.
 TRACE_HELP = """\
 Trace an item's released labels back to the vendor answers behind them, the
 vendor files they came from (with sha256), the raw file it was ingested from
-and the redactions applied, and check that the release's files are intact.
+and the redactions applied, and the review decisions on it (who, when, what,
+why); check that the release's files are intact.
 """
 
 
@@ -202,6 +204,11 @@ def _summarize(result, root: Path, partition: str, landed: int) -> dict:
         "annotations": pick("returned_annotations", "received", "accepted", "quarantined", "files_received"),
         "consensus": {**pick("consensus_labels", "method", "dagster/row_count", "mean_confidence"),
                       **pick("review_queue", "queued", "deferred", "dismissed")},
+        "review": {**pick("review_tasks", "tasks", "gold_tasks"),
+                   **pick("review_decisions", "received", "accepted", "quarantined", "by_decision"),
+                   "reviewer_accuracy": {k.removeprefix("accuracy_"): v for k, v in meta.get("reviewer_accuracy", {}).items()
+                                         if k.startswith("accuracy_")},
+                   "reviewed_labels": meta.get("dataset_release", {}).get("reviewed_labels_of_the_day")},
         "release": pick("dataset_release", "version", "new_release", "labels", "items", "dvc_md5", "path"),
         "drift": pick("drift_signals", "drifted", "signals", "drifted_labels"),
         "vendors": meta.get("vendor_scorecards", {}).get("vendor_figures") or [],
@@ -225,6 +232,15 @@ def _render_demo(s: dict) -> str:
          if c["dagster/row_count"] is not None else "  consensus    not run: the batch was stopped (see problem)"),
         f"  checks       {sum(v['passed'] for v in s['checks'].values())}/{len(s['checks'])} passed",
     ]
+    if s["review"].get("tasks") is not None:
+        v = s["review"]
+        decided = ", ".join(f"{k} {n}" for k, n in sorted((v["by_decision"] or {}).items())) or "none"
+        accuracy = ", ".join(f"{k} {a:.2f}" for k, a in v["reviewer_accuracy"].items()) or "not measured"
+        lines.insert(-1, f"  review       {v['tasks']} tasks ({v['gold_tasks']} hidden gold): decisions received "
+                         f"{v['received']}  accepted {v['accepted']}  quarantined {v['quarantined']} ({decided}); "
+                         f"reviewer accuracy on gold {accuracy}"
+                         + (f"; {v['reviewed_labels']} labels released by review" if v["reviewed_labels"] is not None
+                            else ""))
     if r.get("version"):
         state = "new release" if r["new_release"] else "unchanged: existing release reused"
         lines.append(f"  release      {r['version']} ({state}): {r['labels']} labels on {r['items']} items, "
@@ -350,7 +366,15 @@ def _render_trace(t: dict) -> str:
     for a in t["answers_not_used"]:
         lines.append(f"    not used   {a['annotation_id']} {a['annotator_id']} {a['label']}: {a['why']}")
     for d in t["review_decisions"]:
-        lines.append(f"  reviewed     {d}")
+        what = {"confirm": f"confirm {d.get('candidate_label')}",
+                "override": f"override {d.get('candidate_label')} -> {d.get('new_label')}",
+                "reject": f"reject {d.get('candidate_label')}"}.get(d.get("decision"), str(d.get("decision")))
+        lines.append(f"  reviewed     {d.get('reviewer_id')} at {d.get('decided_at')}: {d.get('kind')} {what}"
+                     + (f" ({d['reason']!r})" if d.get("reason") else "")
+                     + f" [decision {d.get('decision_id')}" + (", superseded]" if d.get("superseded") else "]"))
+    for d in t.get("review_decisions_quarantined", []):
+        lines.append(f"  reviewed     {d.get('annotator_id') or '?'}: decision quarantined ({d.get('reason')}): "
+                     f"{d.get('detail')}")
     if t.get("auto_accepted"):
         checked = any(a["sent_for_check"] for a in t["auto_accepted"])
         lines.append(f"  auto-accept  {len(t['auto_accepted'])} pre-labels earned it"
@@ -360,8 +384,10 @@ def _render_trace(t: dict) -> str:
             lines.append(f"  label        {label['kind']} {label['label']}: MACHINE label, auto-accepted "
                          f"({label['auto_accept_evidence']})")
             continue
+        source = (f", by review decision {label['review_decision_id']}"
+                  if label.get("label_source") == "review" else "")
         lines.append(f"  label        {label['kind']} {label['label']} confidence {label['confidence']:.3f} "
-                     f"from {label['n_annotators']}/{label['n_assigned']} annotators ({label['method']})")
+                     f"from {label['n_annotators']}/{label['n_assigned']} annotators ({label['method']}{source})")
     lines.append(f"  in releases  {', '.join(t['releases_containing_item'])}")
     lines.append("  release files intact" if not t["problems_with_release_files"]
                  else "  RELEASE FILES CHANGED: " + "; ".join(t["problems_with_release_files"]))

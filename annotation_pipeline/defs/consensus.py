@@ -1,14 +1,29 @@
-"""Consensus wiring: merged labels, agreement metrics and the review queue."""
+"""Consensus wiring: merged labels, agreement metrics, the review queue and the review loop."""
 
+
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 
 from annotation_pipeline.consensus.review import ReviewPolicy
+from annotation_pipeline.consensus.review_decisions import read_decisions, reviewer_accuracy
+from annotation_pipeline.consensus.review_tasks import audit_sample, build_review_tasks
 from annotation_pipeline.consensus.stage import run_consensus
-from annotation_pipeline.contracts import AGREEMENT_METRICS, CONSENSUS_LABELS, GOLD_LABELS, REVIEW_QUEUE
-from annotation_pipeline.defs.common import OWNERS, daily_partitions, table_metadata
+from annotation_pipeline.contracts import (
+    AGREEMENT_METRICS,
+    CONSENSUS_LABELS,
+    GOLD_LABELS,
+    REVIEW_DECISIONS,
+    REVIEW_QUEUE,
+    REVIEW_TASKS,
+    REVIEWER_ACCURACY,
+)
+from annotation_pipeline.defs.common import OWNERS, counts_metadata, daily_partitions, table_metadata
 from annotation_pipeline.defs.resources import DataRoot
+from annotation_pipeline.defs.review_desk import ReviewDesk
+from annotation_pipeline.defs.vendor import gold_items
+from annotation_pipeline.ontology import load_ontology
 from annotation_pipeline.plots import bar_chart, histogram, markdown_image
 
 
@@ -108,4 +123,99 @@ def consensus(context: dg.AssetExecutionContext, config: ConsensusConfig, data_r
     })
 
 
-defs = dg.Definitions(assets=[consensus])
+# ---- the review loop: queued candidates go to reviewers, their decisions come back
+
+class ReviewTasksConfig(dg.Config):
+    # hidden gold scene tasks per day: enough to see a careless reviewer within a week
+    gold_tasks: int = 4
+    # released labels spot-checked per day, those of items that lost answers to quarantine first
+    audit_tasks: int = 3
+
+
+def _image_sources(data_root: DataRoot, anonymized_items: pd.DataFrame) -> pd.DataFrame:
+    """Item id -> image path, size and is_gold, for the day's items and the gold set."""
+    items = pd.DataFrame({"item_id": anonymized_items["item_id"].astype(str),
+                          "path": [str(data_root.root / p) for p in anonymized_items["image_path"]],
+                          "width": anonymized_items["width"].astype(float),
+                          "height": anonymized_items["height"].astype(float), "is_gold": False})
+    gold = gold_items(data_root).rename(columns={"image_path": "path"}).assign(is_gold=True)
+    return pd.concat([items, gold], ignore_index=True).drop_duplicates("item_id").set_index("item_id")
+
+
+@dg.asset(
+    group_name="consensus", partitions_def=daily_partitions, owners=OWNERS, kinds={"labelstudio", "parquet"},
+    deps=["gold_set"],
+    description="The day's queued review candidates as review tasks, with an audit sample of released labels "
+                "(items that lost answers to quarantine first) and hidden gold scene tasks mixed in, "
+                "delivered through the review desk: on the embedded default `review/<day>/tasks.json` (Label "
+                "Studio import tasks, the candidate as a prediction) and its anonymized images. This table is "
+                "our private side of it (which task is which candidate, which are gold).\n\n"
+                + REVIEW_TASKS.markdown(),
+)
+def review_tasks(context: dg.AssetExecutionContext, config: ReviewTasksConfig, data_root: DataRoot,
+                 review_desk: ReviewDesk, review_queue: pd.DataFrame, consensus_labels: pd.DataFrame,
+                 anonymized_items: pd.DataFrame) -> dg.Output[pd.DataFrame]:
+    day = context.partition_key
+    sources = _image_sources(data_root, anonymized_items)
+    gold = read_gold(data_root)
+    audit = audit_sample(consensus_labels, data_root.read_quarantine(day), config.audit_tasks)
+    tasks = build_review_tasks(review_queue, gold[gold["item_id"].isin(sources.index[sources["is_gold"]])],
+                               sources["path"].map(lambda p: Path(p).suffix.lower() or ".png"), day,
+                               scene_classes=list(load_ontology().scene_classes), n_gold=config.gold_tasks,
+                               audit=audit)
+    location = review_desk.send(day, tasks, sources)
+    return dg.Output(tasks, metadata={
+        "tasks": len(tasks), "gold_tasks": int(tasks["is_gold"].sum()),
+        "queued_candidates": int((review_queue["status"] == "queued").sum()),
+        "audited_labels": len(audit),
+        "by_reason": dg.MetadataValue.json(tasks.loc[~tasks["is_gold"], "reason"].value_counts().to_dict()),
+        "by_kind": dg.MetadataValue.json(tasks["kind"].value_counts().to_dict()),
+        "review_folder": dg.MetadataValue.path(location), **table_metadata(tasks),
+    })
+
+
+@dg.multi_asset(
+    group_name="consensus", partitions_def=daily_partitions, can_subset=False,
+    outs={
+        "review_decisions": dg.AssetOut(
+            owners=OWNERS, kinds={"parquet"},
+            description="What reviewers decided on the day's review tasks (who, when, confirm / override / "
+                        "reject, why), read from the review desk's returns like vendor returns: a malformed "
+                        "file or decision is quarantined with a reason (stage `review`) and counts reconcile. "
+                        "Reasons are scrubbed of personal data. The release applies the latest decision per "
+                        "task.\n\n" + REVIEW_DECISIONS.markdown()),
+        "reviewer_accuracy": dg.AssetOut(
+            owners=OWNERS, kinds={"parquet"},
+            description="Each reviewer's accuracy on the hidden gold review tasks of the day.\n\n"
+                        + REVIEWER_ACCURACY.markdown()),
+    },
+)
+def review_decisions(context: dg.AssetExecutionContext, data_root: DataRoot, review_desk: ReviewDesk,
+                     review_tasks: pd.DataFrame):
+    day = context.partition_key
+    returns, files = review_desk.collect(day)
+    intake = read_decisions(files, returns, review_tasks, load_ontology(), partition_date=day)
+    data_root.write_quarantine("review", day, intake.quarantine)  # replaced on a rerun
+    counts = intake.counts()
+    decisions, accuracy = intake.decisions, reviewer_accuracy(intake.decisions)
+    applied = decisions[~decisions["superseded"] & ~decisions["is_gold"]]
+    yield dg.Output(decisions, output_name="review_decisions", metadata={
+        **counts_metadata(counts["received"], counts["accepted"], counts["quarantined"]),
+        **{k: v for k, v in counts.items() if k.startswith("files_")},
+        "by_decision": dg.MetadataValue.json(applied["decision"].value_counts().to_dict()),
+        "quarantined_by_reason": dg.MetadataValue.json(intake.quarantine["reason"].value_counts().to_dict()),
+        "superseded": int(decisions["superseded"].sum()), "reason_redactions": intake.redactions,
+        "tasks_decided": int(decisions["review_task_id"].nunique()), "tasks": len(review_tasks),
+        "reviewer_accuracy": dg.MetadataValue.md(accuracy.round(3).to_markdown(index=False) if len(accuracy)
+                                                 else "(no decisions)"),
+        "files": dg.MetadataValue.md(intake.files.drop(columns=["source_sha256"]).to_markdown(index=False)
+                                     if len(intake.files) else "(no decision files yet)"),
+        **table_metadata(decisions),
+    })
+    yield dg.Output(accuracy, output_name="reviewer_accuracy", metadata={
+        **{f"accuracy_{r.reviewer_id}": float(r.accuracy) for r in accuracy.itertuples() if pd.notna(r.accuracy)},
+        "gold_decisions": int(accuracy["n_gold"].sum()), **table_metadata(accuracy),
+    })
+
+
+defs = dg.Definitions(assets=[consensus, review_tasks, review_decisions])

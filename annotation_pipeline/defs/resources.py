@@ -21,6 +21,7 @@ from pydantic import PrivateAttr
 from annotation_pipeline.atomic_files import write_parquet_atomic
 from annotation_pipeline.contracts import QUARANTINE
 from annotation_pipeline.defs.prelabel_service import build_prelabel_service
+from annotation_pipeline.defs.review_desk import LocalReviewFolder
 from annotation_pipeline.layout import BatchFolder, DataLayout
 from annotation_pipeline.release.store import DvcReleaseStore
 from annotation_pipeline.sample_world.sample_data import load_sample_settings
@@ -414,7 +415,8 @@ def build_resources(profile: str | None = None, root: Path | None = None) -> dic
         if settings.vendor_exchange == "label_studio":
             vendor = _label_studio_vendor(settings, "simvendor", simulate=True)
         return {"data_root": DataRoot(path=str(root)), "io_manager": PartitionedParquetIOManager(base_path=str(root)),
-                "releases": releases, "vendor": vendor, "prelabeler": build_prelabel_service(settings)}
+                "releases": releases, "vendor": vendor, "prelabeler": build_prelabel_service(settings),
+                "review_desk": LocalReviewFolder(root=str(root))}
     bucket = settings.require_bucket()
     s3 = S3Resource(endpoint_url=settings.s3_endpoint_url)
     vendor = S3Vendor(vendor=settings.vendor, bucket=bucket, endpoint_url=settings.s3_endpoint_url,
@@ -428,6 +430,7 @@ def build_resources(profile: str | None = None, root: Path | None = None) -> dic
         "releases": releases,
         "vendor": vendor,
         "prelabeler": build_prelabel_service(settings),
+        "review_desk": LocalReviewFolder(root=str(root), simulate_reviewer=settings.simulate_vendor),
     }
 
 

@@ -154,13 +154,15 @@ def check_precision(accepted: pd.DataFrame, consensus: pd.DataFrame) -> tuple[fl
     return float(right.mean()), len(right)
 
 
-def released_labels(consensus: pd.DataFrame, accepted: pd.DataFrame) -> pd.DataFrame:
-    """The day's labels to release: the vendor's consensus (``label_source`` "vendor"), then the
-    machine labels of auto-accepted items that did not go to the vendor, with their evidence."""
-    vendor = consensus.assign(label_source="vendor", auto_accept_evidence=pd.NA)
-    machine = accepted[~accepted["sent_for_check"] & ~accepted["item_id"].isin(consensus["item_id"])]
+def released_labels(labels: pd.DataFrame, accepted: pd.DataFrame) -> pd.DataFrame:
+    """The day's labels to release: people's labels (vendor consensus, with review decisions
+    applied: ``label_source`` consensus or review), then the machine labels of auto-accepted
+    items that did not go to the vendor (``label_source`` machine), with their evidence."""
+    people = labels if "label_source" in labels else labels.assign(label_source="consensus")
+    people = people.assign(auto_accept_evidence=pd.NA)
+    machine = accepted[~accepted["sent_for_check"] & ~accepted["item_id"].isin(people["item_id"])]
     if machine.empty:
-        return vendor.astype({"label_source": "string", "auto_accept_evidence": "string"})
+        return people.astype({"label_source": "string", "auto_accept_evidence": "string"})
     evidence = ("band " + machine["score_band"] + ": precision " + machine["measured_precision"].map("{:.3f}".format)
                 + " on " + machine["n_gold"].astype(str) + " held-out gold labels, model " + machine["model_version"])
     rows = pd.DataFrame({
@@ -169,7 +171,7 @@ def released_labels(consensus: pd.DataFrame, accepted: pd.DataFrame) -> pd.DataF
         "n_annotators": 0, "n_assigned": 0, "method": MACHINE_METHOD, "annotation_ids": "",
     })
     rows = CONSENSUS_LABELS.conform(rows).assign(label_source="machine", auto_accept_evidence=evidence.to_numpy())
-    out = pd.concat([vendor, rows], ignore_index=True)
+    out = pd.concat([people, rows], ignore_index=True)
     return out.astype({"label_source": "string", "auto_accept_evidence": "string"})
 
 

@@ -372,7 +372,10 @@ def merge_into_dataset(previous: pd.DataFrame | None, new_labels: pd.DataFrame, 
     if previous is None or previous.empty:
         return new.reset_index(drop=True)
     kept = previous[previous["partition_date"] != partition_date]
-    return pd.concat([kept, new], ignore_index=True)
+    merged = pd.concat([kept, new], ignore_index=True)
+    if "label_source" in merged:  # days released before reviews came back were all consensus
+        merged["label_source"] = merged["label_source"].fillna("consensus")
+    return merged
 
 
 def render_quality_report(report: dict) -> str:

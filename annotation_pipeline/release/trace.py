@@ -86,6 +86,14 @@ def _unused_reasons(review_queue: pd.DataFrame | None) -> dict[str, str]:
     return reasons
 
 
+def _split_review_stage(quarantine: pd.DataFrame | None) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """(answers' quarantine, review decisions' quarantine): a quarantined decision is not an answer."""
+    if quarantine is None or "stage" not in quarantine:
+        return quarantine, None
+    is_review = (quarantine["stage"] == "review").to_numpy(bool)
+    return quarantine[~is_review], quarantine[is_review]
+
+
 def trace_item(layout: DataLayout, item_id: str, version: str, labels: pd.DataFrame, provenance: pd.DataFrame,
                release_labels: Callable[[str], pd.DataFrame], versions: list[str],
                read_table: TableReader | None = None) -> dict[str, Any]:
@@ -95,7 +103,7 @@ def trace_item(layout: DataLayout, item_id: str, version: str, labels: pd.DataFr
     partition = str(mine["partition_date"].iloc[0])
     prov = provenance[provenance["item_id"] == item_id]
     tasks = _for_item(read_table("vendor_batches", partition), item_id)
-    quarantine = _for_item(read_table("quarantine", partition), item_id)
+    quarantine, review_quarantine = _split_review_stage(_for_item(read_table("quarantine", partition), item_id))
     used = {a for ids in mine["annotation_ids"].fillna("") for a in str(ids).split()}
     review = _for_item(read_table("review_queue", partition), item_id)
     answers, not_used = _answers_hop(_for_item(read_table("returned_annotations", partition), item_id),
@@ -115,6 +123,7 @@ def trace_item(layout: DataLayout, item_id: str, version: str, labels: pd.DataFr
         "answers_not_used": not_used,
         "review": records(review),
         "review_decisions": records(decisions),
+        "review_decisions_quarantined": records(review_quarantine),
         "labels": records(mine),
         "vendor_answers": records(prov),
         "releases_containing_item": [v for v in versions if (release_labels(v)["item_id"] == item_id).any()],

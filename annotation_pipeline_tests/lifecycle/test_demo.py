@@ -85,7 +85,9 @@ def test_every_stage_writes_its_table_to_contract(demo_run):
                 "prelabels": c.PRELABELS, "labeling_queue": c.LABELING_QUEUE, "vendor_batches": c.VENDOR_TASKS,
                 "returned_annotations": c.ANNOTATIONS, "quarantine": c.QUARANTINE,
                 "consensus_labels": c.CONSENSUS_LABELS, "review_queue": c.REVIEW_QUEUE,
-                "agreement_metrics": c.AGREEMENT_METRICS, "vendor_scorecards": c.VENDOR_SCORECARDS}
+                "agreement_metrics": c.AGREEMENT_METRICS, "vendor_scorecards": c.VENDOR_SCORECARDS,
+                "review_tasks": c.REVIEW_TASKS, "review_decisions": c.REVIEW_DECISIONS,
+                "reviewer_accuracy": c.REVIEWER_ACCURACY, "auto_accepted_labels": c.AUTO_ACCEPTED_LABELS}
     for asset, contract in by_asset.items():
         df = table(root, asset)
         assert len(df), asset
@@ -180,6 +182,35 @@ def test_trace_shows_every_hop_as_strict_json_for_an_item_with_a_quarantined_ans
         assert hop in trace
     assert trace["releases_containing_item"][0] == "v0001"
     assert {lbl["method"] for lbl in trace["labels"]} and all(lbl["confidence"] is not None for lbl in trace["labels"])
+
+
+def test_trace_holds_every_hop_as_strict_json_for_an_item_with_a_quarantined_answer_and_a_review_decision(demo_run):
+    """Issue 14's done-when: the simulated reviewer decided the demo's review tasks (queued candidates and an
+    audit of labels on items that lost answers to quarantine), and the release applied the decisions."""
+    root, (first, second), _ = demo_run
+    assert first["review"]["accepted"] == first["review"]["received"] == first["review"]["tasks"] > 0
+    assert first["review"]["quarantined"] == 0 and first["review"]["reviewer_accuracy"]
+    assert first["review"]["reviewed_labels"] > 0 and second["review"] == first["review"]
+    labels = pd.read_parquet(root / "releases" / "v0001" / "labels.parquet")
+    decisions = table(root, "review_decisions")
+    quarantine = table(root, "quarantine")
+    quarantined = set(quarantine.loc[quarantine["stage"].isin(["intake", "qa"]), "item_id"].dropna())
+    candidates = sorted(quarantined & set(decisions.loc[~decisions["is_gold"], "item_id"]) & set(labels["item_id"]))
+    assert candidates, "the demo audits released labels of items that lost answers to quarantine"
+    proc = subprocess.run([sys.executable, "-m", "annotation_pipeline.cli", "trace", candidates[0], "--root", str(root),
+                           "--json"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    trace = json.loads(proc.stdout, parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
+    assert trace["raw_item"][0]["content_hash_matches"] is True and trace["prelabels"] and trace["model_versions"]
+    assert trace["batches"] and any(a["qa_outcome"].startswith("quarantined: ") for a in trace["answers"])
+    assert all(hop in trace for hop in ("redactions", "answers_not_used", "review", "vendor_answers"))
+    decided = trace["review_decisions"]
+    assert decided and all(d["reviewer_id"] and d["decided_at"] and d["decision"] in ("confirm", "override", "reject")
+                           and d["reason"] for d in decided)
+    applied = {d["decision_id"] for d in decided if not d["superseded"] and d["final_label"]}
+    assert {lbl["review_decision_id"] for lbl in trace["labels"] if lbl["label_source"] == "review"} == applied
+    assert all(lbl["method"] and lbl["confidence"] is not None for lbl in trace["labels"])
+    assert trace["releases_containing_item"][0] == "v0001"
 
 
 def test_the_vendor_side_never_imports_the_raw_store():
@@ -320,7 +351,7 @@ def test_the_demo_reports_auto_accept_with_the_held_out_gold_evidence_behind_it(
     queue = table(root, "labeling_queue")
     assert queue["item_id"].nunique() == first["anonymized"]["accepted"]  # nothing auto-accepted, nothing lost
     released = pd.read_parquet(root / "releases" / "v0001" / "labels.parquet")
-    assert released["label_source"].eq("vendor").all()
+    assert released["label_source"].isin(["consensus", "review"]).all()
 
 
 def test_retraining_from_the_latest_release_changes_the_model_version(demo_run):

@@ -132,7 +132,7 @@ def test_released_labels_mark_machine_labels_with_their_evidence_and_leave_check
     assert len(released) == len(consensus) + len(machine)  # nothing lost, nothing twice
     assert machine["method"].eq("auto_accept").all() and machine["n_annotators"].eq(0).all()
     assert machine["auto_accept_evidence"].str.contains("precision 1.000 on 120 held-out gold labels, model m1").all()
-    assert released.loc[released["label_source"] == "vendor", "auto_accept_evidence"].isna().all()
+    assert released.loc[released["label_source"] == "consensus", "auto_accept_evidence"].isna().all()
 
 
 # -- through Dagster: the metadata says on or off, and a failed check switches it off --------

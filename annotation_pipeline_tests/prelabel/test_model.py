@@ -69,14 +69,14 @@ def test_retraining_from_a_release_learns_its_vendor_labels_and_changes_the_mode
         image, truth = render_scene(rng, (320, 240))
         paths[f"r{k}"] = tmp_path / f"r{k}.png"
         image.save(paths[f"r{k}"])
-        source = "machine" if k >= 20 else "vendor"
+        source = "machine" if k >= 20 else "consensus"
         rows += [{**row, "label_source": source} for row in _truth_rows(f"r{k}", truth)]
     released = pd.DataFrame(rows)
     released.loc[released["item_id"] == "r0", "item_id"] = "gold0"  # a gold item a vendor labeled
     paths["gold0"] = paths.pop("r0")
     images, labels = release_training_set(released, paths, exclude={"gold0"})
     assert sorted(images) == sorted(f"r{k}" for k in range(1, 20))  # no gold, no machine labels
-    assert set(labels["item_id"]) == set(images) and labels["label_source"].eq("vendor").all()
+    assert set(labels["item_id"]) == set(images) and labels["label_source"].eq("consensus").all()
     retrained = train_prelabel_model(images, labels, source="release v0001")
     assert retrained.version != trained_model.version and retrained.version.startswith("prelabel-")
     assert retrained.card("x")["source"] == "release v0001"

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from annotation_pipeline.contracts import AGREEMENT_METRICS, ANNOTATIONS, CONSENSUS_LABELS
+from annotation_pipeline.contracts import AGREEMENT_METRICS, ANNOTATIONS, CONSENSUS_LABELS, REVIEW_DECISIONS
 from annotation_pipeline.release.report import build_provenance, build_quality_report
 from annotation_pipeline.release.store import DvcReleaseStore
 from annotation_pipeline.settings import load_settings
@@ -46,7 +46,25 @@ def day_tables(date: str, n: int = 3, label: str = "car") -> dict[str, pd.DataFr
         "scope": ["batch", "class"], "key": [f"batch-{date}", label], "metric": "mean_iou", "value": 0.8, "n": n}))
     return {"consensus_labels": consensus, "returned_annotations": returned, "raw_items": raw,
             "anonymized_items": anonymized,
-            "agreement_metrics": agreement, "review_queue": consensus.iloc[:0], "annotator_scorecards": pd.DataFrame()}
+            "agreement_metrics": agreement, "review_queue": consensus.iloc[:0], "annotator_scorecards": pd.DataFrame(),
+            "review_decisions": REVIEW_DECISIONS.empty()}
+
+
+def review_decision(date: str, item_id: str, decision: str, new_label: str | None = None, *, kind: str = "choice",
+                    candidate: str = "day", annotation_ids: str = "", reviewer_id: str = "rev-01",
+                    decided_at: str = "2026-11-30T09:00:00Z", reason: str = "", is_gold: bool = False,
+                    box: tuple[float, float, float, float] | None = None, decision_id: str | None = None
+                    ) -> pd.DataFrame:
+    """One REVIEW_DECISIONS row, as the ``review_decisions`` asset writes it."""
+    final = {"confirm": candidate, "override": new_label, "reject": None}[decision]
+    x_min, y_min, x_max, y_max = box or (np.nan,) * 4
+    return REVIEW_DECISIONS.conform(pd.DataFrame({
+        "decision_id": [decision_id or f"d-{item_id}-{decision}"], "review_task_id": f"rv-{item_id}-{kind}",
+        "item_id": item_id, "kind": kind, "candidate_label": candidate, "decision": decision,
+        "new_label": [new_label], "final_label": [final], "x_min": x_min, "y_min": y_min, "x_max": x_max,
+        "y_max": y_max, "confidence": 0.5, "n_assigned": 3, "annotation_ids": annotation_ids,
+        "reviewer_id": reviewer_id, "decided_at": decided_at, "reason": reason, "is_gold": is_gold,
+        "correct": [pd.NA], "superseded": False, "source_file": f"{reviewer_id}.json", "source_sha256": "1" * 64}))
 
 
 def store_for(root: Path) -> DvcReleaseStore:

@@ -13,8 +13,10 @@ DAY = "2026-11-20"
 
 def _tables(with_batches: bool):
     tables = {
-        "quarantine": pd.DataFrame({"stage": ["qa", "qa"], "item_id": ["a", "b"], "annotation_id": ["qa1", "qb1"],
-                                    "reason": ["below_min_size", "below_min_size"], "record_ref": ["r1", "r2"]}),
+        "quarantine": pd.DataFrame({"stage": ["qa", "qa", "review"], "item_id": ["a", "b", "a"],
+                                    "annotation_id": ["qa1", "qb1", None],
+                                    "reason": ["below_min_size", "below_min_size", "unknown_decision"],
+                                    "record_ref": ["r1", "r2", "decision 3"]}),
         "returned_annotations": pd.DataFrame({"item_id": ["a", "a", "b"], "annotation_id": ["x1", "x2", "y1"],
                                               "annotator_id": ["w1", "w2", "w1"], "kind": "choice",
                                               "label": ["day", "fog", "day"], "confidence": [np.nan, 1.0, 1.0]}),
@@ -37,6 +39,7 @@ def test_trace_keeps_to_the_item_even_without_the_days_batches_and_is_strict_jso
                          read_table=_tables(with_batches))
         json.dumps(out, allow_nan=False)  # strict JSON: NaN became None
         assert {a.get("annotation_id") for a in out["answers"]} == {"x1", "x2", "qa1"}
+        assert [d["reason"] for d in out["review_decisions_quarantined"]] == ["unknown_decision"]
         assert [a["why"] for a in out["answers_not_used"]] == ["dismissed for review: outvoted_by_merged_object"]
         assert out["raw_item"][0]["content_hash_matches"] is None  # the raw store is not here
         assert out["releases_containing_item"] == ["v0001"]
