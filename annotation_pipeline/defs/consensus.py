@@ -13,16 +13,15 @@ from annotation_pipeline.consensus.stage import run_consensus
 from annotation_pipeline.contracts import (
     AGREEMENT_METRICS,
     CONSENSUS_LABELS,
-    GOLD_LABELS,
     REVIEW_DECISIONS,
     REVIEW_QUEUE,
     REVIEW_TASKS,
     REVIEWER_ACCURACY,
 )
 from annotation_pipeline.defs.common import OWNERS, counts_metadata, daily_partitions, table_metadata
+from annotation_pipeline.defs.gold import gold_items, read_gold
 from annotation_pipeline.defs.resources import DataRoot
 from annotation_pipeline.defs.review_desk import ReviewDesk
-from annotation_pipeline.defs.vendor import gold_items
 from annotation_pipeline.ontology import load_ontology
 from annotation_pipeline.plots import bar_chart, histogram, markdown_image
 
@@ -44,11 +43,6 @@ class ConsensusConfig(dg.Config):
                             min_gain=self.min_review_gain,
                             unreliable_precision=self.unreliable_precision,
                             min_confidence=self.min_confidence, iou_threshold=self.iou_threshold)
-
-
-def read_gold(data_root: DataRoot) -> pd.DataFrame:
-    path = data_root.layout.gold_labels
-    return pd.read_parquet(path) if path.exists() else GOLD_LABELS.empty()
 
 
 @dg.multi_asset(

@@ -12,7 +12,7 @@ import pandas as pd
 
 from annotation_pipeline.contracts import ANNOTATIONS, QUARANTINE
 from annotation_pipeline.defs.common import OWNERS, counts_metadata, daily_partitions, table_metadata
-from annotation_pipeline.defs.consensus import read_gold
+from annotation_pipeline.defs.gold import read_gold
 from annotation_pipeline.defs.resources import DataRoot, VendorExchange
 from annotation_pipeline.ontology import load_ontology
 from annotation_pipeline.plots import bar_chart, markdown_image

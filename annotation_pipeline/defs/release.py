@@ -5,7 +5,7 @@ import dagster as dg
 import pandas as pd
 
 from annotation_pipeline.defs.common import OWNERS, daily_partitions
-from annotation_pipeline.defs.consensus import read_gold
+from annotation_pipeline.defs.gold import read_gold
 from annotation_pipeline.defs.resources import DataRoot, ReleaseStore
 from annotation_pipeline.ontology import load_guidelines, load_ontology
 from annotation_pipeline.prelabel.auto_accept import released_labels

@@ -11,7 +11,7 @@ import pandas as pd
 
 from annotation_pipeline.contracts import VENDOR_SCORECARDS, VENDOR_TASKS
 from annotation_pipeline.defs.common import OWNERS, daily_partitions, table_metadata
-from annotation_pipeline.defs.consensus import read_gold
+from annotation_pipeline.defs.gold import gold_items, read_gold
 from annotation_pipeline.defs.resources import DataRoot, VendorExchange
 from annotation_pipeline.ontology import load_guidelines, load_ontology
 from annotation_pipeline.plots import bar_chart, markdown_image, quality_against_cost, weekly_trend
@@ -27,15 +27,6 @@ class HandoffConfig(dg.Config):
     # not tell (qa.gold_demand). 12 x overlap 3 = 36 gold answers judge every day of 2026 of the
     # sample world at the demo's size (a test holds this); 4 left the gate to chance.
     gold_tasks: int = 12
-
-
-def gold_items(data_root: DataRoot) -> pd.DataFrame:
-    images = sorted(data_root.layout.gold_images.glob("*.png"))
-    from PIL import Image
-
-    sizes = [Image.open(p).size for p in images]
-    return pd.DataFrame({"item_id": [p.stem for p in images], "image_path": [str(p) for p in images],
-                         "width": [s[0] for s in sizes], "height": [s[1] for s in sizes]})
 
 
 @dg.asset(

@@ -83,7 +83,7 @@ def apply_review_decisions(consensus_labels: pd.DataFrame, decisions: pd.DataFra
     latest = decisions[~decisions["is_gold"].to_numpy(bool) & ~decisions["superseded"].to_numpy(bool)]
     about = _decided_consensus_rows(consensus_labels, latest)
     base = consensus_labels.drop(index=about["row"].unique()).assign(label_source="consensus",
-                                                                     review_decision_id=None)
+                                                                     review_decision_id=None, auto_accept_evidence=None)
     applied = latest[latest["final_label"].notna().to_numpy()].reset_index(drop=True)
     if applied.empty:
         return RELEASED_LABELS.conform(base)
@@ -102,7 +102,7 @@ def apply_review_decisions(consensus_labels: pd.DataFrame, decisions: pd.DataFra
         "confidence": np.where(confirmed, np.fmax(candidate, reviewer), reviewer),
         "n_annotators": _support(applied, answers), "n_assigned": applied["n_assigned"],
         "method": REVIEW_METHOD, "annotation_ids": applied["annotation_ids"],
-        "label_source": "review", "review_decision_id": applied["decision_id"],
+        "label_source": "review", "review_decision_id": applied["decision_id"], "auto_accept_evidence": None,
     })
     return RELEASED_LABELS.conform(pd.concat([RELEASED_LABELS.conform(base), RELEASED_LABELS.conform(reviewed)],
                                              ignore_index=True))

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from scipy.stats import entropy as scipy_entropy
 
-from annotation_pipeline.contracts import LABELING_QUEUE, PRELABELS, RELABEL_CAMPAIGN
+from annotation_pipeline.contracts import AUTO_ACCEPTED_LABELS, LABELING_QUEUE, PRELABELS, RELABEL_CAMPAIGN
 from annotation_pipeline.defs.common import daily_partitions
 from annotation_pipeline.defs.prelabel import labeling_queue
 from annotation_pipeline.defs.resources import DataRoot, build_resources
@@ -179,6 +179,11 @@ def _prelabels_asset() -> pd.DataFrame:
     return _prelabels({f"item{k}": 0.55 + 0.07 * k for k in range(6)})
 
 
+@dg.asset(name="auto_accepted_labels", partitions_def=daily_partitions)
+def _nothing_auto_accepted() -> pd.DataFrame:
+    return AUTO_ACCEPTED_LABELS.empty()
+
+
 def test_the_labeling_queue_asset_materializes_with_its_reasons(tmp_path):
     root = tmp_path / "root"
     folder = DataLayout(root).anonymized(DAY)
@@ -186,7 +191,7 @@ def test_the_labeling_queue_asset_materializes_with_its_reasons(tmp_path):
     rng = np.random.default_rng(7)
     for k in range(6):
         render_scene(rng, (160, 120))[0].save(folder / f"item{k}.png")
-    result = dg.materialize([_anonymized_items, _prelabels_asset, labeling_queue], partition_key=DAY,
+    result = dg.materialize([_anonymized_items, _prelabels_asset, _nothing_auto_accepted, labeling_queue], partition_key=DAY,
                             resources=build_resources("local", root),
                             run_config={"ops": {"labeling_queue": {"config": {"budget": 3}}}})
     assert result.success

@@ -10,7 +10,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from annotation_pipeline.contracts import AGREEMENT_METRICS, ANNOTATIONS, CONSENSUS_LABELS, REVIEW_DECISIONS
+from annotation_pipeline.contracts import (
+    AGREEMENT_METRICS,
+    ANNOTATIONS,
+    AUTO_ACCEPTED_LABELS,
+    CONSENSUS_LABELS,
+    REVIEW_DECISIONS,
+)
 from annotation_pipeline.release.report import build_provenance, build_quality_report
 from annotation_pipeline.release.store import DvcReleaseStore
 from annotation_pipeline.settings import load_settings
@@ -47,7 +53,7 @@ def day_tables(date: str, n: int = 3, label: str = "car") -> dict[str, pd.DataFr
     return {"consensus_labels": consensus, "returned_annotations": returned, "raw_items": raw,
             "anonymized_items": anonymized,
             "agreement_metrics": agreement, "review_queue": consensus.iloc[:0], "annotator_scorecards": pd.DataFrame(),
-            "review_decisions": REVIEW_DECISIONS.empty()}
+            "review_decisions": REVIEW_DECISIONS.empty(), "auto_accepted_labels": AUTO_ACCEPTED_LABELS.empty()}
 
 
 def review_decision(date: str, item_id: str, decision: str, new_label: str | None = None, *, kind: str = "choice",

@@ -20,7 +20,7 @@ from annotation_pipeline.layout import DataLayout
 from annotation_pipeline_tests.release.days import day_tables, store_for
 
 UPSTREAM = ["consensus_labels", "review_queue", "agreement_metrics", "annotator_scorecards",
-            "returned_annotations", "raw_items", "anonymized_items", "review_decisions"]
+            "returned_annotations", "raw_items", "anonymized_items", "review_decisions", "auto_accepted_labels"]
 
 
 def _stand_in(name: str) -> dg.AssetsDefinition:

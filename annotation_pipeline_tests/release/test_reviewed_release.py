@@ -80,7 +80,7 @@ def _stand_in(name: str, decisions: pd.DataFrame | None) -> dg.AssetsDefinition:
 
 
 UPSTREAM = ["consensus_labels", "review_queue", "agreement_metrics", "annotator_scorecards",
-            "returned_annotations", "raw_items", "anonymized_items", "review_decisions"]
+            "returned_annotations", "raw_items", "anonymized_items", "review_decisions", "auto_accepted_labels"]
 
 
 def _release(root: Path, decisions: pd.DataFrame | None) -> dict:
