@@ -86,7 +86,7 @@ class ImageSettings:
     # upscaled from a small crop) is often a clear face to the network at half the size; and
     # the low threshold's large boxes are mostly textures: on the benchmark scenes this takes
     # the share of non-face patches blurred from up to 5 % to up to 3 % and finds 3 more
-    # faces from 48 px up, for 30 % more detection time (results_anonymize.md).
+    # faces from 48 px up, for 35 % more detection time (4 of 24 ms per image; results_anonymize.md).
     face_large_threshold: float = 0.2
     face_coarse_scale: float | None = 0.5
     # Plates: the Haar cascade runs on a grey copy whose longer side is at most
