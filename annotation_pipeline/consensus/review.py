@@ -44,7 +44,7 @@ class ReviewPolicy:
 
     budget_share: float = 0.15          # at most this share of the partition's candidates queued
     budget_max: int | None = None       # and at most this many (None: no absolute cap)
-    min_gain: float = 0.05              # a review that fixes less than this is not worth a slot
+    min_gain: float = 0.02              # a review that fixes less than this is not worth a slot
     unreliable_precision: float = 0.5   # below this share of objects confirmed: unreliable
     min_confidence: float = 0.7         # a scene label at or above this is released unreviewed
     iou_threshold: float = 0.5          # overlap that makes two objects the same object
