@@ -15,13 +15,10 @@ import pandas as pd
 
 from annotation_pipeline.consensus import agreement as agreement_mod
 from annotation_pipeline.consensus.auto import aggregate_labels
-from annotation_pipeline.consensus.boxes import (
-    annotator_geometry_reliability,
-    join_strings_by_group,
-    merge_boxes_by_iou,
-    merge_polygons_by_iou,
-)
+from annotation_pipeline.consensus.box_reliability import annotator_geometry_reliability
+from annotation_pipeline.consensus.boxes import merge_boxes_by_iou, merge_polygons_by_iou
 from annotation_pipeline.consensus.encoding import ANSWER_COLUMNS
+from annotation_pipeline.consensus.provenance import join_strings_by_group
 from annotation_pipeline.consensus.review import ReviewPolicy, allocate, annotator_precision, triage_objects
 from annotation_pipeline.contracts import AGREEMENT_METRICS, CONSENSUS_LABELS, REVIEW_QUEUE
 
