@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import shapely
 
 from annotation_pipeline.ontology import load_ontology
 from annotation_pipeline.sample_world.sample_data import load_sample_settings, render_scene
@@ -63,12 +62,3 @@ def sample_world_day(seed: int, n_images: int = 49, n_gold: int | None = None):
         batch_id=f"batch-{seed}")
     gold = truth[truth["item_id"].isin(tasks.loc[tasks["is_gold"], "item_id"])]
     return annotations, tasks, gold.reset_index(drop=True), truth
-
-
-def polygon_bounds(frame: pd.DataFrame) -> pd.DataFrame:
-    """Truth polygons carry their bounds already; this fills any row that lacks them."""
-    missing = frame[COORDS].isna().any(axis=1) & frame["geometry_wkb"].notna()
-    if missing.any():
-        bounds = shapely.bounds(shapely.from_wkb(frame.loc[missing, "geometry_wkb"].to_numpy()))
-        frame.loc[missing, COORDS] = bounds
-    return frame
