@@ -27,7 +27,7 @@ import pandas as pd
 from ensemble_boxes import weighted_boxes_fusion
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from annotation_pipeline.consensus.boxes import merge_boxes_by_iou  # noqa: E402
+from annotation_pipeline.consensus.box_reliability import merge_boxes_reliability_weighted  # noqa: E402
 
 N_IMG, N_ANN, N_OBJ, N_CLASSES = 22_000, 5, 3, 4
 P_MISS, SPAMMER = 0.1, 4
@@ -72,8 +72,9 @@ def generate(seed: int = 0, n_img: int = N_IMG, n_spammers: int = 1, jitter: flo
 
 def evaluate(image: np.ndarray, label: np.ndarray, box: np.ndarray, gt: np.ndarray,
              gt_labels: np.ndarray):
-    """Object F1, precision, recall, mean IoU (matched pairs) at IoU >= 0.5, one-to-one, and the
-    IoU of each matched ground-truth object (Series by object key)."""
+    """Object F1, precision, recall, mean IoU (matched pairs) at IoU >= 0.5, one-to-one, the
+    IoU of each matched ground-truth object (Series by object key) and the mean IoU per true
+    object (0 where missed: the mean over matched pairs alone rewards matching fewer objects)."""
     cand = gt[image]  # (n_pred, N_OBJ, 4)
     iw = np.clip(np.minimum(box[:, None, 2], cand[..., 2]) - np.maximum(box[:, None, 0], cand[..., 0]), 0, None)
     ih = np.clip(np.minimum(box[:, None, 3], cand[..., 3]) - np.maximum(box[:, None, 1], cand[..., 1]), 0, None)
@@ -92,7 +93,7 @@ def evaluate(image: np.ndarray, label: np.ndarray, box: np.ndarray, gt: np.ndarr
     tp, n_pred, n_gt = len(tp_iou), len(box), gt_labels.size
     precision, recall = tp / max(n_pred, 1), tp / n_gt
     matched = pd.Series(tp_iou, index=gt_key[order][first])
-    return 2 * tp / (n_pred + n_gt), precision, recall, float(tp_iou.mean()), matched
+    return 2 * tp / (n_pred + n_gt), precision, recall, float(tp_iou.mean()), matched, tp_iou.sum() / n_gt
 
 
 def run_wbf(frame: pd.DataFrame):
@@ -118,10 +119,11 @@ def quality_by_mix() -> None:
     print(f"quality per noise mix ({N_IMG_QUALITY:,} images x {N_ANN} annotators x {N_OBJ} objects, "
           "seed 1); WBF>=0.6 = WBF output with confidence >= 3/5 (our majority quorum)")
     print(f"{'mix':<36}{'boxes':>8}{'ours F1':>9}{'WBF F1':>8}{'WBF>=.6':>9}{'ours IoU':>10}"
-          f"{'WBF IoU':>9}{'WBF>=.6':>9}{'IoU on objects both match (ours / WBF>=.6)':>45}")
+          f"{'WBF IoU':>9}{'WBF>=.6':>9}{'IoU on objects both match (ours / WBF>=.6)':>45}"
+          f"{'IoU per true object (ours / WBF>=.6)':>40}")
     for name, n_spammers, jitter, p_miss in MIXES:
         frame, gt, gt_labels = generate(1, N_IMG_QUALITY, n_spammers, jitter, p_miss)
-        merged = merge_boxes_by_iou(frame, iou_threshold=0.5).merged
+        merged = merge_boxes_reliability_weighted(frame, iou_threshold=0.5)[0].merged
         ours = evaluate(merged["item_id"].to_numpy(), merged["label"].to_numpy(),
                         merged[["x_min", "y_min", "x_max", "y_max"]].to_numpy(), gt, gt_labels)
         with warnings.catch_warnings():
@@ -133,7 +135,8 @@ def quality_by_mix() -> None:
         common = ours[4].index.intersection(wbf_q[4].index)
         print(f"{name:<36}{len(frame):>8,}{ours[0]:>9.4f}{wbf[0]:>8.4f}{wbf_q[0]:>9.4f}"
               f"{ours[3]:>10.4f}{wbf[3]:>9.4f}{wbf_q[3]:>9.4f}"
-              f"{ours[4][common].mean():>27.4f} / {wbf_q[4][common].mean():.4f} ({len(common):,})")
+              f"{ours[4][common].mean():>27.4f} / {wbf_q[4][common].mean():.4f} ({len(common):,})"
+              f"{ours[5]:>22.4f} / {wbf_q[5]:.4f}")
 
 
 WBF_PROCESS = """
@@ -196,7 +199,7 @@ def main() -> None:
     for _ in range(3):
         gc.collect()
         start = time.perf_counter()
-        result = merge_boxes_by_iou(frame, iou_threshold=0.5)
+        result, _ = merge_boxes_reliability_weighted(frame, iou_threshold=0.5)
         ours_times.append(time.perf_counter() - start)
     with warnings.catch_warnings():
         # jittered corners of a few small boxes cross; WBF warns and swaps them, as it should
@@ -216,7 +219,7 @@ def main() -> None:
     for name, seconds, count, q in (
             ("WBF (ensemble-boxes), all output", t_wbf, len(w_box), wbf_all),
             ("WBF, conf >= 0.6 (3 of 5)", t_wbf, int(keep.sum()), wbf_q),
-            ("ours merge_boxes_by_iou (quorum)", t_ours, len(merged), ours_q)):
+            ("ours, reliability-weighted (quorum)", t_ours, len(merged), ours_q)):
         print(f"{name:<34}{seconds:>8.3f}{n_boxes / seconds:>11,.0f}{count:>9,}{q[0]:>8.4f}"
               f"{q[1]:>8.4f}{q[2]:>8.4f}{q[3]:>9.4f}")
     print(f"throughput ratio ours / WBF: {t_wbf / t_ours:.1f}x   "

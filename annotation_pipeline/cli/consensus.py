@@ -138,7 +138,8 @@ def _render_agreement(r: dict[str, Any]) -> str:
 
 
 def run_merge_boxes_command(args: argparse.Namespace) -> int:
-    from annotation_pipeline.consensus.boxes import BOX_COLUMNS, COORDS, GeometryError, merge_boxes_by_iou
+    from annotation_pipeline.consensus.box_reliability import merge_boxes_reliability_weighted
+    from annotation_pipeline.consensus.boxes import BOX_COLUMNS, COORDS, GeometryError
 
     check_output_file(args.output)
     boxes = numeric_columns(read_csv(args.input, BOX_COLUMNS, what="box"), args.input, COORDS)
@@ -148,7 +149,7 @@ def run_merge_boxes_command(args: argparse.Namespace) -> int:
         raise CliError(*(f"{args.input}: line {r + 2}: x_max < x_min or y_max < y_min; expected "
                          "x_min,y_min,x_max,y_max with min <= max" for r in inverted))
     try:
-        result = merge_boxes_by_iou(boxes, iou_threshold=args.iou, quorum=args.quorum)
+        result, _ = merge_boxes_reliability_weighted(boxes, iou_threshold=args.iou, quorum=args.quorum)
     except GeometryError as exc:
         raise CliError(f"{args.input}: {exc}") from None
     merged = result.merged[["item_id", "label", *COORDS, "confidence", "n_annotators"]]

@@ -10,15 +10,19 @@ Every object goes through the same three vectorized steps, over all items at onc
    object with the largest summed IoU to the other unclustered objects (the most agreed-upon
    one); each other annotator contributes its best-IoU unclustered object at or above the
    threshold. Rounds loop over *clusters per group* (a handful), never over objects.
-3. **Fusion**: a cluster reaching the quorum (default: a majority of the annotators who saw the
+3. **Absorption** (boxes): a box left below quorum that overlaps the *fused* box of a quorum
+   cluster of its (item, class) at the threshold, and whose annotator is not in it yet, joins it
+   (``absorb_into_quorum``): under heavy jitter a box can miss the pivot yet match the mean.
+4. **Fusion**: a cluster reaching the quorum (default: a majority of the annotators who saw the
    item) is fused, weighted by annotator reliability; the rest go to ``below_quorum`` with their
    evidence. Nothing is dropped: ``members`` maps every input object to its cluster.
 
-Boxes are fused as the weighted mean of their corners. Polygons are fused as the cluster's
-weighted *medoid* (the member with the highest reliability × summed IoU to the other members):
-averaging vertices is undefined for polygons with different vertex counts and a union/intersection
-drifts with the number of members, while the medoid is always a valid polygon that one annotator
-actually drew, so the merge stays explainable.
+Boxes are fused as the weighted mean of their corners (``box_reliability`` estimates the weights
+from a first, unweighted fusion: ``merge_boxes_reliability_weighted``, what ``merge-boxes`` runs).
+Polygons are fused as the cluster's weighted *medoid* (the member with the highest reliability ×
+summed IoU to the other members): averaging vertices is undefined for polygons with different
+vertex counts and a union/intersection drifts with the number of members, while the medoid is
+always a valid polygon that one annotator actually drew, so the merge stays explainable.
 
 Confidence of a merged object = weighted support × weighted agreement, where support is the
 members' weight over the expected weight of everyone who saw the item, and agreement is the
@@ -28,13 +32,16 @@ score near 1, 3/5 with loose boxes score well below.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import shapely
+
+from annotation_pipeline.consensus.provenance import as_arrow_strings, join_strings_by_group
 
 BOX_COLUMNS = ("item_id", "annotator_id", "label", "x_min", "y_min", "x_max", "y_max")
 POLYGON_COLUMNS = ("item_id", "annotator_id", "label", "geometry_wkb")
@@ -63,33 +70,7 @@ class MergeResult:
 
 
 # --------------------------------------------------------------------------------------------
-# shared vectorized building blocks
-
-
-def join_strings_by_group(strings, group: np.ndarray, n_groups: int,
-                          sep: str = " ") -> pd.api.extensions.ExtensionArray:
-    """Concatenate ``strings`` per group code (in input order) with ``sep``; vectorized.
-
-    Arrow does the work: the strings are taken in group order, viewed as one list per group
-    (offsets from ``bincount``) and joined by ``binary_join`` in a single C++ call.
-    """
-    values = _as_arrow_strings(strings)
-    order = np.argsort(group, kind="stable")
-    offsets = np.r_[0, np.cumsum(np.bincount(group, minlength=n_groups))].astype(np.int64)
-    lists = pa.LargeListArray.from_arrays(pa.array(offsets), values.take(pa.array(order)))
-    joined = pc.binary_join(lists, pa.scalar(sep, pa.large_string()))
-    return pd.arrays.ArrowStringArray(joined)
-
-
-def _as_arrow_strings(strings) -> pa.Array:
-    if isinstance(strings, pd.Series):
-        strings = strings.array
-    if isinstance(strings, pa.ChunkedArray):
-        return strings.combine_chunks().cast(pa.large_string())
-    try:
-        return pa.array(strings, type=pa.large_string(), from_pandas=True)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return pa.array(np.asarray(strings, dtype=object).astype(str), type=pa.large_string())
+# shared vectorized building blocks (``join_strings_by_group`` lives in ``provenance``)
 
 
 def _distinct(values: np.ndarray) -> np.ndarray:
@@ -247,6 +228,22 @@ class _Prepared:
     n_assigned: np.ndarray
     quorum: np.ndarray
     annotation_ids: pa.Array  # original row order
+    annotators: pd.Index      # annotator id of each annotator code
+
+    def reweighted(self, annotator_weights) -> _Prepared:
+        per_annotator = _per_annotator_weights(self.annotators, annotator_weights)
+        return replace(self, weight=per_annotator[self.annotator],
+                       mean_weight=float(per_annotator.mean()) if len(per_annotator) else 1.0)
+
+
+def _per_annotator_weights(annotators: pd.Index, annotator_weights) -> np.ndarray:
+    if annotator_weights is None:
+        return np.ones(len(annotators))
+    weights = pd.Series(annotator_weights, dtype="float64")
+    per_annotator = weights.reindex(annotators).fillna(
+        weights.mean() if len(weights) else 1.0).to_numpy()
+    # a zero weight would make a cluster's fused geometry undefined: floor it
+    return np.maximum(np.nan_to_num(per_annotator, nan=1.0), 1e-3)
 
 
 def _prepare(frame: pd.DataFrame, quorum: int | None, annotator_weights,
@@ -261,16 +258,9 @@ def _prepare(frame: pd.DataFrame, quorum: int | None, annotator_weights,
     order = np.argsort(pair_key, kind="stable")
     sorted_key = pair_key[order]
     group = np.r_[0, np.cumsum(sorted_key[1:] != sorted_key[:-1])] if n else np.empty(0, np.int64)
-    if annotator_weights is None:
-        per_annotator = np.ones(len(annotators))
-    else:
-        weights = pd.Series(annotator_weights, dtype="float64")
-        per_annotator = weights.reindex(annotators).fillna(
-            weights.mean() if len(weights) else 1.0).to_numpy()
-    # a zero weight would make a cluster's fused geometry undefined: floor it
-    per_annotator = np.maximum(np.nan_to_num(per_annotator, nan=1.0), 1e-3)
+    per_annotator = _per_annotator_weights(annotators, annotator_weights)
     # without annotation ids, provenance points at input row numbers ("row12")
-    annotation_ids = (_as_arrow_strings(frame["annotation_id"]) if "annotation_id" in frame
+    annotation_ids = (as_arrow_strings(frame["annotation_id"]) if "annotation_id" in frame
                       else pc.binary_join_element_wise(
                           "row", pa.array(np.arange(n)).cast(pa.string()), "").cast(
                               pa.large_string()))
@@ -280,7 +270,7 @@ def _prepare(frame: pd.DataFrame, quorum: int | None, annotator_weights,
                      weight=per_annotator[annotator_code[order]],
                      mean_weight=float(per_annotator.mean()) if len(per_annotator) else 1.0,
                      n_assigned=n_assigned, quorum=_quorum(n_assigned, quorum),
-                     annotation_ids=annotation_ids)
+                     annotation_ids=annotation_ids, annotators=annotators)
 
 
 def _assemble(prep: _Prepared, cluster: np.ndarray, fused_rows: dict[str, np.ndarray],
@@ -338,7 +328,8 @@ def _assemble(prep: _Prepared, cluster: np.ndarray, fused_rows: dict[str, np.nda
 
 def merge_boxes_by_iou(boxes: pd.DataFrame, iou_threshold: float = 0.5,
                        quorum: int | None = None, annotator_weights=None,
-                       assignments: pd.DataFrame | None = None) -> MergeResult:
+                       assignments: pd.DataFrame | None = None,
+                       reweight: Callable[[MergeResult], pd.Series] | None = None) -> MergeResult:
     """Merge boxes of several annotators per item and class.
 
     ``boxes``: ``item_id, annotator_id, label, x_min, y_min, x_max, y_max`` (+ optional
@@ -347,6 +338,8 @@ def merge_boxes_by_iou(boxes: pd.DataFrame, iou_threshold: float = 0.5,
     absent; otherwise it is the annotators who drew anything on the item. ``quorum``: minimum
     annotators per merged object (default: majority of ``n_assigned``).
     ``annotator_weights``: mapping / Series annotator_id -> reliability (default 1).
+    ``reweight``: given the merge with these weights, new weights for a second fusion of the
+    same clusters (clustering does not depend on weights, so it runs once).
     """
     _require(boxes, BOX_COLUMNS, "boxes")
     coords = boxes[list(COORDS)].apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)
@@ -362,15 +355,76 @@ def merge_boxes_by_iou(boxes: pd.DataFrame, iou_threshold: float = 0.5,
     ious = pair_iou(coords, pair_i, pair_j)
     cluster = cluster_by_iou(coords.shape[1], prep.group, prep.annotator, pair_i, pair_j, ious,
                              iou_threshold)
+    cluster = absorb_into_quorum(cluster, coords, prep, iou_threshold)
+    result = _fuse_boxes(prep, coords, cluster)
+    return result if reweight is None else _fuse_boxes(prep.reweighted(reweight(result)), coords,
+                                                       cluster)
+
+
+def _fuse_boxes(prep: _Prepared, coords: np.ndarray, cluster: np.ndarray) -> MergeResult:
     cluster_ids, cluster_code = cluster_codes(cluster)
-    total_w = np.bincount(cluster_code, weights=prep.weight, minlength=len(cluster_ids))
-    fused = np.stack([np.bincount(cluster_code, weights=prep.weight * coords[k],
-                                  minlength=len(cluster_ids)) for k in range(4)])
-    fused /= total_w
+    fused = _weighted_boxes(coords, cluster_code, len(cluster_ids), prep.weight)
     n = coords.shape[1]
     both = np.concatenate([coords, fused], axis=1)
     iou_to_fused = pair_iou(both, np.arange(n), n + cluster_code)
     return _assemble(prep, cluster, {c: fused[k] for k, c in enumerate(COORDS)}, iou_to_fused)
+
+
+def _weighted_boxes(coords: np.ndarray, cluster_code: np.ndarray, n_clusters: int,
+                    weight: np.ndarray) -> np.ndarray:
+    """(4, n_clusters) weighted mean corners of each cluster's members."""
+    total = np.bincount(cluster_code, weights=weight, minlength=n_clusters)
+    fused = np.stack([np.bincount(cluster_code, weights=weight * coords[k], minlength=n_clusters)
+                      for k in range(4)])
+    return fused / np.maximum(total, 1e-300)
+
+
+def absorb_into_quorum(cluster: np.ndarray, coords: np.ndarray, prep: _Prepared,
+                       threshold: float) -> np.ndarray:
+    """Move boxes of clusters below quorum into a quorum cluster whose *fused* box they overlap.
+
+    Pivot clustering compares each box with one pivot box; under heavy jitter an annotator's box
+    of the same object can miss the pivot (IoU < threshold) yet overlap the cluster's mean, which
+    is closer to the object. Such a box is moved into the quorum cluster of its (item, class) it
+    overlaps best, if that cluster has no box of its annotator yet (one per annotator stays
+    guaranteed: per cluster and annotator only the best-overlapping box moves). One pass, all
+    items at once; the fused boxes are then recomputed by the caller.
+    """
+    cluster_ids, code = cluster_codes(cluster)
+    n_members = np.bincount(code, minlength=len(cluster_ids))
+    quorum_cluster = n_members >= prep.quorum[cluster_ids]
+    loose = np.flatnonzero(~quorum_cluster[code])
+    targets = np.flatnonzero(quorum_cluster)  # cluster codes, ordered by pivot row -> by group
+    if not len(loose) or not len(targets):
+        return cluster
+    target_group = prep.group[cluster_ids[targets]]
+    first = np.searchsorted(target_group, prep.group[loose], side="left")
+    count = np.searchsorted(target_group, prep.group[loose], side="right") - first
+    row = np.repeat(loose, count)
+    offset = np.arange(len(row)) - np.repeat(np.cumsum(count) - count, count)
+    target = targets[np.repeat(first, count) + offset]
+    # the target may not hold a box of this row's annotator already
+    n_annotators = int(prep.annotator.max()) + 1
+    present = np.sort(code * n_annotators + prep.annotator)
+    key = target * n_annotators + prep.annotator[row]
+    pos = np.minimum(np.searchsorted(present, key), len(present) - 1)
+    row, target, key = row[present[pos] != key], target[present[pos] != key], key[present[pos] != key]
+    fused = _weighted_boxes(coords, code, len(cluster_ids), prep.weight)
+    both = np.concatenate([coords, fused[:, target]], axis=1)
+    iou = pair_iou(both, row, coords.shape[1] + np.arange(len(row)))
+    ok = iou >= threshold
+    row, target, key, iou = row[ok], target[ok], key[ok], iou[ok]
+    best_first = np.argsort(-iou, kind="stable")
+    row, target, key = row[best_first], target[best_first], key[best_first]
+    _, one_per_row = np.unique(row, return_index=True)  # each row's best target
+    keep = np.zeros(len(row), bool)
+    keep[one_per_row] = True
+    _, one_per_key = np.unique(np.where(keep, key, -1 - np.arange(len(key))), return_index=True)
+    chosen = np.zeros(len(row), bool)
+    chosen[one_per_key] = keep[one_per_key]  # and each (cluster, annotator) its best row
+    moved = cluster.copy()
+    moved[row[chosen]] = cluster_ids[target[chosen]]
+    return moved
 
 
 # --------------------------------------------------------------------------------------------
@@ -441,33 +495,3 @@ def merge_polygons_by_iou(polygons: pd.DataFrame, iou_threshold: float = 0.5,
     fused_rows = {c: fb[:, k] for k, c in enumerate(COORDS)}
     fused_rows["geometry_wkb"] = shapely.to_wkb(fused_geoms)
     return _assemble(prep, cluster, fused_rows, iou_to_fused)
-
-
-# --------------------------------------------------------------------------------------------
-# reliability
-
-
-def annotator_geometry_reliability(result: MergeResult) -> pd.Series:
-    """Per annotator: F1 of their objects against the merged (quorum) objects × mean IoU.
-
-    Precision = share of the annotator's objects that ended up in a merged object; recall =
-    share of merged objects, on items the annotator drew on, that contain one of theirs. This
-    is the weight of a second, reliability-weighted merge.
-    """
-    members = result.members
-    if not len(members):
-        return pd.Series(dtype="float64", name="geometry_weight")
-    accepted = members["accepted"].to_numpy()
-    by_annotator = members.groupby("annotator_id", sort=False)
-    n_objects = by_annotator.size()
-    n_hits = by_annotator["accepted"].sum()
-    mean_iou = members[accepted].groupby("annotator_id", sort=False)["iou_to_fused"].mean()
-    merged_items = result.merged.groupby("item_id", sort=False).size()
-    items_of = members[["annotator_id", "item_id"]].drop_duplicates()
-    possible = items_of.assign(n=merged_items.reindex(items_of["item_id"]).fillna(0).to_numpy())
-    n_possible = possible.groupby("annotator_id", sort=False)["n"].sum()
-    precision = n_hits / n_objects
-    recall = (n_hits / n_possible.reindex(n_hits.index)).clip(upper=1.0).fillna(0.0)
-    f1 = (2 * precision * recall / (precision + recall)).fillna(0.0)
-    weight = f1 * mean_iou.reindex(f1.index).fillna(0.0)
-    return weight.rename("geometry_weight")

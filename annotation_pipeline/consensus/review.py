@@ -17,6 +17,13 @@ released under the majority's class). The rest are ranked by expected gain and t
 to the partition's budget, are queued. A candidate over budget is deferred: kept in the queue,
 not released, so an unreviewed doubt never lowers the accuracy of what ships. Every candidate
 not released is a row of the review queue with its status, reason and gain.
+
+A scene label is a candidate as soon as a review is worth a slot (``1 - confidence >=
+min_gain``), not only below ``min_confidence``: a label at 0.75 is wrong one time in four, and
+shipping it while the budget sits unused lowers the accuracy of the release (on 40 generated days
+of the sample world, 17 of the 28 wrong scene labels at or above 0.7 were below 0.95, where the
+budget had room for them). Over budget, a label at or above ``min_confidence`` is released rather than deferred
+(``releasable``): review is the first use of the budget, shipping the fallback.
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ class ReviewPolicy:
 
     budget_share: float = 0.15          # at most this share of the partition's candidates queued
     budget_max: int | None = None       # and at most this many (None: no absolute cap)
-    min_gain: float = 0.05              # a review that fixes less than this is not worth a slot
+    min_gain: float = 0.02              # a review that fixes less than this is not worth a slot
     unreliable_precision: float = 0.5   # below this share of objects confirmed: unreliable
     min_confidence: float = 0.7         # a scene label at or above this is released unreviewed
     iou_threshold: float = 0.5          # overlap that makes two objects the same object
@@ -101,7 +108,8 @@ def triage_objects(result: MergeResult, precision: pd.Series, policy: ReviewPoli
 
 
 def allocate(candidates: pd.DataFrame, n_all_candidates: int, policy: ReviewPolicy) -> pd.DataFrame:
-    """Mark the highest-gain ``candidate`` rows ``queued`` within the budget; the rest ``over_budget``.
+    """Mark the highest-gain ``candidate`` rows ``queued`` within the budget; the rest ``over_budget``,
+    or ``released`` where the row is ``releasable`` (confident enough to ship unreviewed).
 
     ``candidates`` holds every row that could be reviewed (``status == "candidate"``) with its
     ``expected_gain``; ties break on item id, so a rerun queues the same rows.
@@ -115,4 +123,9 @@ def allocate(candidates: pd.DataFrame, n_all_candidates: int, policy: ReviewPoli
     chosen = order[worth][:budget]
     frame.loc[open_rows, "status"] = "over_budget"
     frame.loc[chosen, "status"] = "queued"
+    if "releasable" in frame.columns:
+        ships = (frame["status"].to_numpy() == "over_budget") & frame["releasable"].fillna(
+            False).to_numpy(bool)
+        frame.loc[ships, "status"] = "released"
+        frame.loc[ships, "reason"] = ""
     return frame

@@ -15,13 +15,10 @@ import pandas as pd
 
 from annotation_pipeline.consensus import agreement as agreement_mod
 from annotation_pipeline.consensus.auto import aggregate_labels
-from annotation_pipeline.consensus.boxes import (
-    annotator_geometry_reliability,
-    join_strings_by_group,
-    merge_boxes_by_iou,
-    merge_polygons_by_iou,
-)
+from annotation_pipeline.consensus.box_reliability import annotator_geometry_reliability
+from annotation_pipeline.consensus.boxes import merge_boxes_by_iou, merge_polygons_by_iou
 from annotation_pipeline.consensus.encoding import ANSWER_COLUMNS
+from annotation_pipeline.consensus.provenance import join_strings_by_group
 from annotation_pipeline.consensus.review import ReviewPolicy, allocate, annotator_precision, triage_objects
 from annotation_pipeline.contracts import AGREEMENT_METRICS, CONSENSUS_LABELS, REVIEW_QUEUE
 
@@ -50,7 +47,9 @@ def run_consensus(annotations: pd.DataFrame, tasks: pd.DataFrame, gold: pd.DataF
 
     - Scene (kind ``choice``): aggregated with ``method`` over all tasks; gold tasks calibrate
       annotators (their known answers clamp the posterior) and are excluded from ``labels``.
-      Items below ``min_confidence`` are review candidates (reason ``low_confidence``).
+      Items whose label is wrong with probability ``policy.min_gain`` or more are review
+      candidates (reason ``low_confidence``); over budget, those at or above ``min_confidence``
+      are released, the rest deferred.
     - Objects (kinds ``box`` / ``polygon``): merged per item and class by IoU with at most one
       object per annotator per cluster; quorum = a majority of the annotators who saw the item
       (anyone who answered the item's task). Fused geometry is weighted by each annotator's
@@ -138,13 +137,17 @@ def _scene_candidates(choices: pd.DataFrame, gold_choice, gold_items: set, n_ass
     keys = pd.MultiIndex.from_arrays([result["item_id"], result["label"]])
     result["n_annotators"] = support.reindex(keys).fillna(0).to_numpy()
     result = result[~result["item_id"].isin(gold_items)]
-    confident = result["confidence"].to_numpy() >= policy.min_confidence
+    confidence = result["confidence"].to_numpy()
+    confident = confidence >= policy.min_confidence
+    # a label worth a review is a candidate even when confident enough to ship unreviewed: it is
+    # released only if the budget has no room for it (see ``review.allocate``)
+    worth_review = (1.0 - confidence >= policy.min_gain) | ~confident
     scene = result.assign(
         kind="choice", x_min=np.nan, y_min=np.nan, x_max=np.nan, y_max=np.nan,
-        geometry_wkb=None, method=chosen, reason=np.where(confident, "", "low_confidence"),
-        status=np.where(confident, "released", "candidate"),
-        expected_gain=1.0 - result["confidence"].to_numpy())
-    return scene[columns], model, chosen
+        geometry_wkb=None, method=chosen, reason=np.where(worth_review, "low_confidence", ""),
+        status=np.where(worth_review, "candidate", "released"),
+        expected_gain=1.0 - confidence, releasable=confident)
+    return scene[[*columns, "releasable"]], model, chosen
 
 
 def _object_candidates(objects: pd.DataFrame, policy: ReviewPolicy):

@@ -29,12 +29,12 @@ from annotation_pipeline.plots import bar_chart, histogram, markdown_image
 class ConsensusConfig(dg.Config):
     method: str = "auto"          # auto | mv | wmv | ds | ocds | bds
     iou_threshold: float = 0.5    # the usual object-matching threshold (PASCAL VOC / COCO AP50)
-    min_confidence: float = 0.7   # below this a scene label is a review candidate, not released
+    min_confidence: float = 0.7   # below this a scene label is never released unreviewed
     # review budget per partition: at most this share of consensus candidates (and, when set,
     # this many) go to a reviewer, the highest expected label-accuracy gain first
     review_budget_share: float = 0.15
     review_budget_max: int | None = None
-    min_review_gain: float = 0.05       # a review expected to fix less than this is not queued
+    min_review_gain: float = 0.02       # a review expected to fix less than this is not queued
     unreliable_precision: float = 0.5   # annotators whose objects are confirmed less often than
                                         # this: a cluster only they drew is dismissed
 

@@ -88,7 +88,9 @@ def test_merge_boxes_merges_three_annotators_and_leaves_out_a_stray_box(tmp_path
     merged = pd.read_csv(out)
     assert list(merged.columns) == ["item_id", "label", "x_min", "y_min", "x_max", "y_max",
                                     "confidence", "n_annotators"]
-    assert len(merged) == 1 and merged.loc[0, "x_min"] == pytest.approx(11.0)
+    # a0's stray box is never confirmed, so a0 weighs less than a1 and a2 in the fused corners:
+    # between the plain mean (11) and the mean of the other two (11.5)
+    assert len(merged) == 1 and 11.0 < merged.loc[0, "x_min"] < 11.5
     assert summary["objects_received"] == summary["objects_in_merged"] + summary["objects_below_quorum"]
     assert summary["clusters_below_quorum"] == 1
 

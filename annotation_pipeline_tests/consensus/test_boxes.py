@@ -11,10 +11,10 @@ from annotation_pipeline.consensus.boxes import (
     GeometryError,
     box_iou,
     candidate_pairs,
-    join_strings_by_group,
     merge_boxes_by_iou,
     merge_polygons_by_iou,
 )
+from annotation_pipeline.consensus.provenance import join_strings_by_group
 
 
 def frame(rows, columns=("item_id", "annotator_id", "label", "x_min", "y_min", "x_max", "y_max")):
@@ -92,6 +92,29 @@ def test_every_box_is_either_in_a_merged_object_or_below_quorum_with_its_annotat
     assert (result.merged["n_annotators"].sum() + result.below_quorum["n_annotators"].sum()
             == len(boxes))
     assert len(result.merged) >= 95  # almost every true object reaches a 3-of-6 majority
+
+
+def test_a_box_that_misses_the_pivot_but_overlaps_the_fused_box_joins_the_quorum_object():
+    # pivot a0 = [0, 10]; a4's box overlaps it at IoU 0.45 but the mean of a0..a3 at 0.52
+    xs = {"a0": 0.0, "a1": 0.0, "a2": 0.0, "a3": 2.5, "a4": 3.8}
+    rows = [("img", a, "car", x, 0.0, x + 10.0, 10.0) for a, x in xs.items()]
+    result = merge_boxes_by_iou(frame(rows))
+    assert len(result.merged) == 1 and result.below_quorum.empty
+    assert result.merged.loc[0, "n_annotators"] == 5
+    assert result.merged.loc[0, "x_min"] == pytest.approx(np.mean(list(xs.values())))
+
+
+def test_absorbing_keeps_one_box_per_annotator_per_object_under_heavy_jitter():
+    rng = np.random.default_rng(3)
+    truth = rng.uniform(0, 80, (200, 2))
+    rows = [(f"img{i % 40}", f"a{k}", "car", x + rng.normal(0, 3), y + rng.normal(0, 3),
+             x + 15 + rng.normal(0, 3), y + 15 + rng.normal(0, 3))
+            for i, (x, y) in enumerate(truth) for k in range(5) for _ in range(1 + (k == 0))]
+    result = merge_boxes_by_iou(frame(rows))
+    members = result.members
+    assert not members.duplicated(["cluster", "annotator_id"]).any()
+    assert len(members) == len(rows)
+    assert members["accepted"].sum() == result.merged["n_annotators"].sum()
 
 
 def test_labels_are_never_mixed_and_items_never_mixed():
