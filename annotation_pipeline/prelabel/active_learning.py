@@ -119,6 +119,14 @@ def _sq_distances(features: np.ndarray, sq_norms: np.ndarray, centre: np.ndarray
     return np.maximum(sq_norms - 2.0 * features @ centre + float(centre @ centre), 0.0)
 
 
+def _as_rows(features: np.ndarray, n: int) -> np.ndarray:
+    """``features`` as an (n, f) float array; n = 0 (a day with no candidates) keeps its width."""
+    x = np.asarray(features, dtype=float)
+    if n == 0:
+        return x.reshape(0, x.shape[-1] if x.ndim > 1 else 1)
+    return x.reshape(n, -1)
+
+
 def select_uncertain_diverse(uncertainty: np.ndarray, features: np.ndarray, budget: int, *,
                              labeled_features: np.ndarray | None = None, shortlist: float | None = SHORTLIST,
                              seed: int = 0) -> Selection:
@@ -131,7 +139,7 @@ def select_uncertain_diverse(uncertainty: np.ndarray, features: np.ndarray, budg
     are broken by a permutation drawn from ``seed``, so a run is reproducible.
     """
     u = np.nan_to_num(np.asarray(uncertainty, dtype=float), nan=0.0).clip(min=0.0)
-    x = np.asarray(features, dtype=float).reshape(len(u), -1)
+    x = _as_rows(features, len(u))
     n, k = len(u), int(min(max(budget, 0), len(u)))
     tiebreak = np.random.default_rng(seed).permutation(n)
     by_doubt = np.lexsort((tiebreak, -u))  # descending uncertainty, ties by the seeded permutation
@@ -195,7 +203,7 @@ def build_labeling_queue(item_ids: list[str] | pd.Index, uncertainty: np.ndarray
     """
     ids = pd.Index(pd.Series(item_ids, dtype="string"), name="item_id")
     u = np.nan_to_num(np.asarray(uncertainty, dtype=float), nan=0.0)
-    x = np.asarray(features, dtype=float).reshape(len(ids), -1)
+    x = _as_rows(features, len(ids))
     budget = max(int(budget), 0)
     campaign = _campaign_order(ids, campaign_items).head(budget)
     in_campaign = ids.isin(campaign.index)

@@ -87,7 +87,7 @@ def test_every_stage_writes_its_table_to_contract(demo_run):
                 "consensus_labels": c.CONSENSUS_LABELS, "review_queue": c.REVIEW_QUEUE,
                 "agreement_metrics": c.AGREEMENT_METRICS, "vendor_scorecards": c.VENDOR_SCORECARDS,
                 "review_tasks": c.REVIEW_TASKS, "review_decisions": c.REVIEW_DECISIONS,
-                "reviewer_accuracy": c.REVIEWER_ACCURACY, "auto_accepted_labels": c.AUTO_ACCEPTED_LABELS}
+                "reviewer_accuracy": c.REVIEWER_ACCURACY}
     for asset, contract in by_asset.items():
         df = table(root, asset)
         assert len(df), asset

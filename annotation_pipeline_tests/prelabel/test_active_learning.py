@@ -211,3 +211,9 @@ def test_the_benchmark_json_line_parses_at_small_sizes():
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert {"labels_to_target_al", "labels_to_target_random", "target_accuracy"} <= set(result)
     assert len(result["curve_al"]) == len(result["labels"]) == 4
+
+
+def test_a_day_without_candidates_gives_an_empty_queue():
+    queue = build_labeling_queue([], np.zeros(0), np.zeros((0, 1)), DAY, budget=5)
+    assert queue.empty
+    LABELING_QUEUE.validate(queue)
