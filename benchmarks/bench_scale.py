@@ -45,8 +45,8 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import numpy as np
+import pandas as pd
 
 DAY = "2026-11-21"
 VENDOR = "simvendor"
@@ -125,7 +125,7 @@ def generate_returns(n_annotations: int, folder: Path, seed: int = 0) -> dict:
     raw = pd.DataFrame({"item_id": ids, "partition_date": DAY, "source_file": files,
                         "raw_path": np.char.add(f"raw/{DAY}/", files.astype(str)).astype(object)})
     raw.to_parquet(folder / "raw_items.parquet", index=False)
-    meta = {"n_annotations": int(len(answers)), "n_tasks": n_tasks, "batch_id": batch_id}
+    meta = {"n_annotations": len(answers), "n_tasks": n_tasks, "batch_id": batch_id}
     (folder / "meta.json").write_text(json.dumps(meta))
     return meta
 
@@ -317,7 +317,7 @@ def run_once(cache: Path, n: int, profile: str, work: Path) -> dict:
             "cpu_s": round(sum(r["cpu_s"] for r in stages.rows.values()), 3),
             "load_avg_1m": round(os.getloadavg()[0], 2),
             "peak_gb": round(max(r["peak_gb"] for r in stages.rows.values()), 3),
-            "accepted": int(len(accepted)), "quarantined": int(len(quarantine)), "labels": int(info.n_labels),
+            "accepted": len(accepted), "quarantined": len(quarantine), "labels": int(info.n_labels),
             "stages": {k: {key: round(value, 3) for key, value in v.items()} for k, v in stages.rows.items()}}
 
 
@@ -350,7 +350,7 @@ def main() -> None:
     for n in sorted(args.annotations):
         for profile in profiles:  # a fresh process each: its own peak memory
             out = subprocess.run([sys.executable, __file__, "--child", "--annotations", str(n), "--profile", profile,
-                                  "--cache", args.cache], capture_output=True, text=True)
+                                  "--cache", args.cache], capture_output=True, text=True, check=False)
             if out.returncode != 0:
                 raise SystemExit(f"N={n} {profile} failed:\n{out.stderr[-3000:]}")
             results[(n, profile)] = json.loads(out.stdout.strip().splitlines()[-1])

@@ -29,23 +29,46 @@ from annotation_pipeline.vendor.export_format import (
     task_id_text,
     text_problem,
 )
+from annotation_pipeline.vendor.label_studio_columns import Irregular, parse_plain_tasks
 
 # Label Studio's editor turns images in quarter turns; the degrees are clockwise.
 QUARTER_TURNS = (0.0, 90.0, 180.0, 270.0)
 
 
 def parse_label_studio(tasks: list) -> pd.DataFrame:
-    # JSON nesting has to be walked in Python once; everything after this is vectorized.
+    """Parsed rows of an export: plain tasks column by column, the others one by one here.
+
+    ``label_studio_columns`` reads every task whose answer is plain at once and hands back
+    the rest; a file it cannot type is read here whole. Rows keep the file's order.
+    """
+    try:
+        plain = parse_plain_tasks(tasks)
+    except Irregular:
+        return parse_carefully(tasks, range(len(tasks))).drop(columns="task_index")
+    if not len(plain.careful_tasks):
+        return plain.rows.drop(columns="task_index")
+    careful = parse_carefully(tasks, plain.careful_tasks)
+    rows = pd.concat([plain.rows, careful], ignore_index=True).sort_values("task_index", kind="stable")
+    return rows.drop(columns="task_index").reset_index(drop=True)
+
+
+def parse_carefully(tasks: list, indices) -> pd.DataFrame:
+    """Parsed rows of the tasks at ``indices``, each judged on its own, with a ``task_index`` column."""
     records: list[tuple] = []
-    for ti, task in enumerate(tasks):
+    owners: list[int] = []
+    for ti in indices:
         where = f"[{ti}]"
         try:
-            records.extend(_task_records(task, where))
+            mine = _task_records(tasks[ti], where)
         except Exception as exc:  # noqa: BLE001 - one odd task must not cost the file
-            records.append(record(where, problem="malformed_task",
-                                  problem_detail=f"task {where} could not be read "
-                                                 f"({type(exc).__name__}: {preview(str(exc))})"))
-    return pd.DataFrame.from_records(records, columns=PARSED_COLUMNS)
+            mine = [record(where, problem="malformed_task",
+                           problem_detail=f"task {where} could not be read "
+                                          f"({type(exc).__name__}: {preview(str(exc))})")]
+        records.extend(mine)
+        owners.extend([int(ti)] * len(mine))
+    rows = pd.DataFrame.from_records(records, columns=PARSED_COLUMNS)
+    rows["task_index"] = np.asarray(owners, dtype=np.int64)
+    return rows
 
 
 def _task_records(task: Any, where: str) -> list[tuple]:
