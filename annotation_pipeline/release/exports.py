@@ -86,34 +86,56 @@ def to_coco(labels: pd.DataFrame, images: pd.DataFrame, ontology: Ontology, rele
     }
 
 
-def _ls_result(row: Any, width: float, height: float, ontology: Ontology, index: int) -> dict[str, Any]:
-    result: dict[str, Any] = {"id": f"r{index}", "to_name": "image", "score": round(float(row.confidence), 6)}
-    if row.kind == "choice":
-        return {**result, "from_name": ontology.raw["scene"]["from_name"], "type": "choices",
-                "value": {"choices": [row.label]}}
-    common = {**result, "from_name": ontology.raw["objects"][row.label]["from_name"],
-              "original_width": int(width), "original_height": int(height), "image_rotation": 0}
-    if row.kind == "box":
-        return {**common, "type": "rectanglelabels",
-                "value": {"x": 100 * row.x_min / width, "y": 100 * row.y_min / height,
-                          "width": 100 * (row.x_max - row.x_min) / width,
-                          "height": 100 * (row.y_max - row.y_min) / height,
-                          "rotation": 0, "rectanglelabels": [row.label]}}
-    return {**common, "type": "polygonlabels",
-            "value": {"points": polygon_percent_points(row.geometry_wkb, width, height), "polygonlabels": [row.label]}}
+def _ls_results(rows: pd.DataFrame, width: np.ndarray, height: np.ndarray, ontology: Ontology) -> list[dict]:
+    """One Label Studio result per label row; ``width``/``height``: its image's size, per row.
+
+    Columns are read once as arrays and the percentages computed for all rows at once; only
+    the JSON objects are built per row.
+    """
+    kinds, label_of = rows["kind"].to_numpy(object), rows["label"].to_numpy(object)
+    confidence = rows["confidence"].to_numpy(float)
+    x0, y0 = rows["x_min"].to_numpy(float), rows["y_min"].to_numpy(float)
+    x1, y1 = rows["x_max"].to_numpy(float), rows["y_max"].to_numpy(float)
+    with np.errstate(invalid="ignore"):
+        x, y, w, h = 100 * x0 / width, 100 * y0 / height, 100 * (x1 - x0) / width, 100 * (y1 - y0) / height
+    index = rows.groupby("item_id", sort=False).cumcount().to_numpy()
+    wkb = rows["geometry_wkb"].to_numpy(object)
+    scene_from, objects = ontology.raw["scene"]["from_name"], ontology.raw["objects"]
+    results = []
+    for k, kind in enumerate(kinds):
+        result: dict[str, Any] = {"id": f"r{index[k]}", "to_name": "image", "score": round(float(confidence[k]), 6)}
+        label = label_of[k]
+        if kind == "choice":
+            results.append({**result, "from_name": scene_from, "type": "choices", "value": {"choices": [label]}})
+            continue
+        common = {**result, "from_name": objects[label]["from_name"], "original_width": int(width[k]),
+                  "original_height": int(height[k]), "image_rotation": 0}
+        if kind == "box":
+            results.append({**common, "type": "rectanglelabels",
+                            "value": {"x": float(x[k]), "y": float(y[k]), "width": float(w[k]), "height": float(h[k]),
+                                      "rotation": 0, "rectanglelabels": [label]}})
+        else:
+            results.append({**common, "type": "polygonlabels",
+                            "value": {"points": polygon_percent_points(wkb[k], float(width[k]), float(height[k])),
+                                      "polygonlabels": [label]}})
+    return results
 
 
 def to_label_studio(labels: pd.DataFrame, images: pd.DataFrame, ontology: Ontology,
                     image_url_prefix: str = "images/") -> list[dict[str, Any]]:
     image_table = _images_of(labels, images)
-    by_item = {item: group for item, group in labels.groupby("item_id", sort=True)}
+    # the labels item by item (in image_table's order), each item's labels in their order in `labels`
+    rows = labels.assign(item_id=labels["item_id"].astype(str)).sort_values("item_id", kind="stable")
+    size = image_table.set_index("item_id")
+    width = size["width"].astype(float).reindex(rows["item_id"]).to_numpy(float)
+    height = size["height"].astype(float).reindex(rows["item_id"]).to_numpy(float)
+    results = _ls_results(rows, width, height, ontology)
+    counts = rows["item_id"].value_counts(sort=False).reindex(image_table["item_id"]).to_numpy()
+    ends = np.cumsum(counts)
     tasks = []
-    for image in image_table.itertuples(index=False):  # one task per item: JSON building
-        group = by_item[image.item_id]
-        result = [_ls_result(row, float(image.width), float(image.height), ontology, i)
-                  for i, row in enumerate(group.itertuples(index=False))]
+    for image, start, end in zip(image_table.itertuples(index=False), ends - counts, ends):  # one task per item
         tasks.append({"id": int(image.image_id),
                       "data": {"image": f"{image_url_prefix}{image.file_name}", "item_id": image.item_id},
                       "annotations": [{"id": int(image.image_id), "completed_by": {"email": f"{CONSENSUS_ANNOTATOR}@release"},
-                                       "result": result, "ground_truth": True}]})
+                                       "result": results[start:end], "ground_truth": True}]})
     return tasks
