@@ -255,7 +255,7 @@ def run_once(cache: Path, n: int, profile: str, work: Path) -> dict:
             client.create_bucket(Bucket="bench")
             for path in sorted((cache / "inbox" / batch_id).glob("*.json")):  # the vendor's upload: not timed
                 client.upload_file(str(path), "bench", f"vendors/{VENDOR}/inbox/{batch_id}/{path.name}")
-            vendor = S3Vendor(vendor=VENDOR, bucket="bench", endpoint_url=endpoint, download_dir=str(work / "vendors"))
+            vendor = S3Vendor(vendor=VENDOR, bucket="bench", endpoint_url=endpoint, download_root=str(work / "root"))
             inbox, files = stages.run("collect", lambda: vendor.collect_returns(batch_id))
             store = S3TableStore(s3=s3, bucket="bench", prefix="pipeline")
             releases = DvcReleaseStore(work / "root", "s3://bench/dvc", endpoint_url=endpoint)
