@@ -7,11 +7,12 @@ workforce and cached under --cache), each stage calls the functions the assets c
   collect      production only: the batch's return files downloaded from the S3 inbox
                (S3Vendor.collect_returns, as the intake asset does)
   intake       vendor.intake.intake_vendor_returns: parse, map to the contract, quarantine bad rows
-  qa           qa.suite.validate_annotations (the Great Expectations row suite) + batch_health
-  consensus    consensus.aggregators.run_consensus: scenes, IoU clusters, agreement, review queue
-  scorecards   qa.suite.annotator_scorecards
-  release      release: merge_into_dataset, build_provenance, build_quality_report,
-               DvcReleaseStore.publish (dvc add + push to the profile's remote)
+  qa           qa.row_suite.validate_annotations (the Great Expectations row suite) and
+               qa.batch_health.batch_health, as vendor.returns.process_vendor_returns calls them
+  consensus    consensus.stage.run_consensus: scenes, IoU clusters, agreement, review queue
+  scorecards   qa.scorecards.annotator_scorecards
+  release      what the dataset_release asset calls: build_provenance, DvcReleaseStore.release_partition
+               (merge, quality report, exports and HTML report, dvc add + push to the profile's remote)
   tables       every table the assets hand on (returned annotations, quarantine, consensus labels,
                review queue, agreement, scorecards) written and read back through the profile's
                table store: Parquet under the root (local) or objects in S3 (production)
@@ -30,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import socket
 import subprocess
@@ -43,8 +45,8 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import numpy as np
+import pandas as pd
 
 DAY = "2026-11-21"
 VENDOR = "simvendor"
@@ -123,7 +125,7 @@ def generate_returns(n_annotations: int, folder: Path, seed: int = 0) -> dict:
     raw = pd.DataFrame({"item_id": ids, "partition_date": DAY, "source_file": files,
                         "raw_path": np.char.add(f"raw/{DAY}/", files.astype(str)).astype(object)})
     raw.to_parquet(folder / "raw_items.parquet", index=False)
-    meta = {"n_annotations": int(len(answers)), "n_tasks": n_tasks, "batch_id": batch_id}
+    meta = {"n_annotations": len(answers), "n_tasks": n_tasks, "batch_id": batch_id}
     (folder / "meta.json").write_text(json.dumps(meta))
     return meta
 
@@ -168,19 +170,27 @@ def write_label_studio_exports_fast(answers: pd.DataFrame, tasks: pd.DataFrame, 
         (inbox / f"{profiles[int(index)].id}.json").write_text("[\n" + ",\n".join(mine["json"]) + "\n]")
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and of its finished children (dvc, git): on a shared machine
+    wall time includes waiting for a core, CPU time does not."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
 class Stages:
-    """Times and peak memory per stage."""
+    """Wall time, CPU time and peak memory per stage."""
 
     def __init__(self):
         self.rows: dict[str, dict] = {}
 
     def run(self, name: str, fn):
         with PeakRss() as rss:
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), cpu_seconds()
             out = fn()
-            elapsed = time.perf_counter() - start
-        row = self.rows.setdefault(name, {"s": 0.0, "peak_gb": 0.0})
+            elapsed, cpu = time.perf_counter() - start, cpu_seconds() - cpu
+        row = self.rows.setdefault(name, {"s": 0.0, "cpu_s": 0.0, "peak_gb": 0.0})
         row["s"] += elapsed
+        row["cpu_s"] += cpu
         row["peak_gb"] = max(row["peak_gb"], rss.peak / 1024 ** 3)
         return out
 
@@ -210,18 +220,25 @@ def run_once(cache: Path, n: int, profile: str, work: Path) -> dict:
 
     Longer than our usual function: it is the lifecycle's order of steps written out once, each
     stage timed where the assets hand over, and splitting it would hide that order."""
-    from annotation_pipeline.consensus.aggregators import run_consensus
+    from annotation_pipeline.consensus.stage import run_consensus
     from annotation_pipeline.contracts import GOLD_LABELS, QUARANTINE
     from annotation_pipeline.defs.resources import LocalTableStore, S3TableStore, S3Vendor, table_key
     from annotation_pipeline.ontology import load_ontology
-    from annotation_pipeline.qa.suite import QAThresholds, annotator_scorecards, batch_health, validate_annotations
+    from annotation_pipeline.qa.batch_health import batch_health
+    from annotation_pipeline.qa.outcomes import QAThresholds
+    from annotation_pipeline.qa.row_suite import validate_annotations
+    from annotation_pipeline.qa.scorecards import annotator_scorecards
+    from annotation_pipeline.release.evidence import changes_since, release_attachments, release_images
     from annotation_pipeline.release.report import build_provenance, build_quality_report
-    from annotation_pipeline.release.store import DvcReleaseStore, merge_into_dataset
+    from annotation_pipeline.release.store import DvcReleaseStore
     from annotation_pipeline.vendor.intake import intake_vendor_returns
 
     meta = json.loads((cache / "meta.json").read_text())
     tasks, raw_items = pd.read_parquet(cache / "tasks.parquet"), pd.read_parquet(cache / "raw_items.parquet")
-    batch_id, ontology, gold, thresholds = meta["batch_id"], load_ontology().raw, GOLD_LABELS.empty(), QAThresholds()
+    batch_id, ontology, gold, thresholds = meta["batch_id"], load_ontology(), GOLD_LABELS.empty(), QAThresholds()
+    # the anonymized images the release indexes (only their names and sizes are read)
+    images = release_images(pd.DataFrame({"item_id": tasks["item_id"], "image_path": tasks["image_file"],
+                                          "width": tasks["image_width"], "height": tasks["image_height"]}))
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     stages, moto = Stages(), None
@@ -238,7 +255,7 @@ def run_once(cache: Path, n: int, profile: str, work: Path) -> dict:
             client.create_bucket(Bucket="bench")
             for path in sorted((cache / "inbox" / batch_id).glob("*.json")):  # the vendor's upload: not timed
                 client.upload_file(str(path), "bench", f"vendors/{VENDOR}/inbox/{batch_id}/{path.name}")
-            vendor = S3Vendor(vendor=VENDOR, bucket="bench", endpoint_url=endpoint, download_dir=str(work / "vendors"))
+            vendor = S3Vendor(vendor=VENDOR, bucket="bench", endpoint_url=endpoint, download_root=str(work / "root"))
             inbox, files = stages.run("collect", lambda: vendor.collect_returns(batch_id))
             store = S3TableStore(s3=s3, bucket="bench", prefix="pipeline")
             releases = DvcReleaseStore(work / "root", "s3://bench/dvc", endpoint_url=endpoint)
@@ -255,15 +272,15 @@ def run_once(cache: Path, n: int, profile: str, work: Path) -> dict:
             return stages.run("tables", lambda: store.read_table(key))
 
         intake = stages.run("intake", lambda: intake_vendor_returns(
-            files, inbox, tasks, ontology, vendor=VENDOR, already_ingested_sha256=set(), partition_date=DAY))
+            files, inbox, tasks, ontology.raw, vendor=VENDOR, already_ingested_sha256=set(), partition_date=DAY))
         received = int(intake.files["n_received"].sum())
 
         def qa():
-            validation = validate_annotations(intake.annotations, tasks, ontology, thresholds=thresholds,
+            validation = validate_annotations(intake.annotations, tasks, ontology.raw, thresholds=thresholds,
                                               partition_date=DAY, docs_dir=work / "data_docs",
                                               run_name=f"returned_annotations-{DAY}")
             quarantine = QUARANTINE.conform(pd.concat([intake.quarantine, validation.quarantined], ignore_index=True))
-            health = batch_health(validation.accepted, quarantine, received, tasks, gold, ontology,
+            health = batch_health(validation.accepted, quarantine, received, tasks, gold, ontology.raw,
                                   thresholds=thresholds, docs_dir=work / "data_docs", run_name=f"batch_health-{DAY}")
             return validation.accepted, quarantine, health
 
@@ -277,11 +294,18 @@ def run_once(cache: Path, n: int, profile: str, work: Path) -> dict:
                                                                      consensus_labels=labels))
         cards = handoff("annotator_scorecards", cards)
 
-        def release():
-            dataset = merge_into_dataset(None, labels, DAY)
-            provenance = merge_into_dataset(None, build_provenance(labels, accepted, raw_items), DAY)
-            report = build_quality_report(dataset, DAY, labels, review, agreement, cards, quarantine)
-            return releases.publish(dataset, provenance, report, [DAY], {"ontology": "bench"})
+        def release():  # as the dataset_release asset does it
+            def report_for(dataset, parent_labels):
+                return {**build_quality_report(dataset, DAY, labels, review, agreement, cards, quarantine),
+                        **changes_since(parent_labels, dataset)}
+
+            def attachments(report, dataset, index):
+                return release_attachments(report, dataset, index, ontology, agreement=agreement, scorecards=cards,
+                                           answers=accepted, gold=gold, quarantine=quarantine)
+
+            return releases.release_partition(DAY, labels, build_provenance(labels, accepted, raw_items), report_for,
+                                              {"ontology": ontology.version}, day_images=images,
+                                              attachments=attachments)
 
         info = stages.run("release", release)
     finally:
@@ -290,9 +314,11 @@ def run_once(cache: Path, n: int, profile: str, work: Path) -> dict:
             moto.wait(timeout=30)
     total = sum(r["s"] for r in stages.rows.values())
     return {"n_annotations": int(received), "profile": profile, "total_s": round(total, 3),
+            "cpu_s": round(sum(r["cpu_s"] for r in stages.rows.values()), 3),
+            "load_avg_1m": round(os.getloadavg()[0], 2),
             "peak_gb": round(max(r["peak_gb"] for r in stages.rows.values()), 3),
-            "accepted": int(len(accepted)), "quarantined": int(len(quarantine)), "labels": int(info.n_labels),
-            "stages": {k: {"s": round(v["s"], 3), "peak_gb": round(v["peak_gb"], 3)} for k, v in stages.rows.items()}}
+            "accepted": len(accepted), "quarantined": len(quarantine), "labels": int(info.n_labels),
+            "stages": {k: {key: round(value, 3) for key, value in v.items()} for k, v in stages.rows.items()}}
 
 
 def child(args) -> None:
@@ -324,19 +350,20 @@ def main() -> None:
     for n in sorted(args.annotations):
         for profile in profiles:  # a fresh process each: its own peak memory
             out = subprocess.run([sys.executable, __file__, "--child", "--annotations", str(n), "--profile", profile,
-                                  "--cache", args.cache], capture_output=True, text=True)
+                                  "--cache", args.cache], capture_output=True, text=True, check=False)
             if out.returncode != 0:
                 raise SystemExit(f"N={n} {profile} failed:\n{out.stderr[-3000:]}")
             results[(n, profile)] = json.loads(out.stdout.strip().splitlines()[-1])
     stage_names = list(dict.fromkeys(s for r in results.values() for s in r["stages"]))
     print(f"load average at the end: {os.getloadavg()[0]:.1f}; {os.cpu_count()} cores")
-    header = f"{'annotations':>11} {'profile':<10} " + " ".join(f"{s:>16}" for s in stage_names) + \
-        f" {'total s':>8} {'peak GB':>8}"
-    print(header + "\n" + " " * 23 + " ".join(f"{'s / peak GB':>16}" for _ in stage_names))
+    header = f"{'annotations':>11} {'profile':<10} " + " ".join(f"{s:>22}" for s in stage_names) + \
+        f" {'total s':>8} {'CPU s':>8} {'peak GB':>8} {'load':>5}"
+    print(header + "\n" + " " * 23 + " ".join(f"{'s / CPU s / peak GB':>22}" for _ in stage_names))
     for (n, profile), r in results.items():
-        cells = [f"{r['stages'][s]['s']:8.2f} / {r['stages'][s]['peak_gb']:5.2f}" if s in r["stages"] else f"{'-':>16}"
-                 for s in stage_names]
-        print(f"{r['n_annotations']:>11,} {profile:<10} " + " ".join(cells) + f" {r['total_s']:8.2f} {r['peak_gb']:8.2f}")
+        cells = [f"{r['stages'][s]['s']:7.2f} /{r['stages'][s]['cpu_s']:6.2f} /{r['stages'][s]['peak_gb']:5.2f}"
+                 if s in r["stages"] else f"{'-':>22}" for s in stage_names]
+        print(f"{r['n_annotations']:>11,} {profile:<10} " + " ".join(cells)
+              + f" {r['total_s']:8.2f} {r['cpu_s']:8.2f} {r['peak_gb']:8.2f} {r['load_avg_1m']:5.1f}")
     sizes = sorted(args.annotations)
     for profile in profiles:
         exps = {s: exponent([results[(n, profile)]["n_annotations"] for n in sizes],

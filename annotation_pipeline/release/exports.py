@@ -26,7 +26,7 @@ import pandas as pd
 import shapely
 
 from annotation_pipeline.ontology import Ontology
-from annotation_pipeline.vendor.label_studio_format import label_studio_result, result_from_name
+from annotation_pipeline.vendor.label_studio_format import label_studio_results
 
 CONSENSUS_ANNOTATOR = "consensus"
 
@@ -66,13 +66,18 @@ def to_coco(labels: pd.DataFrame, images: pd.DataFrame, ontology: Ontology, rele
     segmentation = {int(r): [shapely.get_coordinates(shapely.get_exterior_ring(p))[:-1].round(2).ravel().tolist()]
                     for r, p in zip(polygon_rows, polygons)}
     area = dict(zip(polygon_rows.tolist(), shapely.area(polygons).round(2).tolist()))
-    for k, row in enumerate(rows.itertuples(index=False)):  # JSON building: one dict per label
-        entry = {"id": k + 1, "image_id": int(row.image_id), "category_id": category_id[row.label],
-                 "score": round(float(row.confidence), 6), "annotator_id": CONSENSUS_ANNOTATOR, "iscrowd": 0}
-        if row.kind == "box":
+    # JSON building, one dict per label, over plain arrays (itertuples cost more than the JSON)
+    image_ids = rows["image_id"].to_numpy(np.int64).tolist()
+    category_ids = [category_id[label] for label in rows["label"].to_numpy(object)]
+    scores = rows["confidence"].to_numpy(float).tolist()
+    x0, y0, w, h = x0.tolist(), y0.tolist(), w.tolist(), h.tolist()
+    for k, kind in enumerate(kinds.tolist()):
+        entry = {"id": k + 1, "image_id": image_ids[k], "category_id": category_ids[k],
+                 "score": round(scores[k], 6), "annotator_id": CONSENSUS_ANNOTATOR, "iscrowd": 0}
+        if kind == "box":
             entry.update(bbox=[round(x0[k], 2), round(y0[k], 2), round(w[k], 2), round(h[k], 2)],
                          area=round(w[k] * h[k], 2))
-        elif row.kind == "polygon":
+        elif kind == "polygon":
             entry.update(segmentation=segmentation[k], area=area[k],
                          bbox=[round(x0[k], 2), round(y0[k], 2), round(w[k], 2), round(h[k], 2)])
         annotations.append(entry)
@@ -86,22 +91,23 @@ def to_coco(labels: pd.DataFrame, images: pd.DataFrame, ontology: Ontology, rele
     }
 
 
-def _ls_result(row: Any, width: float, height: float, ontology: Ontology, index: int) -> dict[str, Any]:
-    return label_studio_result(row, width, height, result_from_name(ontology, row.kind, row.label),
-                               result_id=f"r{index}", score=round(float(row.confidence), 6))
 
 
 def to_label_studio(labels: pd.DataFrame, images: pd.DataFrame, ontology: Ontology,
                     image_url_prefix: str = "images/") -> list[dict[str, Any]]:
     image_table = _images_of(labels, images)
-    by_item = {item: group for item, group in labels.groupby("item_id", sort=True)}
+    # the labels item by item (in image_table's order), each item's labels in their order in `labels`
+    rows = labels.assign(item_id=labels["item_id"].astype(str)).sort_values("item_id", kind="stable")
+    size = image_table.set_index("item_id")
+    width = size["width"].astype(float).reindex(rows["item_id"]).to_numpy(float)
+    height = size["height"].astype(float).reindex(rows["item_id"]).to_numpy(float)
+    results = label_studio_results(rows, width, height, ontology)
+    counts = rows["item_id"].value_counts(sort=False).reindex(image_table["item_id"]).to_numpy()
+    ends = np.cumsum(counts)
     tasks = []
-    for image in image_table.itertuples(index=False):  # one task per item: JSON building
-        group = by_item[image.item_id]
-        result = [_ls_result(row, float(image.width), float(image.height), ontology, i)
-                  for i, row in enumerate(group.itertuples(index=False))]
+    for image, start, end in zip(image_table.itertuples(index=False), ends - counts, ends):  # one task per item
         tasks.append({"id": int(image.image_id),
                       "data": {"image": f"{image_url_prefix}{image.file_name}", "item_id": image.item_id},
                       "annotations": [{"id": int(image.image_id), "completed_by": {"email": f"{CONSENSUS_ANNOTATOR}@release"},
-                                       "result": result, "ground_truth": True}]})
+                                       "result": results[start:end], "ground_truth": True}]})
     return tasks

@@ -40,7 +40,7 @@ import pandas as pd
 from annotation_pipeline.contracts import ANNOTATIONS, INTAKE_FILES, QUARANTINE, VENDOR_TASKS, quarantine_rows
 from annotation_pipeline.vendor.answer_rows import finalize_rows
 from annotation_pipeline.vendor.coco_format import parse_coco
-from annotation_pipeline.vendor.export_format import MAX_FILE_BYTES, FileRejected, decode_json, preview
+from annotation_pipeline.vendor.export_format import MAX_FILE_BYTES, FileRejected, decode_json, gc_paused, preview
 from annotation_pipeline.vendor.label_studio_format import parse_label_studio
 
 STAGE = "intake"
@@ -161,7 +161,8 @@ def _intake_one(given: Path, inbox_abs: Path, seen: set[str], tasks: pd.DataFram
             row.update(status="duplicate_file", reason="duplicate_file",
                        detail=f"identical content (sha256 {digest[:12]}…) was already ingested; not counted again")
             return row, ANNOTATIONS.empty(), QUARANTINE.empty()
-        row["format"], parsed = _parse_document(decode_json(raw))
+        with gc_paused():  # the document's containers, and Arrow's typing of them
+            row["format"], parsed = _parse_document(decode_json(raw))
         outcome = finalize_rows(parsed, source_file=rel, sha256=digest, batch_id=batch_id, vendor=vendor,
                                 tasks=tasks, partition_date=partition_date, stage=STAGE)
     except FileRejected as rejected:

@@ -36,6 +36,7 @@ from annotation_pipeline.vendor.export_format import (
     task_id_text,
     text_problem,
 )
+from annotation_pipeline.vendor.label_studio_columns import Irregular, parse_plain_tasks
 
 IMAGE_NAME = "image"  # the <Image> tag of every labeling config we generate (label_studio.label_config)
 RESULT_TYPE_BY_KIND = {"choice": "choices", "box": "rectanglelabels", "polygon": "polygonlabels"}
@@ -79,22 +80,81 @@ def label_studio_result(row: Any, width: float, height: float, from_name: str, *
     return item
 
 
+def label_studio_results(rows: pd.DataFrame, width: np.ndarray, height: np.ndarray, ontology: Any) -> list[dict]:
+    """``label_studio_result`` for many rows at once (a release's export): one result per label
+    row, ids ``r<k>`` counted within each item, score = the label's confidence; ``width``/``height``
+    are each row's image size.
+
+    Columns are read once as arrays and the percentages computed for all rows at once; only
+    the JSON objects are built per row.
+    """
+    kinds, label_of = rows["kind"].to_numpy(object), rows["label"].to_numpy(object)
+    confidence = rows["confidence"].to_numpy(float)
+    x0, y0 = rows["x_min"].to_numpy(float), rows["y_min"].to_numpy(float)
+    x1, y1 = rows["x_max"].to_numpy(float), rows["y_max"].to_numpy(float)
+    with np.errstate(invalid="ignore"):
+        x, y, w, h = 100 * x0 / width, 100 * y0 / height, 100 * (x1 - x0) / width, 100 * (y1 - y0) / height
+    index = rows.groupby("item_id", sort=False).cumcount().to_numpy()
+    wkb = rows["geometry_wkb"].to_numpy(object)
+    scene_from, objects = ontology.raw["scene"]["from_name"], ontology.raw["objects"]
+    results = []
+    for k, kind in enumerate(kinds):
+        result: dict[str, Any] = {"id": f"r{index[k]}", "to_name": IMAGE_NAME, "score": round(float(confidence[k]), 6)}
+        label = label_of[k]
+        if kind == "choice":
+            results.append({**result, "from_name": scene_from, "type": "choices", "value": {"choices": [label]}})
+            continue
+        common = {**result, "from_name": objects[label]["from_name"], "original_width": int(width[k]),
+                  "original_height": int(height[k]), "image_rotation": 0}
+        if kind == "box":
+            results.append({**common, "type": "rectanglelabels",
+                            "value": {"x": float(x[k]), "y": float(y[k]), "width": float(w[k]), "height": float(h[k]),
+                                      "rotation": 0, "rectanglelabels": [label]}})
+        else:
+            results.append({**common, "type": "polygonlabels",
+                            "value": {"points": polygon_percent_points(wkb[k], float(width[k]), float(height[k])),
+                                      "polygonlabels": [label]}})
+    return results
+
+
 # Label Studio's editor turns images in quarter turns; the degrees are clockwise.
 QUARTER_TURNS = (0.0, 90.0, 180.0, 270.0)
 
 
 def parse_label_studio(tasks: list) -> pd.DataFrame:
-    # JSON nesting has to be walked in Python once; everything after this is vectorized.
+    """Parsed rows of an export: plain tasks column by column, the others one by one here.
+
+    ``label_studio_columns`` reads every task whose answer is plain at once and hands back
+    the rest; a file it cannot type is read here whole. Rows keep the file's order.
+    """
+    try:
+        plain = parse_plain_tasks(tasks)
+    except Irregular:
+        return parse_carefully(tasks, range(len(tasks))).drop(columns="task_index")
+    if not len(plain.careful_tasks):
+        return plain.rows.drop(columns="task_index")
+    careful = parse_carefully(tasks, plain.careful_tasks)
+    rows = pd.concat([plain.rows, careful], ignore_index=True).sort_values("task_index", kind="stable")
+    return rows.drop(columns="task_index").reset_index(drop=True)
+
+
+def parse_carefully(tasks: list, indices) -> pd.DataFrame:
+    """Parsed rows of the tasks at ``indices``, each judged on its own, with a ``task_index`` column."""
     records: list[tuple] = []
-    for ti, task in enumerate(tasks):
+    owners: list[int] = []
+    for ti in indices:
         where = f"[{ti}]"
         try:
-            records.extend(_task_records(task, where))
+            mine = _task_records(tasks[ti], where)
         except Exception as exc:  # noqa: BLE001 - one odd task must not cost the file
-            records.append(record(where, problem="malformed_task",
-                                  problem_detail=f"task {where} could not be read "
-                                                 f"({type(exc).__name__}: {preview(str(exc))})"))
-    return pd.DataFrame.from_records(records, columns=PARSED_COLUMNS)
+            mine = [record(where, problem="malformed_task",
+                           problem_detail=f"task {where} could not be read "
+                                          f"({type(exc).__name__}: {preview(str(exc))})")]
+        records.extend(mine)
+        owners.extend([int(ti)] * len(mine))
+    rows = pd.DataFrame.from_records(records, columns=PARSED_COLUMNS)
+    rows["task_index"] = np.asarray(owners, dtype=np.int64)
+    return rows
 
 
 def _task_records(task: Any, where: str) -> list[tuple]:

@@ -152,11 +152,12 @@ import dagster as dg
 from dagster._core.definitions.reconstruct import ReconstructableRepository
 
 partition, parent = sys.argv[1], sys.argv[2] or None
+extra_tags = json.loads(sys.argv[4]) if len(sys.argv) > 4 else {}
 job = ReconstructableRepository.for_module("annotation_pipeline.definitions", "defs",
                                            working_directory=".").get_reconstructable_job(sys.argv[3])
 with dg.DagsterInstance.get() as instance:
     options = dg.ReexecutionOptions.from_failure(parent, instance) if parent else None
-    tags = {"dagster/partition": partition} if partition else {}
+    tags = {**({"dagster/partition": partition} if partition else {}), **extra_tags}
     # a re-execution names its partition too: execute_job does not carry the parent's tags over
     result = dg.execute_job(job, instance, tags=tags, reexecution_options=options)
     print(json.dumps({"run_id": result.run_id, "success": result.success}))

@@ -149,7 +149,7 @@ def _read_table(stack, key: str):
     return pd.read_parquet(io.BytesIO(_s3(stack).get_object(Bucket=BUCKET, Key=key)["Body"].read()))
 
 
-def _wait_for_step_start(instance, launcher, step_key: str, timeout_s: float = 600):
+def _wait_for_step_start(instance, launcher, step_key: str, timeout_s: float = 600, day: str = ""):
     """(run id, pid of the worker process running ``step_key``) as soon as the step starts."""
     import dagster as dg
 
@@ -158,7 +158,7 @@ def _wait_for_step_start(instance, launcher, step_key: str, timeout_s: float = 6
         if launcher.poll() is not None:
             raise AssertionError(f"the run ended before {step_key} started: {launcher.stderr.read()[-3000:]}")
         for record in instance.get_run_records(dg.RunsFilter(job_name="annotation_lifecycle",
-                                                             tags={"dagster/partition": FAULT_DAY})):
+                                                             tags={"dagster/partition": day or FAULT_DAY})):
             for entry in instance.all_logs(record.dagster_run.run_id, of_type=dg.DagsterEventType.STEP_START):
                 if entry.dagster_event.step_key == step_key:
                     return record.dagster_run.run_id, entry.dagster_event.pid
@@ -207,4 +207,51 @@ def test_a_worker_killed_mid_step_fails_the_run_and_reexecution_completes_it_wit
     outbox = {k.split("/")[3] for k in _keys(stack, "vendors/vendor/outbox/") if FAULT_DAY in k}
     assert outbox == set(tasks["batch_id"])  # the batch was delivered once, not again by the retry
     labels = _read_table(stack, f"pipeline/tables/consensus_labels/{FAULT_DAY}.parquet")
+    assert len(labels) and not labels.drop(columns=["geometry_wkb"]).duplicated().any()
+
+
+WHOLE_NODE_DAY = "2026-11-23"
+
+
+def test_a_whole_worker_lost_leaves_the_run_to_run_monitoring_and_reexecution_completes_it(stack, instance, train_run):
+    """The worker running a step dies whole (main process and pool child: a lost node) and so
+    does the process coordinating the run. Nothing reports the step's end: the run stays STARTED
+    until run monitoring's pass (the daemon's, as dagster.yaml turns it on) fails it for its
+    runtime; re-execution from failure on the surviving worker finishes the day, every row once."""
+    import logging
+
+    import dagster as dg
+    from dagster._daemon.monitoring.run_monitoring import monitor_started_run
+
+    from annotation_pipeline.sample_world.sample_data import generate_partition
+    from annotation_pipeline_tests.lifecycle.production_stack import LAUNCH_SCRIPT, REPO
+
+    generate_partition(stack["root"], WHOLE_NODE_DAY, 10, seed=7)
+    # the instance's max_runtime_seconds (3 h) shortened for this run by its tag, as in test_killed_runs
+    launcher = subprocess.Popen([sys.executable, "-c", LAUNCH_SCRIPT, WHOLE_NODE_DAY, "", "annotation_lifecycle",
+                                 '{"dagster/max_runtime": "5"}'],
+                                env=stack["env"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    workers = stack["workers"]
+    try:
+        run_id, pid = _wait_for_step_start(instance, launcher, KILLED_STEP, day=WHOLE_NODE_DAY)
+        lost = next(name for name, proc in workers.procs.items() if os.getpgid(pid) == proc.pid)
+        workers.kill(lost)                     # the worker's whole process group, SIGKILL
+        time.sleep(5)
+        assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.STARTED  # nobody noticed
+        monitor_started_run(instance, None, instance.get_run_record_by_id(run_id), logging.getLogger(__name__))
+    finally:
+        launcher.kill()                        # the run's coordinator was on the lost node too
+        launcher.wait(timeout=60)
+    failed = instance.get_run_by_id(run_id)
+    assert failed.status == dg.DagsterRunStatus.FAILURE
+    assert any("forcibly marked as failed" in (e.message or "") for e in instance.all_logs(run_id))
+    assert KILLED_STEP not in _succeeded_steps(instance, run_id)
+
+    retry_id, ok = launch(stack["env"], "annotation_lifecycle", partition=WHOLE_NODE_DAY, from_failure_of=run_id)
+    assert ok, f"re-execution {retry_id} failed:\n{_failures(instance, retry_id)}"
+    assert KILLED_STEP in _succeeded_steps(instance, retry_id)
+    assert {h.split("@")[0] for h in step_workers(instance, retry_id).values()} == set(workers.procs)
+    returned = _read_table(stack, f"pipeline/tables/returned_annotations/{WHOLE_NODE_DAY}.parquet")
+    assert len(returned) and not returned["annotation_id"].duplicated().any()
+    labels = _read_table(stack, f"pipeline/tables/consensus_labels/{WHOLE_NODE_DAY}.parquet")
     assert len(labels) and not labels.drop(columns=["geometry_wkb"]).duplicated().any()
