@@ -204,6 +204,12 @@ class DataLayout:
         return self.models / "prelabel_model.json"
 
     @property
+    def gold_prelabels(self) -> Path:
+        """The model's pre-labels of the gold images, each by a model that did not learn that image
+        (PRELABELS): what hidden gold tasks show the vendor, so they look like any other task."""
+        return self.models / "gold_prelabels.parquet"
+
+    @property
     def auto_accept_evidence(self) -> Path:
         """The model's precision on held-out gold per kind, class and score band (contracts.AUTO_ACCEPT_EVIDENCE)."""
         return self.models / "auto_accept_evidence.parquet"

@@ -9,7 +9,7 @@ from datetime import date, timedelta
 import dagster as dg
 import pandas as pd
 
-from annotation_pipeline.contracts import VENDOR_SCORECARDS, VENDOR_TASKS
+from annotation_pipeline.contracts import PRELABELS, VENDOR_SCORECARDS, VENDOR_TASKS
 from annotation_pipeline.defs.common import OWNERS, daily_partitions, table_metadata
 from annotation_pipeline.defs.gold import gold_items, read_gold
 from annotation_pipeline.defs.resources import DataRoot, VendorExchange
@@ -27,6 +27,20 @@ class HandoffConfig(dg.Config):
     # not tell (qa.gold_demand). 12 x overlap 3 = 36 gold answers judge every day of 2026 of the
     # sample world at the demo's size (a test holds this); 4 left the gate to chance.
     gold_tasks: int = 12
+
+
+def with_gold_prelabels(prelabels: pd.DataFrame, data_root: DataRoot) -> pd.DataFrame:
+    """The day's pre-labels plus the same model's held-out pre-labels of the gold images: a hidden
+    gold task without a pre-label would be the one task in the batch without one. Each gold image
+    was predicted by a model that did not learn it (prelabel_model), so gold is no easier than
+    the rest, and gold accuracy is measured under the same conditions as real work."""
+    path = data_root.layout.gold_prelabels
+    if prelabels.empty or not path.is_file():
+        return prelabels
+    gold = pd.read_parquet(path)
+    gold = gold[gold["model_version"].isin(prelabels["model_version"].unique())
+                & ~gold["item_id"].isin(prelabels["item_id"])]
+    return PRELABELS.conform(pd.concat([prelabels, gold], ignore_index=True)) if len(gold) else prelabels
 
 
 @dg.asset(
@@ -50,7 +64,7 @@ def vendor_batches(context: dg.AssetExecutionContext, config: HandoffConfig, dat
     n_gold = max(config.gold_tasks, gold_tasks_demanded(data_root.layout.gold_demand(vendor.vendor), date))
     if len(new_items):
         new_batch = build_vendor_batch(
-            new_items, anonymized_items, prelabels, gold_items(data_root), data_root.root,
+            new_items, anonymized_items, with_gold_prelabels(prelabels, data_root), gold_items(data_root), data_root.root,
             data_root.layout.handoff_staging, vendor=vendor.vendor, partition_date=date, overlap=config.overlap,
             n_gold=n_gold, ontology=load_ontology(), guidelines=load_guidelines())
         location = vendor.deliver(new_batch)

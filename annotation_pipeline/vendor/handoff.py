@@ -108,9 +108,9 @@ def build_vendor_batch(queue: pd.DataFrame, items: pd.DataFrame, prelabels: pd.D
     for e in entries.itertuples(index=False):
         _copy_image_for_vendor(e.source, e.is_gold, batch_folder.images / e.image_file)
         task = {"id": int(e.task_id), "data": {"image": batch_folder.relative(batch_folder.images / e.image_file)}}
+        # Gold tasks carry predictions when ``prelabels`` has them (held-out ones: defs.vendor
+        # with_gold_prelabels), so a task without a pre-label does not give gold away.
         pre = pre_by_item.get(e.item_id)
-        if pre is None and e.is_gold:
-            pre = None  # gold tasks get no predictions we could leak the answer through
         if pre is not None:
             task["predictions"] = [{"model_version": model_version,
                                     "score": float(pre["score"].mean()),

@@ -94,6 +94,19 @@ def test_every_stage_writes_its_table_to_contract(demo_run):
         contract.validate(df)
 
 
+def test_hidden_gold_tasks_carry_held_out_prelabels_like_every_other_task(demo_run):
+    """A gold task without a pre-label would be the one task in the batch without one."""
+    root, (first, _), _ = demo_run
+    batch_id = first["handoff"]["batch_id"]
+    tasks = json.loads((root / "vendors" / "simvendor" / "outbox" / batch_id / "tasks.json").read_text())
+    assert tasks and all(t.get("predictions") for t in tasks)
+    assert len({p["model_version"] for t in tasks for p in t["predictions"]}) == 1
+    private = table(root, "vendor_batches")
+    gold = set(private.loc[private["is_gold"] & (private["batch_id"] == batch_id), "item_id"])
+    held_out = pd.read_parquet(root / "models" / "gold_prelabels.parquet")
+    assert gold and gold <= set(held_out["item_id"])  # each predicted by a model that did not learn it
+
+
 def test_a_second_demo_run_changes_nothing(demo_run):
     root, (first, second), _ = demo_run
     assert second["release"]["version"] == first["release"]["version"]

@@ -16,7 +16,8 @@ def _batch(gold_root, trained_model, tmp_path, n_gold=3):
         "item_id": [p.stem for p in paths[:6]], "partition_date": "2026-11-21",
         "image_path": [str(p.relative_to(gold_root)) for p in paths[:6]], "width": 320, "height": 240,
         "metadata_json": "{}", "caption": None, "n_redactions": 0}))
-    pre = trained_model.predict({p.stem: load_rgb(p) for p in paths[:6]})
+    # the day's items and the gold images alike get pre-labels (gold's are held-out ones in the pipeline)
+    pre = trained_model.predict({p.stem: load_rgb(p) for p in paths[:20]})
     queue = pd.DataFrame({"item_id": items["item_id"]})
     gold = pd.DataFrame({"item_id": [p.stem for p in paths[10:20]], "image_path": [str(p) for p in paths[10:20]],
                          "width": 320, "height": 240})
@@ -36,7 +37,7 @@ def test_a_batch_carries_prelabels_checksums_and_hidden_gold(gold_root, trained_
     assert manifest["overlap"] == 3 and manifest["guidelines_version"] == load_guidelines().version
     assert verify_manifest(batch.folder) == []
     with_predictions = [t for t in tasks if t.get("predictions")]
-    assert len(with_predictions) == 6  # the queued items; gold tasks show no model answer
+    assert len(with_predictions) == 9  # gold tasks too: a task without a pre-label would give gold away
     assert all(r["type"] in ("choices", "rectanglelabels") for t in with_predictions for r in t["predictions"][0]["result"])
     # Nothing the vendor gets says which task is gold or which item it is.
     vendor_bytes = b"".join(p.read_bytes() for p in batch.folder.rglob("*.json"))
