@@ -45,7 +45,7 @@ from annotation_pipeline.vendor.label_studio_format import parse_label_studio
 
 STAGE = "intake"
 
-FILE_COLUMNS = INTAKE_FILES.column_names  # the intake file report (contract in contracts.py)
+FILE_COLUMNS = INTAKE_FILES.column_names  # the intake file report (contract in contracts/lifecycle.py)
 FILE_STATUSES = ("accepted", "quarantined", "duplicate_file")
 
 

@@ -1,6 +1,6 @@
 """A small labeled day, as the release step receives it: consensus labels and the tables behind them.
 
-Shared by the release tests and the ``verify`` CLI tests; the frames follow contracts.py.
+Shared by the release tests and the ``verify`` CLI tests; the frames follow the contracts (annotation_pipeline.contracts).
 """
 
 from __future__ import annotations

@@ -1,102 +1,11 @@
-"""One contract per table: column names, dtypes, nullability and meaning, written once.
-
-Every stage conforms its output with ``CONTRACT.conform(df)`` before it is persisted and
-checks its input with ``CONTRACT.validate(df)``; tests use the same objects. Geometry is in
-pixel coordinates: boxes as ``x_min, y_min, x_max, y_max`` (vectorizable), polygons as WKB.
-"""
+"""The lifecycle's tables, from landing to release, and the quarantine every stage writes to."""
 
 from __future__ import annotations
-
-import hashlib
-from collections.abc import Iterable
-from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-
-class ContractError(ValueError):
-    """A table does not match its contract; the message names table, column and problem."""
-
-
-def missing_columns(frame: pd.DataFrame, columns: Iterable[str]) -> list[str]:
-    """The ``columns`` that ``frame`` lacks, in the order expected."""
-    present = set(map(str, frame.columns))
-    return [c for c in columns if c not in present]
-
-
-def require_columns(frame: pd.DataFrame, columns: Iterable[str], what: str, hint: str | None = None) -> None:
-    """Raise ContractError when ``frame`` lacks any of ``columns``: the one missing-column check.
-
-    The message names ``what`` was read (a table, a file), the missing columns and the full
-    list expected, then ``hint`` (what to do), so a user can fix the input without the code.
-    """
-    expected = list(columns)
-    missing = missing_columns(frame, expected)
-    if missing:
-        message = f"{what}: missing column(s) {', '.join(missing)}; expected {', '.join(expected)}"
-        raise ContractError(f"{message}; {hint}" if hint else message)
-
-
-@dataclass(frozen=True)
-class Column:
-    dtype: str  # a pandas dtype string: "string", "float64", "Int64", "boolean", "object", ...
-    description: str
-    nullable: bool = False
-
-
-@dataclass(frozen=True)
-class TableContract:
-    name: str
-    description: str
-    columns: dict[str, Column] = field(default_factory=dict)
-
-    @property
-    def column_names(self) -> list[str]:
-        return list(self.columns)
-
-    def empty(self) -> pd.DataFrame:
-        return pd.DataFrame({n: pd.Series(dtype=c.dtype) for n, c in self.columns.items()})
-
-    def conform(self, df: pd.DataFrame) -> pd.DataFrame:
-        """Select the contract's columns in order, cast dtypes, then validate."""
-        require_columns(df, self.columns, self.name)
-        out = pd.DataFrame(
-            {n: df[n].astype(c.dtype) if str(df[n].dtype) != c.dtype else df[n]
-             for n, c in self.columns.items()},
-            index=df.index,
-        ).reset_index(drop=True)
-        self.validate(out)
-        return out
-
-    def validate(self, df: pd.DataFrame) -> None:
-        require_columns(df, self.columns, self.name)
-        problems = []
-        for n, c in self.columns.items():
-            if str(df[n].dtype) != c.dtype:
-                problems.append(f"column {n!r} has dtype {df[n].dtype}, expected {c.dtype}")
-            if not c.nullable and len(df) and df[n].isna().any():
-                problems.append(f"column {n!r} has {int(df[n].isna().sum())} null(s) but is not nullable")
-        if problems:
-            raise ContractError(f"{self.name}: " + "; ".join(problems))
-
-    def markdown(self) -> str:
-        """A table of the contract for asset descriptions in the Dagster UI."""
-        rows = [f"| `{n}` | {c.dtype}{'?' if c.nullable else ''} | {c.description} |"
-                for n, c in self.columns.items()]
-        return "| column | dtype | meaning |\n|---|---|---|\n" + "\n".join(rows)
-
-
-def _c(dtype: str, description: str, nullable: bool = False) -> Column:
-    return Column(dtype, description, nullable)
-
-
-_BOX = {
-    "x_min": _c("float64", "left edge, pixels", True),
-    "y_min": _c("float64", "top edge, pixels", True),
-    "x_max": _c("float64", "right edge, pixels", True),
-    "y_max": _c("float64", "bottom edge, pixels", True),
-}
+from annotation_pipeline.contracts.base import _BOX, TableContract, _c
 
 RAW_ITEMS = TableContract(
     "raw_items",
@@ -439,76 +348,6 @@ ALL_CONTRACTS += [PREDICTION_LOG, DRIFT_SIGNALS, RELABEL_CAMPAIGN, ANNOTATOR_SCO
                   INTAKE_FILES, INTAKE_LEDGER]
 
 
-VENDOR_SCORECARDS = TableContract(
-    "vendor_scorecards",
-    "The program manager's figures for one day, one row per vendor and per annotator: what the labels "
-    "cost, how fast they came back, how much had to be redone and how good they were. Counts are kept "
-    "beside every ratio so weeks add up (vendor.scorecards.weekly_trends).",
-    {
-        "scope": _c("string", "vendor or annotator"),
-        "partition_date": _c("string", "day of the batches, YYYY-MM-DD"),
-        "vendor": _c("string", "vendor name"),
-        "annotator_id": _c("string", "annotator (empty on a vendor row)", True),
-        "n_submitted": _c("int64", "labels returned: accepted + quarantined"),
-        "n_accepted": _c("int64", "labels accepted by intake and QA"),
-        "n_quarantined": _c("int64", "records quarantined by intake or QA (a vendor row also counts "
-                                     "records no annotator could be read from)"),
-        "n_overturned": _c("int64", "accepted answers behind review candidates a reviewer overrode or rejected"),
-        "rework_rate": _c("float64", "(quarantined + overturned) / submitted", True),
-        "cost": _c("float64", "what the vendor bills for the labels returned (TaskPrices)"),
-        "cost_per_accepted_label": _c("float64", "cost / accepted labels (empty without any)", True),
-        "n_tasks": _c("int64", "tasks answered (one annotator's answer to one task)"),
-        "work_hours": _c("float64", "annotator working time: sum of lead times, hours"),
-        "tasks_per_hour": _c("float64", "throughput: tasks answered per working hour (empty without lead times)", True),
-        "n_batches": _c("int64", "batches answered"),
-        "turnaround_hours": _c("float64", "mean over batches of sent -> returned, hours (empty when unknown)", True),
-        "gold_judged": _c("int64", "gold elements judged (scene and objects of hidden gold tasks)"),
-        "gold_correct": _c("int64", "of those, right"),
-        "gold_accuracy": _c("float64", "gold_correct / gold_judged (empty without gold)", True),
-        "agreement_judged": _c("int64", "scene choices on items with a consensus label"),
-        "agreement_with_consensus": _c("float64", "share of those equal to the consensus label", True),
-    },
-)
-ALL_CONTRACTS.append(VENDOR_SCORECARDS)
-# --- model-assisted labeling: auto-accept (issue 15) ---
-
-AUTO_ACCEPT_EVIDENCE = TableContract(
-    "auto_accept_evidence",
-    "The pre-label model's precision on held-out gold, per kind, class and score band: what auto-accept "
-    "is allowed on.",
-    {
-        "model_version": _c("string", "pre-label model measured"),
-        "kind": _c("string", "choice or box"),
-        "label": _c("string", "predicted class"),
-        "band": _c("string", "calibrated score band, e.g. 0.95-0.99"),
-        "n": _c("int64", "pre-labels of the cell on held-out gold items"),
-        "correct": _c("int64", "of them right (same choice; same class at IoU >= 0.5)"),
-        "precision": _c("float64", "correct / n"),
-        "measured_on": _c("string", "which gold, e.g. '60 held-out gold items'"),
-    },
-)
-
-AUTO_ACCEPTED_LABELS = TableContract(
-    "auto_accepted_labels",
-    "Pre-labels released without a vendor (label source: machine), each with the evidence it was "
-    "accepted on; a seeded share still goes to the vendor as a check.",
-    {
-        "item_id": _c("string", "item"),
-        "kind": _c("string", "choice or box"),
-        "label": _c("string", "ontology class"),
-        **_BOX,
-        "score": _c("float64", "calibrated model score"),
-        "model_version": _c("string", "pre-label model that made it"),
-        "score_band": _c("string", "score band of the evidence"),
-        "measured_precision": _c("float64", "precision of that class and band on held-out gold"),
-        "n_gold": _c("int64", "held-out gold labels behind that precision"),
-        "sent_for_check": _c("boolean", "the item still goes to the vendor, to check the model"),
-    },
-)
-
-ALL_CONTRACTS += [AUTO_ACCEPT_EVIDENCE, AUTO_ACCEPTED_LABELS]
-
-
 def quarantine_rows(stage: str, partition_date: str, source_file, record_ref, reason,
                     detail, item_id=None, annotator_id=None, annotation_id=None) -> pd.DataFrame:
     """Build QUARANTINE rows; each argument may be a scalar or an array (all arrays of one length)."""
@@ -525,46 +364,3 @@ def quarantine_rows(stage: str, partition_date: str, source_file, record_ref, re
         "item_id": col(item_id), "annotator_id": col(annotator_id), "annotation_id": col(annotation_id),
     })
     return QUARANTINE.conform(df)
-
-
-def item_id_for_bytes(content: bytes) -> str:
-    """Items are named by the hash of their bytes: the same file is the same item anywhere."""
-    return hashlib.sha256(content).hexdigest()[:16]
-
-
-# ---- the review loop (issue 17): queued candidates go to reviewers, their decisions come back
-_REVIEWED = {"item_id": _c("string", "item"), "kind": _c("string", "choice, box or polygon"), **_BOX,
-             "confidence": _c("float64", "consensus confidence of the candidate (gold: empty)", True),
-             "n_assigned": _c("Int64", "annotators who saw the item (gold: 0)"),
-             "annotation_ids": _c("string", "answers behind the candidate ('' for gold)")}
-REVIEW_TASKS = TableContract("review_tasks", "Our side of a day's review tasks: which task is which candidate (queued, "
-                             "or a released label audited), which are hidden gold. Reviewers see tasks.json only.", {
-    "review_task_id": _c("string", "task id the reviewer sees (rv-<hash>), stable across reruns"),
-    "partition_date": _c("string", "day of the review queue the task comes from"),
-    **_REVIEWED, "label": _c("string", "candidate label shown to the reviewer"),
-    "reason": _c("string", "review_queue.reason; audit_answers_quarantined / audit_low_confidence; gold"),
-    "is_gold": _c("boolean", "hidden gold task"), "gold_label": _c("string", "the known answer (gold only)", True),
-    "image_file": _c("string", "image file inside the review folder")})
-REVIEW_DECISIONS = TableContract("review_decisions", "Accepted review decisions: who, when, what, why, and the "
-                                 "candidate decided. The release applies the latest decision of each non-gold task.", {
-    "decision_id": _c("string", "stable id: hash of task, reviewer, time, decision, value and reason"),
-    "review_task_id": _c("string", "review task decided"), **_REVIEWED,
-    "candidate_label": _c("string", "label the reviewer was shown"),
-    "decision": _c("string", "confirm, override or reject"), "new_label": _c("string", "override's value", True),
-    "final_label": _c("string", "label after the decision (empty after a reject)", True),
-    "reviewer_id": _c("string", "who decided"), "decided_at": _c("string", "when, ISO 8601 UTC"),
-    "reason": _c("string", "why, as written, personal data redacted ('' when none)"),
-    "is_gold": _c("boolean", "decision on a hidden gold task"),
-    "correct": _c("boolean", "gold only: the decision gave the known answer", True),
-    "superseded": _c("boolean", "a later decision on the same task replaces this one"),
-    "source_file": _c("string", "decision file in the returns folder"), "source_sha256": _c("string", "its sha256")})
-REVIEWER_ACCURACY = TableContract("reviewer_accuracy", "Reviewer accuracy on a day's hidden gold review tasks.", {
-    "reviewer_id": _c("string", "reviewer"), "n_gold": _c("int64", "gold tasks decided (latest decision each)"),
-    "n_correct": _c("int64", "of those, right"), "accuracy": _c("float64", "n_correct / n_gold", True)})
-RELEASED_LABELS = TableContract("released_labels", "A day's labels as a release takes them: consensus labels with "
-                                "review decisions applied (the release appends partition_date).", {
-    **CONSENSUS_LABELS.columns, "label_source": _c("string", "consensus (vendor answers), review (confirmed or overridden by a "
-                                                        "reviewer) or machine (auto-accepted pre-label)"),
-    "review_decision_id": _c("string", "the review decision applied (label_source review)", True),
-    "auto_accept_evidence": _c("string", "score band, held-out gold precision and model (label_source machine)", True)})
-ALL_CONTRACTS += [REVIEW_TASKS, REVIEW_DECISIONS, REVIEWER_ACCURACY, RELEASED_LABELS]
