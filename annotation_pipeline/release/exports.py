@@ -91,8 +91,6 @@ def to_coco(labels: pd.DataFrame, images: pd.DataFrame, ontology: Ontology, rele
     }
 
 
-
-
 def to_label_studio(labels: pd.DataFrame, images: pd.DataFrame, ontology: Ontology,
                     image_url_prefix: str = "images/") -> list[dict[str, Any]]:
     image_table = _images_of(labels, images)
@@ -101,7 +99,9 @@ def to_label_studio(labels: pd.DataFrame, images: pd.DataFrame, ontology: Ontolo
     size = image_table.set_index("item_id")
     width = size["width"].astype(float).reindex(rows["item_id"]).to_numpy(float)
     height = size["height"].astype(float).reindex(rows["item_id"]).to_numpy(float)
-    results = label_studio_results(rows, width, height, ontology)
+    results = label_studio_results(rows, width, height, ontology,
+                                   ids=("r" + rows.groupby("item_id", sort=False).cumcount().astype(str)).tolist(),
+                                   scores=[round(c, 6) for c in rows["confidence"].astype(float).tolist()])
     counts = rows["item_id"].value_counts(sort=False).reindex(image_table["item_id"]).to_numpy()
     ends = np.cumsum(counts)
     tasks = []

@@ -24,7 +24,7 @@ import shapely
 from annotation_pipeline.atomic_files import write_bytes_atomic
 from annotation_pipeline.ontology import Ontology, load_ontology
 from annotation_pipeline.vendor.label_studio import LabelStudioClient, annotator_email
-from annotation_pipeline.vendor.label_studio_format import label_studio_result, result_from_name
+from annotation_pipeline.vendor.label_studio_format import label_studio_results
 
 SCENE_FROM_NAME = "scene"  # the ontology's scene control (benchmarks build the same JSON with strings)
 
@@ -160,8 +160,8 @@ def write_label_studio_exports(answers: pd.DataFrame, tasks: pd.DataFrame, profi
 
 def answer_results(task_answers: pd.DataFrame, width: float, height: float, ontology: Ontology) -> list[dict]:
     """One annotator's answers to one task as Label Studio result items."""
-    return [label_studio_result(a, width, height, result_from_name(ontology, a.kind, a.label), result_id=f"r{r}")
-            for r, a in enumerate(task_answers.itertuples(index=False))]
+    return label_studio_results(task_answers, width, height, ontology,
+                                ids=[f"r{r}" for r in range(len(task_answers))])
 
 
 def answer_in_label_studio(client: LabelStudioClient, project_id: int, answers: pd.DataFrame, tasks: pd.DataFrame,

@@ -23,7 +23,7 @@ from annotation_pipeline.atomic_files import write_parquet_atomic
 from annotation_pipeline.contracts import VENDOR_TASKS
 from annotation_pipeline.layout import BatchFolder, DataLayout
 from annotation_pipeline.ontology import Guidelines, Ontology
-from annotation_pipeline.vendor.label_studio_format import label_studio_result, result_from_name
+from annotation_pipeline.vendor.label_studio_format import label_studio_results
 
 
 @dataclass
@@ -61,8 +61,7 @@ def _ls_prediction_results(pre: pd.DataFrame, width: float, height: float, ontol
     Polygon classes get no suggestion: the model proposes boxes, and the guideline asks for an outline.
     """
     suggested = pre[(pre["kind"] == "choice") | pre["label"].map(ontology.object_geometry).eq("box")]
-    return [label_studio_result(row, width, height, result_from_name(ontology, row.kind, row.label), score=row.score)
-            for row in suggested.itertuples(index=False)]  # a handful of rows per task: formatting, not a hot path
+    return label_studio_results(suggested, width, height, ontology, scores=suggested["score"].tolist())
 
 
 def build_vendor_batch(queue: pd.DataFrame, items: pd.DataFrame, prelabels: pd.DataFrame,

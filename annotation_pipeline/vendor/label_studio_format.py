@@ -1,7 +1,7 @@
 """Label Studio result items, both ways: built from our rows, and parsed from an export.
 
-Built (``label_studio_result``): the one place that turns a label row (choice, box or
-polygon in pixels) into a Label Studio ``result`` item in percent coordinates; the handoff's
+Built (``label_studio_results``): the one place that turns a label row (choice, box or
+polygon in pixels) into a Label Studio ``result`` item in percent coordinates, for many rows at once; the handoff's
 predictions, the simulated workforce's exports and the release's Label Studio export all use it.
 
 Parsed (``parse_label_studio``): Label Studio JSON export -> rows (``export_format.PARSED_COLUMNS``).
@@ -54,66 +54,44 @@ def polygon_percent_points(wkb: bytes, width: float, height: float) -> list[list
     return (coords / np.array([width, height]) * 100).round(4).tolist()
 
 
-def label_studio_result(row: Any, width: float, height: float, from_name: str, *,
-                        result_id: str | None = None, score: float | None = None) -> dict[str, Any]:
-    """One label as a Label Studio result item, in percent of the image as sent (never rotated).
+def label_studio_results(rows: pd.DataFrame, width: float | np.ndarray, height: float | np.ndarray,
+                         ontology: Any, *, ids: list[str] | None = None,
+                         scores: list[float] | None = None) -> list[dict[str, Any]]:
+    """Label rows as Label Studio result items, in percent of the image as sent (never rotated).
 
-    ``row`` has ``kind`` (choice, box, polygon), ``label``, and for a box ``x_min, y_min, x_max,
-    y_max`` in pixels, for a polygon ``geometry_wkb``.
+    ``rows`` has ``kind`` (choice, box, polygon), ``label``, and for boxes ``x_min, y_min, x_max,
+    y_max`` in pixels, for polygons ``geometry_wkb``. ``width``/``height``: the image size, one
+    for all rows or one per row. ``ids`` and ``scores`` (one per row) are added when given.
+    Percentages are computed for all rows at once; only the JSON objects are built per row.
     """
-    rtype = RESULT_TYPE_BY_KIND[row.kind]
-    item: dict[str, Any] = {"id": result_id} if result_id is not None else {}
-    item.update(from_name=from_name, to_name=IMAGE_NAME, type=rtype)
-    if row.kind == "choice":
-        item["value"] = {"choices": [row.label]}
-    else:
-        item.update(original_width=int(width), original_height=int(height), image_rotation=0)
-        if row.kind == "box":
-            item["value"] = {"x": 100 * row.x_min / width, "y": 100 * row.y_min / height,
-                             "width": 100 * (row.x_max - row.x_min) / width,
-                             "height": 100 * (row.y_max - row.y_min) / height,
-                             "rotation": 0, rtype: [row.label]}
-        else:
-            item["value"] = {"points": polygon_percent_points(row.geometry_wkb, width, height), rtype: [row.label]}
-    if score is not None:
-        item["score"] = score
-    return item
-
-
-def label_studio_results(rows: pd.DataFrame, width: np.ndarray, height: np.ndarray, ontology: Any) -> list[dict]:
-    """``label_studio_result`` for many rows at once (a release's export): one result per label
-    row, ids ``r<k>`` counted within each item, score = the label's confidence; ``width``/``height``
-    are each row's image size.
-
-    Columns are read once as arrays and the percentages computed for all rows at once; only
-    the JSON objects are built per row.
-    """
-    kinds, label_of = rows["kind"].to_numpy(object), rows["label"].to_numpy(object)
-    confidence = rows["confidence"].to_numpy(float)
-    x0, y0 = rows["x_min"].to_numpy(float), rows["y_min"].to_numpy(float)
-    x1, y1 = rows["x_max"].to_numpy(float), rows["y_max"].to_numpy(float)
+    n = len(rows)
+    width = np.broadcast_to(np.asarray(width, dtype=float), (n,))
+    height = np.broadcast_to(np.asarray(height, dtype=float), (n,))
+    kinds, labels = rows["kind"].to_numpy(object), rows["label"].to_numpy(object)
+    boxes = rows.reindex(columns=["x_min", "y_min", "x_max", "y_max"]).to_numpy(float)
     with np.errstate(invalid="ignore"):
-        x, y, w, h = 100 * x0 / width, 100 * y0 / height, 100 * (x1 - x0) / width, 100 * (y1 - y0) / height
-    index = rows.groupby("item_id", sort=False).cumcount().to_numpy()
-    wkb = rows["geometry_wkb"].to_numpy(object)
-    scene_from, objects = ontology.raw["scene"]["from_name"], ontology.raw["objects"]
+        x, y = 100 * boxes[:, 0] / width, 100 * boxes[:, 1] / height
+        w, h = 100 * (boxes[:, 2] - boxes[:, 0]) / width, 100 * (boxes[:, 3] - boxes[:, 1]) / height
+    wkb = rows["geometry_wkb"].to_numpy(object) if "geometry_wkb" in rows else np.full(n, None)
     results = []
-    for k, kind in enumerate(kinds):
-        result: dict[str, Any] = {"id": f"r{index[k]}", "to_name": IMAGE_NAME, "score": round(float(confidence[k]), 6)}
-        label = label_of[k]
+    for k in range(n):
+        kind, label = kinds[k], labels[k]
+        rtype = RESULT_TYPE_BY_KIND[kind]
+        item: dict[str, Any] = {"id": ids[k]} if ids is not None else {}
+        item.update(from_name=result_from_name(ontology, kind, label), to_name=IMAGE_NAME, type=rtype)
         if kind == "choice":
-            results.append({**result, "from_name": scene_from, "type": "choices", "value": {"choices": [label]}})
-            continue
-        common = {**result, "from_name": objects[label]["from_name"], "original_width": int(width[k]),
-                  "original_height": int(height[k]), "image_rotation": 0}
-        if kind == "box":
-            results.append({**common, "type": "rectanglelabels",
-                            "value": {"x": float(x[k]), "y": float(y[k]), "width": float(w[k]), "height": float(h[k]),
-                                      "rotation": 0, "rectanglelabels": [label]}})
+            item["value"] = {"choices": [label]}
         else:
-            results.append({**common, "type": "polygonlabels",
-                            "value": {"points": polygon_percent_points(wkb[k], float(width[k]), float(height[k])),
-                                      "polygonlabels": [label]}})
+            item.update(original_width=int(width[k]), original_height=int(height[k]), image_rotation=0)
+            if kind == "box":
+                item["value"] = {"x": float(x[k]), "y": float(y[k]), "width": float(w[k]), "height": float(h[k]),
+                                 "rotation": 0, rtype: [label]}
+            else:
+                item["value"] = {"points": polygon_percent_points(wkb[k], float(width[k]), float(height[k])),
+                                 rtype: [label]}
+        if scores is not None:
+            item["score"] = scores[k]
+        results.append(item)
     return results
 
 
