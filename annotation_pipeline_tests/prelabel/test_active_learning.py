@@ -17,8 +17,7 @@ from scipy.stats import entropy as scipy_entropy
 from annotation_pipeline.contracts import AUTO_ACCEPTED_LABELS, LABELING_QUEUE, PRELABELS, RELABEL_CAMPAIGN
 from annotation_pipeline.defs.common import daily_partitions
 from annotation_pipeline.defs.prelabel import labeling_queue
-from annotation_pipeline.defs.resources import DataRoot, build_resources
-from annotation_pipeline.layout import DataLayout
+from annotation_pipeline.defs.resources import build_resources
 from annotation_pipeline.prelabel.active_learning import (
     build_labeling_queue,
     entropy_uncertainty,
@@ -28,8 +27,8 @@ from annotation_pipeline.prelabel.active_learning import (
     select_uncertain_diverse,
 )
 from annotation_pipeline.sample_world.sample_data import render_scene
+from annotation_pipeline_tests.prelabel.day_items import DAY, anonymized_items_asset, save_day_scenes
 
-DAY = "2026-11-21"
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_active_learning.py"
 
 
@@ -167,11 +166,7 @@ def test_image_embedding_puts_alike_scenes_closer_than_different_ones():
     assert np.linalg.norm(day1) == pytest.approx(np.sqrt(2))
 
 
-@dg.asset(name="anonymized_items", partitions_def=daily_partitions)
-def _anonymized_items(data_root: DataRoot) -> pd.DataFrame:
-    layout = data_root.layout
-    return pd.DataFrame({"item_id": [f"item{k}" for k in range(6)],
-                         "image_path": [layout.relative(layout.anonymized(DAY) / f"item{k}.png") for k in range(6)]})
+_anonymized_items = anonymized_items_asset(6)
 
 
 @dg.asset(name="prelabels", partitions_def=daily_partitions)
@@ -185,12 +180,7 @@ def _nothing_auto_accepted() -> pd.DataFrame:
 
 
 def test_the_labeling_queue_asset_materializes_with_its_reasons(tmp_path):
-    root = tmp_path / "root"
-    folder = DataLayout(root).anonymized(DAY)
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(7)
-    for k in range(6):
-        render_scene(rng, (160, 120))[0].save(folder / f"item{k}.png")
+    root = save_day_scenes(tmp_path / "root", 6)
     result = dg.materialize([_anonymized_items, _prelabels_asset, _nothing_auto_accepted, labeling_queue], partition_key=DAY,
                             resources=build_resources("local", root),
                             run_config={"ops": {"labeling_queue": {"config": {"budget": 3}}}})

@@ -18,7 +18,6 @@ import pytest
 from PIL import Image
 
 from annotation_pipeline.contracts import PRELABELS, QUARANTINE
-from annotation_pipeline.defs.common import daily_partitions
 from annotation_pipeline.defs.prelabel import prelabels
 from annotation_pipeline.defs.prelabel_service import (
     BuiltinPrelabelModel,
@@ -29,8 +28,8 @@ from annotation_pipeline.defs.prelabel_service import (
 from annotation_pipeline.defs.resources import DataRoot, build_resources
 from annotation_pipeline.layout import DataLayout
 from annotation_pipeline.settings import SettingsError, load_settings
+from annotation_pipeline_tests.prelabel.day_items import DAY, anonymized_items_asset, save_day_images
 
-DAY = "2026-11-21"
 CLASSES = {"day", "night", "fog", "rain", "car", "person", "bike", "sign"}
 Answer = Callable[[dict], tuple[int, bytes]]
 
@@ -183,19 +182,10 @@ def test_configuration_picks_the_model_and_the_local_default_is_the_built_in_one
 
 @pytest.fixture
 def root(tmp_path) -> Path:
-    root = tmp_path / "root"
-    folder = DataLayout(root).anonymized(DAY)
-    folder.mkdir(parents=True)
-    for item_id, rgb in _images(3).items():
-        Image.fromarray(rgb).save(folder / f"{item_id}.png")
-    return root
+    return save_day_images(tmp_path / "root", list(_images(3).values()))
 
 
-@dg.asset(name="anonymized_items", partitions_def=daily_partitions)
-def _anonymized_items(data_root: DataRoot) -> pd.DataFrame:
-    layout = data_root.layout
-    return pd.DataFrame({"item_id": [f"item{k}" for k in range(3)],
-                         "image_path": [layout.relative(layout.anonymized(DAY) / f"item{k}.png") for k in range(3)]})
+_anonymized_items = anonymized_items_asset(3)
 
 
 def _run(root: Path, url: str) -> dg.ExecuteInProcessResult:

@@ -16,14 +16,12 @@ import pandas as pd
 import pytest
 
 from annotation_pipeline.audit import append_audit_event, read_audit_events
-from annotation_pipeline.defs.common import daily_partitions
 from annotation_pipeline.defs.prelabel import prelabels
-from annotation_pipeline.defs.resources import DataRoot, build_resources
+from annotation_pipeline.defs.resources import build_resources
 from annotation_pipeline.layout import DataLayout
 from annotation_pipeline.prelabel.model import MODEL_SAVED_EVENT, ModelIntegrityError, load_model, save_model
 from annotation_pipeline.sample_world.sample_data import render_scene
-
-DAY = "2026-11-21"
+from annotation_pipeline_tests.prelabel.day_items import DAY, anonymized_items_asset, save_day_scenes
 
 
 class _Payload:
@@ -42,20 +40,10 @@ def _payload(marker: Path) -> bytes:
 
 @pytest.fixture
 def root(tmp_path) -> Path:
-    root = tmp_path / "root"
-    rng = np.random.default_rng(7)
-    folder = DataLayout(root).anonymized(DAY)
-    folder.mkdir(parents=True)
-    for k in range(3):
-        render_scene(rng, (160, 120))[0].save(folder / f"item{k}.png")
-    return root
+    return save_day_scenes(tmp_path / "root", 3)
 
 
-@dg.asset(name="anonymized_items", partitions_def=daily_partitions)
-def _anonymized_items(data_root: DataRoot) -> pd.DataFrame:
-    layout = data_root.layout
-    return pd.DataFrame({"item_id": [f"item{k}" for k in range(3)],
-                         "image_path": [layout.relative(layout.anonymized(DAY) / f"item{k}.png") for k in range(3)]})
+_anonymized_items = anonymized_items_asset(3)
 
 
 def _prelabel_run(root: Path) -> dg.ExecuteInProcessResult:
