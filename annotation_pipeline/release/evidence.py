@@ -67,7 +67,7 @@ def _vendor_figures(answers: pd.DataFrame, outcomes: pd.DataFrame) -> pd.DataFra
     if len(outcomes):
         vendor_of = answers.drop_duplicates("annotator_id").set_index("annotator_id")["vendor"]
         judged = outcomes.assign(vendor=outcomes["annotator_id"].map(vendor_of))
-        per_vendor["gold_accuracy"] = judged.groupby("vendor")["outcome"].apply(lambda s: (s == "correct").mean())
+        per_vendor["gold_accuracy"] = judged["outcome"].eq("correct").groupby(judged["vendor"]).mean()
     return per_vendor.reset_index()
 
 
