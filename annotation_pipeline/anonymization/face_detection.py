@@ -11,7 +11,13 @@ the benchmark scenes). ``models/build_centerface.py`` says why and rebuilds both
 :func:`detect_faces` can add a second pass at a coarser scale for large faces, and judge large
 boxes by their own threshold: an out-of-focus or upscaled face the full-resolution pass
 scores low is often a clear face to the network at half the size, while the low threshold
-that finds 24 px faces mostly adds large boxes over textures.
+that finds 24 px faces mostly adds large boxes over textures. That pass runs the float model
+by default (``coarse_model``): it has a quarter of the pixels, so the float weights cost
+little there, and its scores do not move with the CPU's 8-bit kernels. The 8-bit model's
+margins do: onnxruntime computes uint8 x int8 products with VNNI where the CPU has it and
+with 16-bit saturating sums on plain AVX2, so a low-contrast face scored 0.31 on one machine
+and 0.11 on another (threshold 0.2). The out-of-focus face is exactly the case the coarse
+pass exists for, so its margin must not hang on that rounding.
 
 Pure Python, no Dagster. One onnxruntime session per process, shared by every thread
 (``InferenceSession.run`` is thread-safe), one intra-op thread per call: the anonymization
@@ -152,7 +158,7 @@ def _candidates(rgb: np.ndarray, scale: float, model: str, threshold: float, lar
 
 def detect_faces(rgb: np.ndarray, threshold: float, scale: float = 1.0, model: str = "int8",
                  large_threshold: float | None = None, large_side: float = LARGE_SIDE,
-                 coarse: float | None = None) -> FaceDetections:
+                 coarse: float | None = None, coarse_model: str = "fp32") -> FaceDetections:
     """Faces in an RGB image (H x W x 3 uint8), the network run at ``scale`` x its resolution.
 
     - ``large_threshold`` (default: ``threshold``) applies to boxes from ``large_side`` px up
@@ -162,13 +168,14 @@ def detect_faces(rgb: np.ndarray, threshold: float, scale: float = 1.0, model: s
       whose boxes count from ``COARSE_MIN_SIDE`` px up (in its own input). A large face the
       full-resolution pass scores low (blurred, upscaled) is often a clear face to the
       network once downscaled. Both passes' boxes go through one suppression, so a face
-      found twice is one box, the better scored.
+      found twice is one box, the better scored. It runs ``coarse_model`` (default the
+      float model: see the module's docstring).
     """
     height, width = rgb.shape[:2]
     large_threshold = threshold if large_threshold is None else large_threshold
     boxes, scores = _candidates(rgb, scale, model, threshold, large_threshold, large_side)
     if coarse is not None:
-        more_boxes, more_scores = _candidates(rgb, scale * coarse, model, large_threshold, large_threshold,
+        more_boxes, more_scores = _candidates(rgb, scale * coarse, coarse_model, large_threshold, large_threshold,
                                               large_side, COARSE_MIN_SIDE)
         boxes, scores = np.concatenate([boxes, more_boxes]), np.concatenate([scores, more_scores])
     keep = non_maximum_suppression(boxes, scores)

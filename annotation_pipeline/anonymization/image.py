@@ -89,6 +89,11 @@ class ImageSettings:
     # faces from 48 px up, for 35 % more detection time (4 of 24 ms per image; results_anonymize.md).
     face_large_threshold: float = 0.2
     face_coarse_scale: float | None = 0.5
+    # The half-resolution pass runs the float model: a quarter of the pixels, so about 2 ms
+    # more per 640x480 image than int8, and its score on an out-of-focus face does not hang
+    # on the CPU's 8-bit kernels (the astronaut at sigma 12: 0.47, 2.3x the threshold, where
+    # int8 gave 0.31 on one CPU and 0.11 on another; results_anonymize.md).
+    face_coarse_model: Literal["int8", "fp32"] = "fp32"
     # Plates: the Haar cascade runs on a grey copy whose longer side is at most
     # detect_max_side (plates narrower than 60 px x longer side / detect_max_side are not
     # found); scaleFactor 1.25 / minNeighbors 1 instead of OpenCV's 1.1 / 5: a third of the
@@ -164,8 +169,8 @@ def detector_version(cascade: str) -> str:
 def face_detector_version(settings: ImageSettings, scale: float) -> str:
     """Model, runtime and operating point: what an auditor needs to re-run the same detector."""
     coarse = ("" if settings.face_coarse_scale is None else
-              f"; second pass at input scale {scale * settings.face_coarse_scale:.3g}, boxes from "
-              f"{face_detection.COARSE_MIN_SIDE} px of its input")
+              f"; second pass: {face_detection.detector_version(settings.face_coarse_model)}, at input scale "
+              f"{scale * settings.face_coarse_scale:.3g}, boxes from {face_detection.COARSE_MIN_SIDE} px of its input")
     return (f"{face_detection.detector_version(settings.face_model)}; threshold {settings.face_threshold:g}, "
             f"{settings.face_large_threshold:g} from {face_detection.LARGE_SIDE} px; "
             f"input scale {scale:.3g} (face_max_side {settings.face_max_side}){coarse}")
@@ -392,7 +397,8 @@ def anonymize_image(data: bytes, source: str, settings: ImageSettings = ImageSet
         redactions.append(Redaction("region", 1, tuple(map(float, box)), action, "user-region", "1"))
     scale = min(1.0, settings.face_max_side / max(height, width))
     faces = face_detection.detect_faces(rgb, settings.face_threshold, scale, settings.face_model,
-                                        settings.face_large_threshold, coarse=settings.face_coarse_scale)
+                                        settings.face_large_threshold, coarse=settings.face_coarse_scale,
+                                        coarse_model=settings.face_coarse_model)
     face_boxes = pad_boxes(faces.boxes, settings.pad_fraction, width, height)
     version = face_detector_version(settings, scale)
     redactions += [Redaction("face", 1, tuple(map(float, box)), action, face_detection.MODEL_NAME, version)
