@@ -13,11 +13,13 @@ boxes by their own threshold: an out-of-focus or upscaled face the full-resoluti
 scores low is often a clear face to the network at half the size, while the low threshold
 that finds 24 px faces mostly adds large boxes over textures. That pass runs the float model
 by default (``coarse_model``): it has a quarter of the pixels, so the float weights cost
-little there, and its scores do not move with the CPU's 8-bit kernels. The 8-bit model's
-margins do: onnxruntime computes uint8 x int8 products with VNNI where the CPU has it and
-with 16-bit saturating sums on plain AVX2, so a low-contrast face scored 0.31 on one machine
-and 0.11 on another (threshold 0.2). The out-of-focus face is exactly the case the coarse
-pass exists for, so its margin must not hang on that rounding.
+little there, and float scores do not move with the machine. The 8-bit model's do, because
+the integer kernels differ by CPU and runtime (onnxruntime uses VNNI where the CPU has it;
+without it, the likely cause, its uint8 x int8 kernels sum pairs in 16 bits, which can
+saturate): the out-of-focus astronaut scored 0.31 at
+half resolution on one machine, 0.27 in OpenCV DNN there and 0.11 on another, against a
+threshold of 0.2; the float model scores 0.465 in every runtime and configuration measured
+(benchmarks/results_anonymize.md). That blurred large face is the case the pass is for.
 
 Pure Python, no Dagster. One onnxruntime session per process, shared by every thread
 (``InferenceSession.run`` is thread-safe), one intra-op thread per call: the anonymization

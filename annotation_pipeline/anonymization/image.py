@@ -89,10 +89,10 @@ class ImageSettings:
     # faces from 48 px up, for 35 % more detection time (4 of 24 ms per image; results_anonymize.md).
     face_large_threshold: float = 0.2
     face_coarse_scale: float | None = 0.5
-    # The half-resolution pass runs the float model: a quarter of the pixels, so about 2 ms
-    # more per 640x480 image than int8, and its score on an out-of-focus face does not hang
-    # on the CPU's 8-bit kernels (the astronaut at sigma 12: 0.47, 2.3x the threshold, where
-    # int8 gave 0.31 on one CPU and 0.11 on another; results_anonymize.md).
+    # The half-resolution pass runs the float model: a quarter of the pixels, so little more
+    # CPU than int8 (results_anonymize.md), and its score on an out-of-focus face does not
+    # hang on the CPU's 8-bit kernels (the astronaut at sigma 12: 0.465, 2.3x the threshold,
+    # where int8 gave 0.31 on this machine and 0.11 on another).
     face_coarse_model: Literal["int8", "fp32"] = "fp32"
     # Plates: the Haar cascade runs on a grey copy whose longer side is at most
     # detect_max_side (plates narrower than 60 px x longer side / detect_max_side are not
