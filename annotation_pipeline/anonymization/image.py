@@ -86,11 +86,12 @@ class ImageSettings:
     # upscaled from a small crop) is often a clear face to the network at half the size; and
     # the low threshold's large boxes are mostly textures: on the benchmark scenes this takes
     # the share of non-face patches blurred from up to 5 % to up to 3 % and finds 3 more
-    # faces from 48 px up, for 35 % more detection time (4 of 24 ms per image; results_anonymize.md).
+    # faces from 48 px up, for 35 % more detection time with int8 (4 of 24 ms per image in
+    # the run of 2026-12-01; float: 10.7 of 31.4 ms in a slower run; results_anonymize.md).
     face_large_threshold: float = 0.2
     face_coarse_scale: float | None = 0.5
-    # The half-resolution pass runs the float model: a quarter of the pixels, so little more
-    # CPU than int8 (results_anonymize.md), and its score on an out-of-focus face does not
+    # The half-resolution pass runs the float model: a quarter of the pixels, so 3.4 ms more
+    # CPU per 640x480 image than int8 (results_anonymize.md), and its score on an out-of-focus face does not
     # hang on the CPU's 8-bit kernels (the astronaut at sigma 12: 0.465, 2.3x the threshold,
     # where int8 gave 0.31 on this machine and 0.11 on another).
     face_coarse_model: Literal["int8", "fp32"] = "fp32"
@@ -170,7 +171,8 @@ def face_detector_version(settings: ImageSettings, scale: float) -> str:
     """Model, runtime and operating point: what an auditor needs to re-run the same detector."""
     coarse = ("" if settings.face_coarse_scale is None else
               f"; second pass: {face_detection.detector_version(settings.face_coarse_model)}, at input scale "
-              f"{scale * settings.face_coarse_scale:.3g}, boxes from {face_detection.COARSE_MIN_SIDE} px of its input")
+              f"{scale * settings.face_coarse_scale:.3g}, boxes from {face_detection.COARSE_MIN_SIDE} px "
+              "of its input")
     return (f"{face_detection.detector_version(settings.face_model)}; threshold {settings.face_threshold:g}, "
             f"{settings.face_large_threshold:g} from {face_detection.LARGE_SIDE} px; "
             f"input scale {scale:.3g} (face_max_side {settings.face_max_side}){coarse}")
