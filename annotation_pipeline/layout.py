@@ -227,6 +227,10 @@ class DataLayout:
     def handoff_tasks(self, batch_id: str) -> Path:
         return self.handoff / batch_id / "tasks.parquet"
 
+    def handoff_exchange(self, batch_id: str) -> Path:
+        """Which vendor exchange a batch went through, and where (written with ``handoff_tasks``)."""
+        return self.handoff / batch_id / "exchange.json"
+
     @property
     def vendors(self) -> Path:
         return self.root / "vendors"

@@ -56,7 +56,10 @@ def vendor_batches(context: dg.AssetExecutionContext, config: HandoffConfig, dat
                    vendor: VendorExchange, labeling_queue: pd.DataFrame, anonymized_items: pd.DataFrame,
                    prelabels: pd.DataFrame) -> dg.Output[pd.DataFrame]:
     date = context.partition_key
-    sent = tasks_sent(data_root.layout, vendor.vendor, date)
+    exchange = vendor.exchange()
+    # Only batches recorded as sent through this exchange, and still held by it, count as sent: a
+    # batch sent through another exchange (or to a Label Studio project since deleted) goes again.
+    sent = tasks_sent(data_root.layout, vendor.vendor, date, exchange=exchange, holds=vendor.holds)
     # Only items not yet sent for this day go out: a rerun sends nothing again, and uploads that
     # land late make a second, smaller batch instead of paying to label the first one twice.
     new_items = labeling_queue[~labeling_queue["item_id"].isin(sent.loc[~sent["is_gold"], "item_id"])]
@@ -68,13 +71,16 @@ def vendor_batches(context: dg.AssetExecutionContext, config: HandoffConfig, dat
             data_root.layout.handoff_staging, vendor=vendor.vendor, partition_date=date, overlap=config.overlap,
             n_gold=n_gold, ontology=load_ontology(), guidelines=load_guidelines())
         location = vendor.deliver(new_batch)
-        record_sent(data_root.layout, new_batch)
+        record_sent(data_root.layout, new_batch, exchange, location)
     elif labeling_queue.empty:
         context.log.warning("labeling queue is empty: no batch to send")
     tasks = pd.concat([sent, new_batch.tasks] if new_batch else [sent], ignore_index=True)
     tasks = VENDOR_TASKS.conform(tasks.sort_values(["batch_id", "task_id"], kind="stable"))  # same rows, same order
     batches = sorted(tasks["batch_id"].unique())
+    delivery = (f"{exchange}: {len(new_batch.tasks)} tasks sent to {location}" if new_batch
+                else f"{exchange}: nothing new, {len(sent)} tasks already there")
     return dg.Output(tasks, metadata={
+        "exchange": delivery,
         "batch_id": new_batch.batch_id if new_batch else (batches[-1] if batches else ""),
         "new_batch": new_batch is not None, "delivered_to": location, "batches": dg.MetadataValue.json(batches),
         "tasks": len(tasks), "new_tasks": len(new_batch.tasks) if new_batch else 0,

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from annotation_pipeline.anonymization.image import ImageProblem, anonymize_image
-from annotation_pipeline.atomic_files import write_parquet_atomic
+from annotation_pipeline.atomic_files import write_bytes_atomic, write_parquet_atomic
 from annotation_pipeline.contracts import VENDOR_TASKS
 from annotation_pipeline.layout import BatchFolder, DataLayout
 from annotation_pipeline.ontology import Guidelines, Ontology
@@ -137,17 +137,35 @@ def build_vendor_batch(queue: pd.DataFrame, items: pd.DataFrame, prelabels: pd.D
     return VendorBatch(batch_id, folder, VENDOR_TASKS.conform(tasks))
 
 
-def tasks_sent(layout: DataLayout, vendor: str, partition_date: str) -> pd.DataFrame:
-    """VENDOR_TASKS of every batch already delivered to ``vendor`` for a day (empty if none)."""
+def tasks_sent(layout: DataLayout, vendor: str, partition_date: str, exchange: str | None = None,
+               holds=None) -> pd.DataFrame:
+    """VENDOR_TASKS of every batch already delivered to ``vendor`` for a day (empty if none).
+
+    With ``exchange``, only batches recorded as sent through that exchange count (a batch from
+    before the record, or through another exchange, is not there); with ``holds``, only those the
+    exchange says it still holds (a Label Studio project deleted or a server reset since)."""
     batches = sorted(p.name for p in layout.handoff.glob(f"{vendor}-{partition_date}-*"))
-    paths = [layout.handoff_tasks(b) for b in batches if layout.handoff_tasks(b).is_file()]
-    if not paths:
+    batches = [b for b in batches if layout.handoff_tasks(b).is_file()]
+    if exchange is not None:
+        batches = [b for b in batches if sent_through(layout, b) == exchange]
+    if holds is not None:
+        batches = [b for b in batches if holds(b)]
+    if not batches:
         return VENDOR_TASKS.empty()
-    return VENDOR_TASKS.conform(pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True))
+    return VENDOR_TASKS.conform(pd.concat([pd.read_parquet(layout.handoff_tasks(b)) for b in batches],
+                                          ignore_index=True))
 
 
-def record_sent(layout: DataLayout, batch: VendorBatch) -> Path:
-    """Remember a delivered batch (written only after delivery succeeded)."""
+def sent_through(layout: DataLayout, batch_id: str) -> str | None:
+    """The exchange a batch was recorded as sent through (None when not recorded)."""
+    path = layout.handoff_exchange(batch_id)
+    return json.loads(path.read_text()).get("exchange") if path.is_file() else None
+
+
+def record_sent(layout: DataLayout, batch: VendorBatch, exchange: str = "", location: str = "") -> Path:
+    """Remember a delivered batch and the exchange it went through (written only after delivery succeeded)."""
+    write_bytes_atomic(layout.handoff_exchange(batch.batch_id),
+                       json.dumps({"exchange": exchange, "location": location}, sort_keys=True).encode())
     return write_parquet_atomic(batch.tasks, layout.handoff_tasks(batch.batch_id))
 
 
