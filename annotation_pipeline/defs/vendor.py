@@ -16,7 +16,7 @@ from annotation_pipeline.defs.resources import DataRoot, VendorExchange
 from annotation_pipeline.ontology import load_guidelines, load_ontology
 from annotation_pipeline.plots import bar_chart, markdown_image, quality_against_cost, weekly_trend
 from annotation_pipeline.qa.gold_demand import gold_tasks_demanded
-from annotation_pipeline.vendor.handoff import build_vendor_batch, record_sent, tasks_sent
+from annotation_pipeline.vendor.handoff import build_vendor_batch, record_sent, sent_through, tasks_sent
 from annotation_pipeline.vendor.scorecards import TaskPrices, batch_times, pilot_comparison, weekly_trends
 from annotation_pipeline.vendor.scorecards import vendor_scorecards as score_vendors
 
@@ -77,8 +77,10 @@ def vendor_batches(context: dg.AssetExecutionContext, config: HandoffConfig, dat
     tasks = pd.concat([sent, new_batch.tasks] if new_batch else [sent], ignore_index=True)
     tasks = VENDOR_TASKS.conform(tasks.sort_values(["batch_id", "task_id"], kind="stable"))  # same rows, same order
     batches = sorted(tasks["batch_id"].unique())
+    there = ", ".join(sorted({sent_through(data_root.layout, b, "location") or "?" for b in sent["batch_id"]}))
     delivery = (f"{exchange}: {len(new_batch.tasks)} tasks sent to {location}" if new_batch
-                else f"{exchange}: nothing new, {len(sent)} tasks already there")
+                else f"{exchange}: nothing new, {len(sent)} tasks already at {there}" if len(sent)
+                else f"{exchange}: nothing to send")
     return dg.Output(tasks, metadata={
         "exchange": delivery,
         "batch_id": new_batch.batch_id if new_batch else (batches[-1] if batches else ""),

@@ -156,10 +156,10 @@ def tasks_sent(layout: DataLayout, vendor: str, partition_date: str, exchange: s
                                           ignore_index=True))
 
 
-def sent_through(layout: DataLayout, batch_id: str) -> str | None:
-    """The exchange a batch was recorded as sent through (None when not recorded)."""
+def sent_through(layout: DataLayout, batch_id: str, key: str = "exchange") -> str | None:
+    """The exchange a batch was recorded as sent through, or (``key="location"``) where it went; None when not recorded."""
     path = layout.handoff_exchange(batch_id)
-    return json.loads(path.read_text()).get("exchange") if path.is_file() else None
+    return json.loads(path.read_text()).get(key) if path.is_file() else None
 
 
 def record_sent(layout: DataLayout, batch: VendorBatch, exchange: str = "", location: str = "") -> Path:
