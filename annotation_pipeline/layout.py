@@ -245,6 +245,10 @@ class DataLayout:
         """A delivered batch folder (a BatchFolder) in the vendor's outbox."""
         return self.outbox(vendor) / batch_id
 
+    def superseded_returns(self, vendor: str, batch_id: str) -> Path:
+        """Where a batch's returns through an earlier exchange go when it is sent through another (out of intake's sight)."""
+        return self.inbox(vendor) / ".superseded" / batch_id
+
     def label_studio_export(self, vendor: str, batch_id: str) -> Path:
         """A batch's Label Studio project export, collected into its inbox folder for intake."""
         return self.inbox_batch(vendor, batch_id) / "label-studio-export.json"

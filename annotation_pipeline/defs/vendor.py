@@ -16,7 +16,13 @@ from annotation_pipeline.defs.resources import DataRoot, VendorExchange
 from annotation_pipeline.ontology import load_guidelines, load_ontology
 from annotation_pipeline.plots import bar_chart, markdown_image, quality_against_cost, weekly_trend
 from annotation_pipeline.qa.gold_demand import gold_tasks_demanded
-from annotation_pipeline.vendor.handoff import build_vendor_batch, record_sent, sent_through, tasks_sent
+from annotation_pipeline.vendor.handoff import (
+    build_vendor_batch,
+    record_sent,
+    sent_through,
+    supersede_returns,
+    tasks_sent,
+)
 from annotation_pipeline.vendor.scorecards import TaskPrices, batch_times, pilot_comparison, weekly_trends
 from annotation_pipeline.vendor.scorecards import vendor_scorecards as score_vendors
 
@@ -70,6 +76,7 @@ def vendor_batches(context: dg.AssetExecutionContext, config: HandoffConfig, dat
             new_items, anonymized_items, with_gold_prelabels(prelabels, data_root), gold_items(data_root), data_root.root,
             data_root.layout.handoff_staging, vendor=vendor.vendor, partition_date=date, overlap=config.overlap,
             n_gold=n_gold, ontology=load_ontology(), guidelines=load_guidelines())
+        supersede_returns(data_root.layout, vendor.vendor, new_batch.batch_id, exchange)
         location = vendor.deliver(new_batch)
         record_sent(data_root.layout, new_batch, exchange, location)
     elif labeling_queue.empty:

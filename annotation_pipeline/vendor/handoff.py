@@ -162,6 +162,20 @@ def sent_through(layout: DataLayout, batch_id: str, key: str = "exchange") -> st
     return json.loads(path.read_text()).get(key) if path.is_file() else None
 
 
+def supersede_returns(layout: DataLayout, vendor: str, batch_id: str, exchange: str) -> Path | None:
+    """Before a recorded batch goes out through another ``exchange``: move the returns it got through
+    the earlier one aside, so intake does not read the same tasks' answers twice (kept, not deleted)."""
+    inbox = layout.inbox_batch(vendor, batch_id)
+    if not layout.handoff_tasks(batch_id).is_file() or sent_through(layout, batch_id) == exchange or not inbox.is_dir():
+        return None
+    target = layout.superseded_returns(vendor, batch_id)
+    if target.exists():
+        shutil.rmtree(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(inbox), target)
+    return target
+
+
 def record_sent(layout: DataLayout, batch: VendorBatch, exchange: str = "", location: str = "") -> Path:
     """Remember a delivered batch and the exchange it went through (written only after delivery succeeded)."""
     write_bytes_atomic(layout.handoff_exchange(batch.batch_id),
