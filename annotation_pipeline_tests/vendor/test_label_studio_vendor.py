@@ -1,4 +1,5 @@
-"""A batch through a live Label Studio server and back: the `label_studio` tests (CI starts the server).
+"""A batch through a live Label Studio server and back: the `label_studio` tests (the `label_studio`
+fixture starts the server when it is down).
 
 Each test session uses a vendor name of its own, so its batch is a new project on a server
 that keeps earlier sessions' projects; the project and the accounts are removed afterwards.
