@@ -147,13 +147,18 @@ def tasks_sent(layout: DataLayout, vendor: str, partition_date: str, exchange: s
     batches = sorted(p.name for p in layout.handoff.glob(f"{vendor}-{partition_date}-*"))
     batches = [b for b in batches if layout.handoff_tasks(b).is_file()]
     if exchange is not None:
-        batches = [b for b in batches if sent_through(layout, b) == exchange]
+        batches = [b for b in batches if _same_exchange(sent_through(layout, b), exchange)]
     if holds is not None:
         batches = [b for b in batches if holds(b)]
     if not batches:
         return VENDOR_TASKS.empty()
     return VENDOR_TASKS.conform(pd.concat([pd.read_parquet(layout.handoff_tasks(b)) for b in batches],
                                           ignore_index=True))
+
+
+def _same_exchange(recorded: str | None, exchange: str) -> bool:
+    """A batch recorded before the exchange was recorded went through the folder exchange (the embedded default)."""
+    return recorded == exchange or (recorded is None and exchange.startswith("folder at "))
 
 
 def sent_through(layout: DataLayout, batch_id: str, key: str = "exchange") -> str | None:
@@ -166,7 +171,8 @@ def supersede_returns(layout: DataLayout, vendor: str, batch_id: str, exchange: 
     """Before a recorded batch goes out through another ``exchange``: move the returns it got through
     the earlier one aside, so intake does not read the same tasks' answers twice (kept, not deleted)."""
     inbox = layout.inbox_batch(vendor, batch_id)
-    if not layout.handoff_tasks(batch_id).is_file() or sent_through(layout, batch_id) == exchange or not inbox.is_dir():
+    if not layout.handoff_tasks(batch_id).is_file() or _same_exchange(sent_through(layout, batch_id), exchange) \
+            or not inbox.is_dir():
         return None
     target = layout.superseded_returns(vendor, batch_id)
     if target.exists():

@@ -27,6 +27,8 @@ def test_returns_of_an_earlier_exchange_are_moved_aside_and_those_of_the_same_ex
     assert supersede_returns(layout, "acme", BATCH, "label_studio at http://ls") is None  # same exchange: kept
     assert (inbox / "ann-01.json").is_file()
     _recorded(layout, None)  # recorded before the exchange was: the folder exchange's returns
+    assert supersede_returns(layout, "acme", BATCH, "folder at anywhere") is None  # still the folder's: kept
+    assert (inbox / "ann-01.json").is_file()
     moved = supersede_returns(layout, "acme", BATCH, "label_studio at http://ls")
     assert moved == layout.superseded_returns("acme", BATCH) and (moved / "ann-01.json").is_file()
     assert not inbox.exists()
