@@ -227,6 +227,10 @@ class DataLayout:
     def handoff_tasks(self, batch_id: str) -> Path:
         return self.handoff / batch_id / "tasks.parquet"
 
+    def handoff_exchange(self, batch_id: str) -> Path:
+        """Which vendor exchange a batch went through, and where (written with ``handoff_tasks``)."""
+        return self.handoff / batch_id / "exchange.json"
+
     @property
     def vendors(self) -> Path:
         return self.root / "vendors"
@@ -240,6 +244,10 @@ class DataLayout:
     def outbox_batch(self, vendor: str, batch_id: str) -> Path:
         """A delivered batch folder (a BatchFolder) in the vendor's outbox."""
         return self.outbox(vendor) / batch_id
+
+    def superseded_returns(self, vendor: str, batch_id: str) -> Path:
+        """Where a batch's returns through an earlier exchange go when it is sent through another (out of intake's sight)."""
+        return self.inbox(vendor) / ".superseded" / batch_id
 
     def label_studio_export(self, vendor: str, batch_id: str) -> Path:
         """A batch's Label Studio project export, collected into its inbox folder for intake."""

@@ -30,16 +30,25 @@ def trained_model(gold_root):
 
 @pytest.fixture(scope="session")
 def label_studio():
-    """A client of the live Label Studio server; the test fails naming the server when it is down."""
+    """A client of the live Label Studio server, started by ``.ci/label-studio start`` when it does not
+    answer (label_studio_server: installed on first use, left running); the test fails with the
+    reason and the log when it cannot start."""
     from annotation_pipeline.settings import load_settings
     from annotation_pipeline.vendor.label_studio import LabelStudioClient, LabelStudioError
+    from annotation_pipeline_tests.label_studio_server import start_server
 
     settings = load_settings()
     client = LabelStudioClient(settings.label_studio_url, settings.label_studio_token(), timeout_s=30)
     try:
         client.users()
-    except LabelStudioError as exc:
-        pytest.fail(f"label_studio tests need Label Studio at {settings.label_studio_url}: {exc}. Start it with "
-                    "`.ci/label-studio start` (or .ci/run), or deselect them with -m \"not label_studio\"",
-                    pytrace=False)
+    except LabelStudioError:
+        problem = start_server()
+        if problem is None:
+            try:
+                client.users()
+            except LabelStudioError as exc:
+                problem = str(exc)
+        if problem is not None:
+            pytest.fail(f"label_studio tests need Label Studio at {settings.label_studio_url}: {problem} "
+                        "(deselect them with -m \"not label_studio\")", pytrace=False)
     return client

@@ -200,7 +200,7 @@ def _summarize(result, root: Path, partition: str, landed: int) -> dict:
         "auto_accept": pick("auto_accepted_labels", "auto_accept", "reason", "items_auto_accepted",
                             "labels_auto_accepted", "items_sent_as_check", "min_measured_precision",
                             "gold_labels_behind", "target_precision"),
-        "handoff": pick("vendor_batches", "batch_id", "tasks", "gold_tasks", "overlap"),
+        "handoff": pick("vendor_batches", "batch_id", "tasks", "gold_tasks", "overlap", "exchange"),
         "annotations": pick("returned_annotations", "received", "accepted", "quarantined", "files_received"),
         "consensus": {**pick("consensus_labels", "method", "dagster/row_count", "mean_confidence"),
                       **pick("review_queue", "queued", "deferred", "dismissed")},
@@ -226,6 +226,7 @@ def _render_demo(s: dict) -> str:
         _render_auto_accept(s["auto_accept"]),
         f"  handoff      batch {s['handoff']['batch_id']}: {s['handoff']['tasks']} tasks "
         f"({s['handoff']['gold_tasks']} hidden gold), overlap {s['handoff']['overlap']}",
+        f"  exchange     {s['handoff'].get('exchange')}",
         f"  annotations  received {a['received']}  accepted {a['accepted']}  quarantined {a['quarantined']}",
         (f"  consensus    {c['dagster/row_count']} labels ({c['method']}), {c['queued']} queued for review "
          f"({c['deferred']} deferred over budget, {c['dismissed']} dismissed with a reason)"

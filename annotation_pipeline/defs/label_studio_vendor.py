@@ -46,6 +46,13 @@ class LabelStudioVendor(VendorExchange):
     def client(self) -> LabelStudioClient:
         return LabelStudioClient(self.url, load_settings().label_studio_token())
 
+    def exchange(self) -> str:
+        return f"label_studio at {self.url}"
+
+    def holds(self, batch_id: str) -> bool:
+        """A batch is there while its project is: a server reset or a deleted project sends it again."""
+        return self.client().find_project(batch_id) is not None
+
     def _layout(self) -> DataLayout:
         return DataLayout(Path(self.root))
 

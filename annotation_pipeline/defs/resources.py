@@ -294,6 +294,14 @@ class VendorExchange(dg.ConfigurableResource, ABC):
     def collect_returns(self, batch_id: str) -> tuple[Path, list[Path]]:
         """(inbox folder, return files) for a batch, as local files ready to parse."""
 
+    def exchange(self) -> str:
+        """This exchange's name and place, as recorded beside each batch sent through it."""
+        return type(self).__name__
+
+    def holds(self, batch_id: str) -> bool:
+        """Whether a batch recorded as sent through this exchange is still there (default: trust the record)."""
+        return True
+
 
 class LocalFolderVendor(VendorExchange):
     """Vendor exchange through ``ROOT/vendors/<vendor>/outbox|inbox`` folders.
@@ -315,6 +323,9 @@ class LocalFolderVendor(VendorExchange):
         if self.simulate_workforce:
             simulate_vendor_returns(Path(self.root), batch, self._dir("inbox") / batch.batch_id, self.vendor, self.seed)
         return str(target)
+
+    def exchange(self) -> str:
+        return f"folder at {self._dir('outbox')}"
 
     def collect_returns(self, batch_id: str) -> tuple[Path, list[Path]]:
         inbox = self._dir("inbox")

@@ -16,7 +16,13 @@ from annotation_pipeline.defs.resources import DataRoot, VendorExchange
 from annotation_pipeline.ontology import load_guidelines, load_ontology
 from annotation_pipeline.plots import bar_chart, markdown_image, quality_against_cost, weekly_trend
 from annotation_pipeline.qa.gold_demand import gold_tasks_demanded
-from annotation_pipeline.vendor.handoff import build_vendor_batch, record_sent, tasks_sent
+from annotation_pipeline.vendor.handoff import (
+    build_vendor_batch,
+    record_sent,
+    sent_through,
+    supersede_returns,
+    tasks_sent,
+)
 from annotation_pipeline.vendor.scorecards import TaskPrices, batch_times, pilot_comparison, weekly_trends
 from annotation_pipeline.vendor.scorecards import vendor_scorecards as score_vendors
 
@@ -56,7 +62,10 @@ def vendor_batches(context: dg.AssetExecutionContext, config: HandoffConfig, dat
                    vendor: VendorExchange, labeling_queue: pd.DataFrame, anonymized_items: pd.DataFrame,
                    prelabels: pd.DataFrame) -> dg.Output[pd.DataFrame]:
     date = context.partition_key
-    sent = tasks_sent(data_root.layout, vendor.vendor, date)
+    exchange = vendor.exchange()
+    # Only batches recorded as sent through this exchange, and still held by it, count as sent: a
+    # batch sent through another exchange (or to a Label Studio project since deleted) goes again.
+    sent = tasks_sent(data_root.layout, vendor.vendor, date, exchange=exchange, holds=vendor.holds)
     # Only items not yet sent for this day go out: a rerun sends nothing again, and uploads that
     # land late make a second, smaller batch instead of paying to label the first one twice.
     new_items = labeling_queue[~labeling_queue["item_id"].isin(sent.loc[~sent["is_gold"], "item_id"])]
@@ -67,14 +76,20 @@ def vendor_batches(context: dg.AssetExecutionContext, config: HandoffConfig, dat
             new_items, anonymized_items, with_gold_prelabels(prelabels, data_root), gold_items(data_root), data_root.root,
             data_root.layout.handoff_staging, vendor=vendor.vendor, partition_date=date, overlap=config.overlap,
             n_gold=n_gold, ontology=load_ontology(), guidelines=load_guidelines())
+        supersede_returns(data_root.layout, vendor.vendor, new_batch.batch_id, exchange)
         location = vendor.deliver(new_batch)
-        record_sent(data_root.layout, new_batch)
+        record_sent(data_root.layout, new_batch, exchange, location)
     elif labeling_queue.empty:
         context.log.warning("labeling queue is empty: no batch to send")
     tasks = pd.concat([sent, new_batch.tasks] if new_batch else [sent], ignore_index=True)
     tasks = VENDOR_TASKS.conform(tasks.sort_values(["batch_id", "task_id"], kind="stable"))  # same rows, same order
     batches = sorted(tasks["batch_id"].unique())
+    there = ", ".join(sorted({sent_through(data_root.layout, b, "location") or "?" for b in sent["batch_id"]}))
+    delivery = (f"{exchange}: {len(new_batch.tasks)} tasks sent to {location}" if new_batch
+                else f"{exchange}: nothing new, {len(sent)} tasks already at {there}" if len(sent)
+                else f"{exchange}: nothing to send")
     return dg.Output(tasks, metadata={
+        "exchange": delivery,
         "batch_id": new_batch.batch_id if new_batch else (batches[-1] if batches else ""),
         "new_batch": new_batch is not None, "delivered_to": location, "batches": dg.MetadataValue.json(batches),
         "tasks": len(tasks), "new_tasks": len(new_batch.tasks) if new_batch else 0,

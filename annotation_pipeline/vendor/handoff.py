@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from annotation_pipeline.anonymization.image import ImageProblem, anonymize_image
-from annotation_pipeline.atomic_files import write_parquet_atomic
+from annotation_pipeline.atomic_files import write_bytes_atomic, write_parquet_atomic
 from annotation_pipeline.contracts import VENDOR_TASKS
 from annotation_pipeline.layout import BatchFolder, DataLayout
 from annotation_pipeline.ontology import Guidelines, Ontology
@@ -137,17 +137,55 @@ def build_vendor_batch(queue: pd.DataFrame, items: pd.DataFrame, prelabels: pd.D
     return VendorBatch(batch_id, folder, VENDOR_TASKS.conform(tasks))
 
 
-def tasks_sent(layout: DataLayout, vendor: str, partition_date: str) -> pd.DataFrame:
-    """VENDOR_TASKS of every batch already delivered to ``vendor`` for a day (empty if none)."""
+def tasks_sent(layout: DataLayout, vendor: str, partition_date: str, exchange: str | None = None,
+               holds=None) -> pd.DataFrame:
+    """VENDOR_TASKS of every batch already delivered to ``vendor`` for a day (empty if none).
+
+    With ``exchange``, only batches recorded as sent through that exchange count (a batch from
+    before the record, or through another exchange, is not there); with ``holds``, only those the
+    exchange says it still holds (a Label Studio project deleted or a server reset since)."""
     batches = sorted(p.name for p in layout.handoff.glob(f"{vendor}-{partition_date}-*"))
-    paths = [layout.handoff_tasks(b) for b in batches if layout.handoff_tasks(b).is_file()]
-    if not paths:
+    batches = [b for b in batches if layout.handoff_tasks(b).is_file()]
+    if exchange is not None:
+        batches = [b for b in batches if _same_exchange(sent_through(layout, b), exchange)]
+    if holds is not None:
+        batches = [b for b in batches if holds(b)]
+    if not batches:
         return VENDOR_TASKS.empty()
-    return VENDOR_TASKS.conform(pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True))
+    return VENDOR_TASKS.conform(pd.concat([pd.read_parquet(layout.handoff_tasks(b)) for b in batches],
+                                          ignore_index=True))
 
 
-def record_sent(layout: DataLayout, batch: VendorBatch) -> Path:
-    """Remember a delivered batch (written only after delivery succeeded)."""
+def _same_exchange(recorded: str | None, exchange: str) -> bool:
+    """A batch recorded before the exchange was recorded went through the folder exchange (the embedded default)."""
+    return recorded == exchange or (recorded is None and exchange.startswith("folder at "))
+
+
+def sent_through(layout: DataLayout, batch_id: str, key: str = "exchange") -> str | None:
+    """The exchange a batch was recorded as sent through, or (``key="location"``) where it went; None when not recorded."""
+    path = layout.handoff_exchange(batch_id)
+    return json.loads(path.read_text()).get(key) if path.is_file() else None
+
+
+def supersede_returns(layout: DataLayout, vendor: str, batch_id: str, exchange: str) -> Path | None:
+    """Before a recorded batch goes out through another ``exchange``: move the returns it got through
+    the earlier one aside, so intake does not read the same tasks' answers twice (kept, not deleted)."""
+    inbox = layout.inbox_batch(vendor, batch_id)
+    if not layout.handoff_tasks(batch_id).is_file() or _same_exchange(sent_through(layout, batch_id), exchange) \
+            or not inbox.is_dir():
+        return None
+    target = layout.superseded_returns(vendor, batch_id)
+    if target.exists():
+        shutil.rmtree(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(inbox), target)
+    return target
+
+
+def record_sent(layout: DataLayout, batch: VendorBatch, exchange: str = "", location: str = "") -> Path:
+    """Remember a delivered batch and the exchange it went through (written only after delivery succeeded)."""
+    write_bytes_atomic(layout.handoff_exchange(batch.batch_id),
+                       json.dumps({"exchange": exchange, "location": location}, sort_keys=True).encode())
     return write_parquet_atomic(batch.tasks, layout.handoff_tasks(batch.batch_id))
 
 

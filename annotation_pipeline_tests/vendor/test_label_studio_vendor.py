@@ -1,4 +1,5 @@
-"""A batch through a live Label Studio server and back: the `label_studio` tests (CI starts the server).
+"""A batch through a live Label Studio server and back: the `label_studio` tests (the `label_studio`
+fixture starts the server when it is down).
 
 Each test session uses a vendor name of its own, so its batch is a new project on a server
 that keeps earlier sessions' projects; the project and the accounts are removed afterwards.
@@ -178,3 +179,32 @@ def test_in_production_the_tasks_carry_presigned_urls_of_the_bucket(label_studio
         assert intake_vendor_returns(files, inbox, batch.tasks, load_ontology(), vendor=vendor_name).n_received == 0
     finally:
         label_studio._call("DELETE", f"/api/projects/{project['id']}/")
+
+
+def test_a_batch_recorded_as_sent_elsewhere_or_to_a_deleted_project_counts_as_not_sent(label_studio, gold_root,
+                                                                                         tmp_path):
+    """What the handoff treats as already sent: only batches recorded under this exchange that its
+    server still holds; the rest go out again (a root first run with the folder exchange, or a server reset)."""
+    from annotation_pipeline.vendor.handoff import record_sent, tasks_sent
+
+    (tmp_path / "gold").symlink_to(gold_root / "gold")
+    vendor_name = f"lsr{uuid.uuid4().hex[:8]}"
+    vendor = LabelStudioVendor(vendor=vendor_name, url=load_settings().label_studio_url, root=str(tmp_path),
+                               simulate_workforce=False)
+    layout = DataLayout(tmp_path)
+
+    def sent():
+        return tasks_sent(layout, vendor_name, DAY, exchange=vendor.exchange(), holds=vendor.holds)
+
+    batch = _build(tmp_path, vendor_name, "staging")
+    record_sent(layout, batch, f"folder at {layout.outbox(vendor_name)}", "somewhere")  # an earlier folder run
+    assert sent().empty
+    location = vendor.deliver(batch)
+    record_sent(layout, batch, vendor.exchange(), location)
+    project = label_studio.find_project(batch.batch_id)
+    try:
+        assert vendor.exchange() == f"label_studio at {vendor.url}" and location.endswith(f"/projects/{project['id']}")
+        assert list(sent()["task_id"]) == list(batch.tasks["task_id"])  # there: a rerun sends nothing
+    finally:
+        label_studio._call("DELETE", f"/api/projects/{project['id']}/")
+    assert sent().empty  # the project is gone: the batch goes again
