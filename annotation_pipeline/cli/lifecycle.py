@@ -17,7 +17,7 @@ from annotation_pipeline.cli.common import (
     settings_for,
 )
 from annotation_pipeline.contracts import CONSENSUS_LABELS, PROVENANCE, require_columns
-from annotation_pipeline.layout import DataLayout
+from annotation_pipeline.layout import INSTANCE_YAML, DataLayout
 from annotation_pipeline.settings import DAGSTER_HOME_ENV, SECRET_ENV, load_settings, set_for_this_process
 
 # Sample data only: a publicly known key is fine for fake personal data, never for real data.
@@ -98,7 +98,7 @@ def _instance(root: Path):
     if load_settings().dagster_home is None:
         home = DataLayout(root).dagster_home
         home.mkdir(parents=True, exist_ok=True)
-        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+        (home / "dagster.yaml").write_bytes(INSTANCE_YAML.read_bytes())  # the repository's settings, as they are
         set_for_this_process(DAGSTER_HOME_ENV, str(home))
     return DagsterInstance.get()
 
