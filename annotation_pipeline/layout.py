@@ -33,6 +33,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+# The repository's Dagster instance settings (run retries, run monitoring, telemetry off, ...): the
+# demo's instance under ROOT/dagster_home is written from it, not from a second copy.
+INSTANCE_YAML = Path(__file__).resolve().parents[1] / "dagster.yaml"
+
 
 @dataclass(frozen=True)
 class ProjectFiles:

@@ -17,7 +17,7 @@ from annotation_pipeline.cli.common import (
     settings_for,
 )
 from annotation_pipeline.contracts import CONSENSUS_LABELS, PROVENANCE, require_columns
-from annotation_pipeline.layout import DataLayout
+from annotation_pipeline.layout import INSTANCE_YAML, DataLayout
 from annotation_pipeline.settings import DAGSTER_HOME_ENV, SECRET_ENV, load_settings, set_for_this_process
 
 # Sample data only: a publicly known key is fine for fake personal data, never for real data.
@@ -98,7 +98,7 @@ def _instance(root: Path):
     if load_settings().dagster_home is None:
         home = DataLayout(root).dagster_home
         home.mkdir(parents=True, exist_ok=True)
-        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+        (home / "dagster.yaml").write_bytes(INSTANCE_YAML.read_bytes())  # the repository's settings, as they are
         set_for_this_process(DAGSTER_HOME_ENV, str(home))
     return DagsterInstance.get()
 
@@ -231,7 +231,8 @@ def _render_demo(s: dict) -> str:
         (f"  consensus    {c['dagster/row_count']} labels ({c['method']}), {c['queued']} queued for review "
          f"({c['deferred']} deferred over budget, {c['dismissed']} dismissed with a reason)"
          if c["dagster/row_count"] is not None else "  consensus    not run: the batch was stopped (see problem)"),
-        f"  checks       {sum(v['passed'] for v in s['checks'].values())}/{len(s['checks'])} passed",
+        f"  checks       {sum(v['passed'] for v in s['checks'].values())}/{len(s['checks'])} passed"
+        + _failed_checks(s["checks"]),
     ]
     if s["review"].get("tasks") is not None:
         v = s["review"]
@@ -243,8 +244,8 @@ def _render_demo(s: dict) -> str:
                          + (f"; {v['reviewed_labels']} labels released by review" if v["reviewed_labels"] is not None
                             else ""))
     if r.get("version"):
-        state = "new release" if r["new_release"] else "unchanged: existing release reused"
-        lines.append(f"  release      {r['version']} ({state}): {r['labels']} labels on {r['items']} items, "
+        # not "new" vs "reused": the printout of a rerun is byte-identical (--json has new_release)
+        lines.append(f"  release      {r['version']}: {r['labels']} labels on {r['items']} items, "
                      f"dvc md5 {r['dvc_md5']}")
         lines.append(f"               {r['path']}")
     d = s["drift"]
@@ -256,6 +257,16 @@ def _render_demo(s: dict) -> str:
     lines += _vendor_lines(s.get("vendors") or [], s.get("pilot") or [])
     lines += [f"  problem      {p}" for p in s["problems"]]
     return "\n".join(lines)
+
+
+def _failed_checks(checks: dict) -> str:
+    """The checks that did not pass, by severity: '; not passed: warn a, b; blocking c'."""
+    failed = {"warn": [], "blocking": []}
+    for name, c in sorted(checks.items()):
+        if not c["passed"]:
+            failed["blocking" if c["severity"] == "ERROR" else "warn"].append(name)
+    shown = "; ".join(f"{k} {', '.join(v)}" for k, v in failed.items() if v)
+    return f"; not passed: {shown}" if shown else ""
 
 
 def _pilot(root: Path, partition: str) -> list[dict]:
@@ -279,9 +290,12 @@ def _vendor_lines(vendors: list[dict], pilot: list[dict]) -> list[str]:
     def num(v, digits=3):
         return "–" if v is None else f"{v:.{digits}f}"
 
+    def hours(v):
+        return "–" if v is None else f"{v:.2f} h"
+
     def row(r: dict) -> str:
         return (f"{str(r['vendor'])[:14]:<14} {r['n_accepted']:>6} {num(r['cost_per_accepted_label'], 4):>10} "
-                f"{num(r.get('turnaround_hours'), 2):>10} {num(r['tasks_per_hour'], 1):>8} {pct(r['rework_rate']):>7} "
+                f"{hours(r.get('turnaround_hours')):>10} {num(r['tasks_per_hour'], 1):>8} {pct(r['rework_rate']):>7} "
                 f"{pct(r['gold_accuracy']):>6} {pct(r['agreement_with_consensus']):>6}")
 
     if not vendors and not pilot:
