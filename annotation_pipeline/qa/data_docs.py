@@ -18,6 +18,8 @@ Pages stay where GX wrote them; links between pages of the site (relative) keep 
 
 from __future__ import annotations
 
+import ast
+import html
 import re
 from pathlib import Path
 
@@ -99,8 +101,46 @@ a { color: #0062cc; } h1, h2, h3, h4, h5, h6, .h6 { margin: 0 0 .5rem; font-weig
 """
 
 
+_TABLE_SCRIPT = re.compile(
+    r"\$\('#(?P<id>[\w-]+)'\)\.bootstrapTable\(\s*Object\.assign\(\s*\{\s*columns:\s*(?P<columns>\[.*?\]),"
+    r"\s*data:\s*(?P<data>\[.*?\]),\s*toolbar:", re.DOTALL)
+_INLINE_SCRIPT = re.compile(r"<script\b[^>]*>(?P<body>.*?)</script\s*>", re.IGNORECASE | re.DOTALL)
+
+
+def _static_table(columns: list[dict], rows: list[dict]) -> str:
+    """The rows GX hands to bootstrap-table (jQuery, never loaded offline) as plain HTML: each row's
+    first cell links the page the row names (``_table_row_link_path``, relative to the site)."""
+    head = "".join(f"<th>{html.escape(str(c.get('title', '')))}</th>" for c in columns)
+    body = []
+    for row in rows:
+        link = html.escape(str(row.get("_table_row_link_path", "")), quote=True)
+        cells = []
+        for i, c in enumerate(columns):
+            cell = str(row.get(c["field"], ""))  # GX's own cell HTML
+            if i == 0 and link:
+                cell = f"<a class='ge-offline-row-link' href='{link}'>{cell.strip() or 'open'}</a>"
+            cells.append(f"<td>{cell}</td>")
+        body.append(f"<tr data-href='{link}'>{''.join(cells)}</tr>")
+    return f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody>"
+
+
+def _render_tables(page: str) -> str:
+    """Fill each GX index table server-side and drop the jQuery scripts that would have filled it."""
+    for m in _TABLE_SCRIPT.finditer(page):
+        try:
+            columns, rows = ast.literal_eval(m.group("columns")), ast.literal_eval(m.group("data"))
+        except (ValueError, SyntaxError):
+            continue
+        table = re.compile(rf"(<table\b[^>]*\bid=\"{re.escape(m.group('id'))}\"[^>]*>)\s*(</table>)")
+        page = table.sub(lambda t: t.group(1) + _static_table(columns, rows) + t.group(2), page, count=1)
+    return _INLINE_SCRIPT.sub(
+        lambda s: "" if ("$(" in s.group("body") or "bootstrapTable" in s.group("body")) else s.group(0), page)
+
+
 def offline_page(page: str) -> str:
-    """One Data Docs page that requests nothing from another host, styled by :data:`OFFLINE_CSS`."""
+    """One Data Docs page that requests nothing from another host, styled by :data:`OFFLINE_CSS`;
+    index tables rendered as static HTML (no script needed)."""
+    page = _render_tables(page)
     page = _SCRIPT_ELEMENT.sub(_drop_if_external, page)
     page = _LOADING_TAG.sub(_drop_if_external, page)
     page = _IMG.sub(_alt_text_if_external, page)

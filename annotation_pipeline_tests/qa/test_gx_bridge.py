@@ -163,3 +163,38 @@ def test_an_offline_page_loses_every_address_on_another_host_and_keeps_local_one
     assert _other_hosts(out) == [] and _other_hosts(page)
     assert "static/favicon.ico" in out and "static/images/local.png" in out and "href='../index.html'" in out
     assert "var local = 1;" in out and "<a >Subscribe</a>" in out and ">Great Expectations</span>" in out
+
+
+class _IndexLinks(HTMLParser):
+    """Links of the index's table rows and whether any script still needs jQuery."""
+
+    def __init__(self):
+        super().__init__()
+        self.links, self.jquery, self._in_script, self._in_table = [], False, False, 0
+
+    def handle_starttag(self, tag, attrs):
+        self._in_script = tag == "script"
+        self._in_table += tag == "table"
+        if tag == "a" and self._in_table and dict(attrs).get("href"):
+            self.links.append(dict(attrs)["href"])
+
+    def handle_endtag(self, tag):
+        self._in_table -= tag == "table"
+
+    def handle_data(self, data):
+        if self._in_script and ("$(" in data or "jQuery" in data):
+            self.jquery = True
+
+
+def test_the_offline_index_lists_every_validation_and_suite_with_links_to_existing_pages(tmp_path):
+    ontology = load_ontology()
+    annotations = _annotations(tmp_path, ontology)
+    rows = validate_annotations(annotations, make_tasks(), ontology, docs_dir=tmp_path / "docs", run_name="listed")
+    site = tmp_path / "docs" / "rows"
+    parser = _IndexLinks()
+    parser.feed((site / "index.html").read_text())
+    assert not parser.jquery
+    targets = {(site / link).resolve() for link in parser.links}
+    assert Path(rows.data_docs_url.removeprefix("file://")).resolve() in targets
+    assert any("expectations/" in link for link in parser.links)
+    assert all(t.is_file() for t in targets), targets
