@@ -9,7 +9,7 @@ class in the same item overlaps it at IoU >= 0.5 (one-to-one). Object recall is 
 Run: python benchmarks/bench_review_queue.py [ROOT] (default /tmp/consensus_quality-demo)
 
 Seeds mode: ``python benchmarks/bench_review_queue.py --seeds 0-19 [--images 49]`` generates one
-day of the sample world per seed without Dagster (``sample_world_crowd.py``) and runs, on the same
+day of the sample world per seed without Dagster (``annotation_pipeline.sample_world.crowd_day``) and runs, on the same
 answers, the current code and the consensus stage as it was before issue 18 (``BASELINE``, taken
 from git into a temporary folder and run in a subprocess), so one demo's luck is not the verdict.
 """
@@ -136,7 +136,7 @@ def run_baseline(tree: Path, folder: Path, annotations, tasks, gold) -> tuple[pd
 
 def seeds_mode(seeds: list[int], n_images: int) -> None:
     """Current code vs ``BASELINE`` on generated days of the sample world, one row per seed."""
-    from sample_world_crowd import sample_world_day
+    from annotation_pipeline.sample_world.crowd_day import sample_world_day
 
     work = Path(tempfile.mkdtemp(prefix="consensus-review-"))
     tree = baseline_tree(work / "baseline")

@@ -102,6 +102,16 @@ def consensus(context: dg.AssetExecutionContext, config: ConsensusConfig, data_r
         "deferred": int((queue["status"] == "deferred").sum()),
         "dismissed": int((queue["status"] == "dismissed").sum()),
         "review_budget": result.counts["review_budget"],
+        "consensus_candidates": result.counts["consensus_candidates"],
+        "review_budget_rule": (
+            f"at most {config.review_budget_share:.0%} of {result.counts['consensus_candidates']} candidates "
+            f"(scene items {result.counts['candidates_scene_items']} + merged objects "
+            f"{result.counts['candidates_merged_objects']} + below-quorum clusters not dismissed "
+            f"{result.counts['candidates_open_clusters']}; {result.counts['clusters_dismissed_automatically']} "
+            f"dismissed clusters not counted), rounded down"
+            + (f", and at most {config.review_budget_max}" if config.review_budget_max is not None else "")
+            + f" = {result.counts['review_budget']}; over budget: deferred (in this table, not released) "
+              "or, a scene label at or above min_confidence, released"),
         "queued_share_of_candidates": float((queue["status"] == "queued").sum()
                                             / max(result.counts["consensus_candidates"], 1)),
         "by_reason": dg.MetadataValue.json(queue["reason"].value_counts().to_dict()),
