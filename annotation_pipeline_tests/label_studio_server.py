@@ -1,6 +1,6 @@
 """The Label Studio server of the ``label_studio`` tests, started by the tests themselves.
 
-When the server does not answer, ``ensure_started`` runs ``.ci/label-studio start`` (the first
+When the server does not answer, ``start_server`` runs ``.ci/label-studio start`` (the first
 time it installs Label Studio 1.23.2 into its own venv, then starts it and waits), as the
 production tests start their own Celery workers. Concurrent callers (pytest-xdist workers) are
 serialized by the script's lock on ``LABEL_STUDIO_HOME/start.lock``: one installs and starts,
