@@ -84,10 +84,11 @@ def vendor_batches(context: dg.AssetExecutionContext, config: HandoffConfig, dat
     tasks = pd.concat([sent, new_batch.tasks] if new_batch else [sent], ignore_index=True)
     tasks = VENDOR_TASKS.conform(tasks.sort_values(["batch_id", "task_id"], kind="stable"))  # same rows, same order
     batches = sorted(tasks["batch_id"].unique())
-    there = ", ".join(sorted({sent_through(data_root.layout, b, "location") or "?" for b in sent["batch_id"]}))
-    delivery = (f"{exchange}: {len(new_batch.tasks)} tasks sent to {location}" if new_batch
-                else f"{exchange}: nothing new, {len(sent)} tasks already at {there}" if len(sent)
-                else f"{exchange}: nothing to send")
+    # Says where the day's tasks are, not what this run did (``new_tasks`` says that): a rerun that
+    # sends nothing prints the same line as the run that sent them.
+    there = ", ".join(sorted({location} if new_batch else set())
+                      | {sent_through(data_root.layout, b, "location") or "?" for b in sent["batch_id"]})
+    delivery = f"{exchange}: {len(tasks)} tasks at {there}" if len(tasks) else f"{exchange}: nothing to send"
     return dg.Output(tasks, metadata={
         "exchange": delivery,
         "batch_id": new_batch.batch_id if new_batch else (batches[-1] if batches else ""),
