@@ -11,7 +11,10 @@ A decision file is a JSON list of decisions, one object each::
 - ``reason``: free text, at most ``MAX_REASON`` characters. Reviewer text can carry personal
   data ("checked with Dr. Weber"), so it is scrubbed by the anonymization text detectors
   (e-mail, phone, IBAN, card, national id, IP, names after a cue) before it is stored;
-- ``decided_at``: ISO 8601 (stored in UTC).
+- ``decided_at``: ISO 8601 (stored in UTC), not after the time the file is read: a decision
+  stamped more than ``CLOCK_SKEW`` later than that is quarantined (``future_timestamp``). A
+  reviewer's clock may run a little fast; a decision from the future is a wrong clock or a
+  forged file, and the latest decision per task wins, so a future stamp would win every tie.
 
 Every entry of the returns folder ends ``accepted``, ``quarantined`` (the whole file is
 unusable: not a regular file, not UTF-8 JSON, not a list) or ``duplicate_file`` (the same
@@ -30,6 +33,7 @@ import hashlib
 import os
 import stat
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +49,7 @@ STAGE = "review"
 DECISIONS = ("confirm", "override", "reject")
 MAX_REASON = 1000             # characters: a few sentences; a longer "reason" is a pasted document
 MAX_DECISION_FILE_BYTES = 16 * 1024 * 1024   # a day's decisions are kilobytes
+CLOCK_SKEW = timedelta(minutes=5)  # a reviewer's clock a little ahead of ours is not a problem
 FIELDS = ("task_id", "reviewer_id", "decision", "value", "reason", "decided_at")
 FILE_STATUSES = ("accepted", "quarantined", "duplicate_file")
 
@@ -178,7 +183,8 @@ def _allowed_values(ontology: Ontology) -> dict[str, set[str]]:
     return by_kind
 
 
-def _row_problems(rows: pd.DataFrame, tasks: pd.DataFrame, ontology: Ontology) -> tuple[np.ndarray, np.ndarray]:
+def _row_problems(rows: pd.DataFrame, tasks: pd.DataFrame, ontology: Ontology,
+                  now: datetime) -> tuple[np.ndarray, np.ndarray]:
     """(reason code, detail) per row; reason '' when the decision is accepted. First problem wins."""
     task = tasks.set_index("review_task_id").reindex(rows["task_id"])
     kind, candidate = objects(task["kind"]), objects(task["label"])
@@ -201,6 +207,10 @@ def _row_problems(rows: pd.DataFrame, tasks: pd.DataFrame, ontology: Ontology) -
          "a " + rows["decision"].fillna("").astype(str) + " carries no value; to change the label, override"),
         (when.isna().to_numpy(), "invalid_timestamp",
          "decided_at " + rows["decided_at"].fillna("(none)").astype(str) + " is not an ISO 8601 time"),
+        ((when > pd.Timestamp(now + CLOCK_SKEW)).to_numpy(bool), "future_timestamp",
+         "decided_at " + rows["decided_at"].fillna("(none)").astype(str) + " is after the decision was read ("
+         + pd.Timestamp(now).strftime("%Y-%m-%dT%H:%M:%SZ")
+         + f", {int(CLOCK_SKEW.total_seconds() // 60)} min clock skew allowed); check the reviewer's clock"),
     ]
     reason = np.full(len(rows), "", dtype=object)
     detail = np.full(len(rows), "", dtype=object)
@@ -248,8 +258,12 @@ def _accepted(rows: pd.DataFrame, tasks: pd.DataFrame) -> tuple[pd.DataFrame, in
 
 
 def read_decisions(files: list[Path], returns: Path, tasks: pd.DataFrame, ontology: Ontology, *,
-                   partition_date: str) -> DecisionIntake:
-    """Judge every decision file of a day against the day's review tasks (REVIEW_TASKS)."""
+                   partition_date: str, now: datetime | None = None) -> DecisionIntake:
+    """Judge every decision file of a day against the day's review tasks (REVIEW_TASKS).
+
+    ``now`` (timezone-aware; default: the clock) is when the decisions are read: none may be
+    stamped later than that, beyond ``CLOCK_SKEW``."""
+    now = (now or datetime.now(UTC)).astimezone(UTC)
     REVIEW_TASKS.validate(tasks)
     seen: set[str] = set()
     reports, parts = [], []
@@ -261,7 +275,7 @@ def read_decisions(files: list[Path], returns: Path, tasks: pd.DataFrame, ontolo
                                                   "reason", "detail"])
     rows = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) \
         else _parse_rows([], "", "")
-    reason, detail = _row_problems(rows, tasks, ontology)
+    reason, detail = _row_problems(rows, tasks, ontology, now)
     ok = reason == ""
     duplicate = np.zeros(len(rows), bool)
     duplicate[ok] = _decision_ids(rows[ok]).duplicated().to_numpy()  # an accepted decision received again

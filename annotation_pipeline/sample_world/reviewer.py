@@ -11,8 +11,13 @@ pipeline reads it. The right decision on a task is:
 
 With probability ``accuracy`` the reviewer gives the right decision; otherwise a wrong one
 (a scene overridden with another class or a wrong candidate confirmed; an object's confirm
-and reject swapped). Decisions are written as one decision file per reviewer, with times the
-morning after the day, so a rerun writes the same bytes.
+and reject swapped). Decisions are written as one decision file per reviewer.
+
+The reviewer works the afternoon and evening of the day under review: every ``decided_at``
+falls within that day, the last one at 23:59 UTC. A daily partition is processed only once
+its day has ended, so these times are in the past whenever the decisions are read (intake
+quarantines decisions stamped after they were read, ``consensus.review_decisions``), and they
+depend on the day and the number of tasks alone, so a rerun writes the same bytes.
 """
 
 from __future__ import annotations
@@ -31,6 +36,9 @@ from annotation_pipeline.layout import DataLayout, ReviewFolder
 
 COORDS = ["x_min", "y_min", "x_max", "y_max"]
 MATCH_IOU = 0.5
+DECISION_PACE_S = 120                  # seconds between two decisions of the simulated reviewer
+REVIEW_SPAN_S = 12 * 3600 - 60         # noon to 23:59: the pace tightens when the tasks would not fit
+LAST_DECISION_BEFORE_MIDNIGHT_S = 60   # the last decision at 23:59:00 of the reviewed day
 REASONS = {"confirm": "the candidate matches the image", "override": "the image shows {value}, not {label}",
            "reject": "nothing of that class is there"}
 
@@ -67,6 +75,19 @@ def right_answers(tasks: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
                         index=tasks.index)
 
 
+def decision_times(partition_date: str, n: int) -> list[str]:
+    """``n`` ISO 8601 UTC times within the day ``partition_date``, in order, the last at 23:59:00.
+
+    Two minutes apart (a reviewer's pace), closer together when that would start before noon,
+    never less than a second apart: with the day's review budget (tens of tasks) that is an
+    afternoon's work, and even an unbudgeted day stays on or before its last minute.
+    """
+    last = datetime.combine(date.fromisoformat(partition_date) + timedelta(days=1), datetime.min.time(), UTC) \
+        - timedelta(seconds=LAST_DECISION_BEFORE_MIDNIGHT_S)
+    step = max(1, min(DECISION_PACE_S, REVIEW_SPAN_S // max(n, 1)))
+    return [(last - timedelta(seconds=step * (n - 1 - k))).strftime("%Y-%m-%dT%H:%M:%SZ") for k in range(n)]
+
+
 def simulate_decisions(tasks: pd.DataFrame, truth: pd.DataFrame, scene_classes: list[str], *, reviewer_id: str,
                        accuracy: float, seed: int) -> list[dict]:
     """One decision object per task (the decision file format of ``consensus.review_decisions``)."""
@@ -86,12 +107,11 @@ def simulate_decisions(tasks: pd.DataFrame, truth: pd.DataFrame, scene_classes: 
     slip = np.where((slip == "override") & pd.isna(slip_value), "confirm", slip)  # drew the same class
     decision = np.where(wrong, slip, decision)
     value = np.where(wrong, slip_value, value)
-    day = date.fromisoformat(str(tasks["partition_date"].iloc[0])) if len(tasks) else date(2026, 1, 1)
-    start = datetime.combine(day + timedelta(days=1), datetime.min.time(), UTC) + timedelta(hours=9)
+    decided_at = decision_times(str(tasks["partition_date"].iloc[0]) if len(tasks) else "2026-01-01", len(tasks))
     out = []
     for k, task in enumerate(tasks.itertuples(index=False)):  # JSON objects, one per task
         entry = {"task_id": task.review_task_id, "reviewer_id": reviewer_id, "decision": decision[k],
-                 "decided_at": (start + timedelta(minutes=2 * k)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                 "decided_at": decided_at[k],
                  "reason": REASONS[decision[k]].format(value=value[k], label=task.label)}
         if decision[k] == "override":
             entry["value"] = value[k]
