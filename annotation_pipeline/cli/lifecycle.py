@@ -363,14 +363,22 @@ def trace_item(args: argparse.Namespace) -> int:
     return 0
 
 
+def _render_redactions(r: dict) -> str:
+    """'21 redactions (values, ... regions; 15 log entries): address 1, ..., phone 3': the kinds add up."""
+    line = (f"  redactions   {r['total']} ({r['unit']}; {r['log_entries']} log entries): "
+            + ", ".join(f"{kind} {n}" for kind, n in r["by_kind"].items())) if r["total"] else "  redactions   none"
+    if r["recorded_total"] is not None and r["recorded_total"] != r["total"]:
+        line += f"; but anonymized_items records {r['recorded_total']}: the two disagree"
+    return line
+
+
 def _render_trace(t: dict) -> str:
     lines = [f"item {t['item_id']} in release {t['release']} (partition {t['partition']})"]
     for raw in t["raw_item"]:
         check = {True: "content hash verified", False: "CONTENT HASH DIFFERS", None: "raw store not here"}
         lines.append(f"  raw file     {raw['raw_path']} (landed {raw['raw_partition_date']}; "
                      f"{check[raw['content_hash_matches']]})")
-    lines.append(f"  redactions   {len(t['redactions'])}: " + ", ".join(
-        sorted({f"{r['kind']}×{r['count']}" for r in t["redactions"]})))
+    lines.append(_render_redactions(t["redaction_summary"]))
     lines.append(f"  pre-labels   {len(t['prelabels'])} shown, model {', '.join(t['model_versions']) or '-'}")
     for task in t["batches"]:
         lines.append(f"  task         {task['vendor']} batch {task['batch_id']} task {task['task_id']}"

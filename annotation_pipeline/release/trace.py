@@ -1,6 +1,6 @@
 """An item's whole path, hop by hop: what an auditor asks to see behind one released label.
 
-raw file (content hash) -> redactions -> pre-label shown to annotators (model version) ->
+raw file (content hash) -> redactions (counted as anonymization counts them) -> pre-label shown to annotators (model version) ->
 auto-accept (machine labels released without a vendor, with their evidence) ->
 vendor batch and task -> every answer with its QA outcome (accepted, or quarantined and why)
 -> answers that were not used and why (review queue, deferred, dismissed) -> review decisions
@@ -86,6 +86,30 @@ def _unused_reasons(review_queue: pd.DataFrame | None) -> dict[str, str]:
     return reasons
 
 
+REDACTION_UNIT = "values, metadata tags and image regions"
+
+
+def redaction_summary(log: pd.DataFrame | None, anonymized: pd.DataFrame | None) -> dict[str, Any]:
+    """The item's redactions counted the way the anonymization stage counts them
+    (``anonymized_items.n_redactions``, the demo's "N redactions"): the log's ``count`` summed,
+    each redacted value, metadata tag or image region once, and by kind, so the kinds add up to
+    the total. ``log_entries`` is the rows behind them (one per field, detector and action);
+    ``recorded_total`` what ``anonymized_items`` says, None when that table is not here."""
+    if log is None or log.empty:
+        by_kind: dict[str, int] = {}
+        entries = 0
+    else:
+        sums = log.groupby(log["kind"].astype(str))["count"].sum()
+        by_kind = {str(k): int(v) for k, v in sums.sort_index().items()}
+        entries = len(log)
+    recorded = None
+    if anonymized is not None and "n_redactions" in anonymized and len(anonymized):
+        value = anonymized["n_redactions"].iloc[0]
+        recorded = None if pd.isna(value) else int(value)
+    return {"total": sum(by_kind.values()), "unit": REDACTION_UNIT, "by_kind": by_kind,
+            "log_entries": entries, "recorded_total": recorded}
+
+
 def _split_review_stage(quarantine: pd.DataFrame | None) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
     """(answers' quarantine, review decisions' quarantine): a quarantined decision is not an answer."""
     if quarantine is None or "stage" not in quarantine:
@@ -111,10 +135,13 @@ def trace_item(layout: DataLayout, item_id: str, version: str, labels: pd.DataFr
     decisions = _for_item(read_table("review_decisions", partition), item_id)
     prelabels = _for_item(read_table("prelabels", partition), item_id)
     auto_accepted = _for_item(read_table("auto_accepted_labels", partition), item_id)
+    redactions = _for_item(read_table("redaction_log", partition), item_id)
     return {
         "item_id": item_id, "release": version, "partition": partition,
         "raw_item": _raw_hop(layout, prov, item_id),
-        "redactions": records(_for_item(read_table("redaction_log", partition), item_id)),
+        "redactions": records(redactions),
+        "redaction_summary": redaction_summary(redactions, _for_item(read_table("anonymized_items", partition),
+                                                                     item_id)),
         "prelabels": records(prelabels),
         "model_versions": sorted(set(prelabels["model_version"].dropna())) if prelabels is not None else [],
         "auto_accepted": records(auto_accepted),

@@ -66,3 +66,45 @@ def test_trace_shows_a_machine_label_with_the_evidence_it_was_auto_accepted_on(t
     shown = _render_trace({**out, "problems_with_release_files": []})
     assert f"choice fog: MACHINE label, auto-accepted ({evidence})" in shown
     assert "auto-accept  1 pre-labels earned it" in shown
+
+
+def _redaction_log() -> pd.DataFrame:
+    """Item r's log as anonymization writes it: one row per field and detector, ``count`` values each;
+    three faces (one row each, the same kind and count) and two phone numbers in two fields."""
+    rows = [("face", "image", 1), ("face", "image", 1), ("face", "image", 1), ("phone", "caption", 1),
+            ("phone", "notes", 1), ("exif", "image", 4), ("gps", "image", 4), ("gps", "location.gps", 1)]
+    log = pd.DataFrame(rows, columns=["kind", "field", "count"]).assign(item_id="r", action="redact")
+    return pd.concat([log, log.assign(item_id="other")], ignore_index=True)
+
+
+def test_the_redaction_count_adds_up_to_what_is_listed_and_matches_the_anonymized_items_count(tmp_path):
+    from annotation_pipeline.cli.lifecycle import _render_trace
+
+    labels = pd.DataFrame({"item_id": ["r"], "kind": "choice", "label": "day", "confidence": [0.9],
+                           "annotation_ids": [""], "partition_date": DAY, "n_annotators": 1, "n_assigned": 1,
+                           "method": "ds"})
+    provenance = pd.DataFrame({"item_id": [], "raw_path": [], "raw_partition_date": []})
+    anonymized = pd.DataFrame({"item_id": ["r", "other"], "n_redactions": [16, 16]})
+    tables = {"redaction_log": _redaction_log(), "anonymized_items": anonymized}
+    out = trace_item(DataLayout(tmp_path), "r", "v0001", labels, provenance, lambda v: labels, ["v0001"],
+                     read_table=lambda asset, partition: tables.get(asset))
+    json.dumps(out, allow_nan=False)
+    summary = out["redaction_summary"]
+    assert summary["by_kind"] == {"exif": 4, "face": 3, "gps": 5, "phone": 2}
+    assert summary["total"] == sum(summary["by_kind"].values()) == 14 and summary["log_entries"] == 8
+    assert len(out["redactions"]) == 8  # every log row is still there for --json
+    shown = _render_trace({**out, "problems_with_release_files": []})
+    # the old line: "8: exif×4, face×1, gps×1, gps×4, phone×1" (a set of row strings, 11 of 14 listed)
+    line = next(x for x in shown.splitlines() if x.startswith("  redactions"))
+    assert line == ("  redactions   14 (values, metadata tags and image regions; 8 log entries): "
+                    "exif 4, face 3, gps 5, phone 2; but anonymized_items records 16: the two disagree")
+    listed = [int(part.rsplit(" ", 1)[1]) for part in line.split(": ", 1)[1].split(";")[0].split(", ")]
+    assert sum(listed) == 14
+    anonymized["n_redactions"] = 14  # the stage's own count agrees: nothing more to say
+    agreed = trace_item(DataLayout(tmp_path), "r", "v0001", labels, provenance, lambda v: labels, ["v0001"],
+                        read_table=lambda asset, partition: tables.get(asset))
+    assert _render_trace({**agreed, "problems_with_release_files": []}).count("disagree") == 0
+    empty = trace_item(DataLayout(tmp_path), "r", "v0001", labels, provenance, lambda v: labels, ["v0001"],
+                       read_table=lambda asset, partition: None)
+    assert empty["redaction_summary"]["total"] == 0
+    assert "  redactions   none" in _render_trace({**empty, "problems_with_release_files": []})
