@@ -44,6 +44,10 @@ Trace an item's released labels back to the vendor answers behind them, the
 vendor files they came from (with sha256), the raw file it was ingested from
 and the redactions applied, and the review decisions on it (who, when, what,
 why); check that the release's files are intact.
+
+With --list instead of an item id: the item ids there are to trace, with the
+releases holding each and its labels (every release, or only --release's).
+Released labels have no id of their own: an item id names them.
 """
 
 
@@ -64,10 +68,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     trace = sub.add_parser("trace", help="trace an item's released labels back to vendor answers and the raw file",
                            description=TRACE_HELP, formatter_class=raw)
-    trace.add_argument("item_id")
+    trace.add_argument("item_id", nargs="?", default=None, help="the item to trace (see --list)")
     add_root_option(trace)
-    trace.add_argument("--release", default=None, help="release version (default: the latest)")
-    trace.set_defaults(func=trace_item)
+    trace.add_argument("--release", default=None,
+                       help="release version (default: the latest; with --list: every release)")
+    trace.add_argument("--list", action="store_true", dest="list_items",
+                       help="list the item ids there are to trace, with their releases and labels")
+    # misuse (an item id and --list, or neither) is argparse's exit 2, said by this parser
+    trace.set_defaults(func=trace_item, misuse=trace.error)
 
 
 def _partition_date(value: str | None) -> str:
@@ -339,6 +347,12 @@ def trace_item(args: argparse.Namespace) -> int:
     from annotation_pipeline.release.store import DvcReleaseStore
     from annotation_pipeline.release.trace import trace_item as trace
 
+    if args.list_items:
+        if args.item_id is not None:
+            args.misuse(f"--list lists the items to trace; it takes no item_id (got {args.item_id!r})")
+        return list_traceable(args)
+    if args.item_id is None:
+        args.misuse("the following arguments are required: item_id (or --list to see the item ids)")
     settings = settings_for(args)
     root, store = settings.data_root, DvcReleaseStore.from_settings(settings)
     releases = [r.version for r in store.list_releases()]
@@ -361,6 +375,49 @@ def trace_item(args: argparse.Namespace) -> int:
     if out["problems_with_release_files"]:  # the trace of a tampered release is not evidence
         raise CliError(*out["problems_with_release_files"])
     return 0
+
+
+def list_traceable(args: argparse.Namespace) -> int:
+    from annotation_pipeline.release.store import DvcReleaseStore
+    from annotation_pipeline.release.trace import LIST_COLUMNS, traceable_items
+
+    settings = settings_for(args)
+    root, store = settings.data_root, DvcReleaseStore.from_settings(settings)
+    releases = [r.version for r in store.list_releases()]
+    if not releases:
+        raise CliError(f"no releases under {root}: nothing to trace")
+    if args.release is not None and args.release not in releases:
+        raise CliError(f"release {args.release!r} not found; known: {', '.join(releases)}")
+    versions = [args.release] if args.release else releases
+
+    def labels_of(version: str):
+        labels = store.read_table(version, "labels", columns=LIST_COLUMNS)
+        require_columns(labels, LIST_COLUMNS, f"release {version} labels")
+        return labels
+
+    items = traceable_items(labels_of, versions)
+    if not items:
+        raise CliError(f"release{'s' if len(versions) > 1 else ''} {', '.join(versions)}: no labels, nothing to trace")
+    out = {"root": str(root), "release": args.release, "releases": versions, "n_items": len(items),
+           "n_labels": sum(i["n_labels"] for i in items), "items": items}
+    emit(out, args.json, _render_traceable)
+    problems = store.check(with_dvc=False).problems  # a tampered history must not list as if intact
+    if problems:
+        raise CliError(*problems, "the release history was tampered with: `annotation-pipeline verify` for details")
+    return 0
+
+
+def _render_traceable(s: dict) -> str:
+    where = f"release {s['release']}" if s["release"] else f"releases {s['releases'][0]}..{s['releases'][-1]}" \
+        if len(s["releases"]) > 1 else f"release {s['releases'][0]}"
+    lines = [f"{s['n_items']} items to trace in {where} ({s['n_labels']} labels in the latest release of each); "
+             f"`annotation-pipeline trace ITEM_ID [--release VERSION]`"]
+    for item in s["items"]:
+        labels = ", ".join(f"{c['kind']} {c['label']}" + (f" ×{c['count']}" if c["count"] > 1 else "")
+                           for c in item["labels"])
+        lines.append(f"  {item['item_id']}  {item['partition_date']}  {','.join(item['releases'])}  "
+                     f"{item['n_labels']} labels: {labels}")
+    return "\n".join(lines)
 
 
 def _render_redactions(r: dict) -> str:

@@ -1,6 +1,8 @@
-"""An item's whole path, hop by hop: what an auditor asks to see behind one released label.
+"""An item's whole path, hop by hop: what an auditor asks to see behind one released label;
+and the items there are to trace (``traceable_items``).
 
-raw file (content hash) -> redactions (counted as anonymization counts them) -> pre-label shown to annotators (model version) ->
+raw file (content hash) -> redactions (counted as anonymization counts them) ->
+pre-label shown to annotators (model version) ->
 auto-accept (machine labels released without a vendor, with their evidence) ->
 vendor batch and task -> every answer with its QA outcome (accepted, or quarantined and why)
 -> answers that were not used and why (review queue, deferred, dismissed) -> review decisions
@@ -155,3 +157,39 @@ def trace_item(layout: DataLayout, item_id: str, version: str, labels: pd.DataFr
         "vendor_answers": records(prov),
         "releases_containing_item": [v for v in versions if (release_labels(v)["item_id"] == item_id).any()],
     }
+
+
+LIST_COLUMNS = ["item_id", "kind", "label", "partition_date"]
+
+
+def traceable_items(release_labels: Callable[[str], pd.DataFrame], versions: list[str]) -> list[dict[str, Any]]:
+    """Every item ``trace`` can follow in ``versions`` (oldest first), as JSON-safe dicts sorted by id:
+    ``item_id``, ``partition_date``, ``releases`` (the versions holding it, in order), ``latest_release``
+    and its labels there (``n_labels``; ``labels``: kind, label and how many of them).
+
+    Released labels carry no id of their own: an item id, with a release, names them.
+    ``release_labels(v)`` reads release v's labels (at least ``LIST_COLUMNS``)."""
+    frames = [release_labels(v)[LIST_COLUMNS].assign(rank=k) for k, v in enumerate(versions)]
+    labels = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*LIST_COLUMNS, "rank"])
+    if labels.empty:
+        return []
+    labels = labels.astype({"item_id": str, "kind": str, "label": str, "partition_date": str})
+    held = labels.drop_duplicates(["item_id", "rank"]).sort_values(["item_id", "rank"])
+    named = np.asarray(versions, dtype=object)
+    releases = held.groupby("item_id")["rank"].agg(lambda r: named[r.to_numpy()].tolist())
+    latest = labels[labels["rank"] == labels.groupby("item_id")["rank"].transform("max")]
+    counts = latest.groupby(["item_id", "kind", "label"]).size().rename("count").reset_index()
+    per_item = counts.groupby("item_id")[["kind", "label", "count"]].apply(lambda g: g.to_dict("records"))
+    frame = pd.DataFrame({
+        "item_id": releases.index,
+        "partition_date": latest.groupby("item_id")["partition_date"].first().reindex(releases.index).to_numpy(),
+        "releases": releases.to_numpy(),
+        "latest_release": [r[-1] for r in releases],
+        "n_labels": latest.groupby("item_id").size().reindex(releases.index).to_numpy(),
+        "labels": per_item.reindex(releases.index).to_numpy(),
+    })
+    out = frame.to_dict("records")
+    for row in out:  # numpy ints -> Python, for strict JSON
+        row["n_labels"] = int(row["n_labels"])
+        row["labels"] = [{**c, "count": int(c["count"])} for c in row["labels"]]
+    return out

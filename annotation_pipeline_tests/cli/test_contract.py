@@ -176,6 +176,9 @@ BAD_INPUTS = {
     "trace: no releases": ("trace abc --root {bad}/empty_root", 1, 1, "no releases under"),
     "trace: data root is a file": ("trace abc --root {bad}/a_file", 1, 1, "the data root is a file"),
     "trace: no item": ("trace --root {bad}/empty_root", 2, None, "item_id"),
+    "trace: --list and an item": ("trace abc --list --root {bad}/empty_root", 2, None, "--list"),
+    "trace --list: no releases": ("trace --list --root {bad}/empty_root", 1, 1, "no releases under"),
+    "trace --list: data root is a file": ("trace --list --root {bad}/a_file", 1, 1, "the data root is a file"),
     # drift
     "drift: malformed date": ("drift --date 20261120 --root {bad}/empty_root", 1, 1, "expected YYYY-MM-DD"),
     "drift: no prediction log": ("drift --date 2026-11-20 --root {bad}/empty_root", 1, 1, "no prediction log"),
@@ -297,6 +300,7 @@ JSON_COMMANDS = {
     "intake": f"intake {{root}}/vendors/{VENDOR}/inbox/{BATCH}/ann-01.json --root {{root}} --json",
     "releases": "releases --root {root} --json",
     "trace": "trace item1 --root {root} --json",
+    "trace --list": "trace --list --root {root} --json",
     "drift": "drift --date 2026-11-20 --root {root} --json",
 }
 
@@ -310,6 +314,8 @@ def test_json_output_is_strict_json(command, via, bad, good_root, tmp_path):
     if command == "trace":  # the scene label has no box: null, where Python's json would write NaN
         choice = next(label for label in result["labels"] if label["kind"] == "choice")
         assert choice["x_min"] is None and result["problems_with_release_files"] == []
+    if command == "trace --list":
+        assert [i["item_id"] for i in result["items"]] == ["item1"] and result["n_labels"] == 2
     if command == "drift":
         assert result["drifted"] is True and any(row["p_value"] is None for row in result["signal_rows"])
 
