@@ -86,8 +86,8 @@ def vendor_batches(context: dg.AssetExecutionContext, config: HandoffConfig, dat
     batches = sorted(tasks["batch_id"].unique())
     # Says where the day's tasks are, not what this run did (``new_tasks`` says that): a rerun that
     # sends nothing prints the same line as the run that sent them.
-    there = ", ".join(sorted({location} if new_batch else set())
-                      | {sent_through(data_root.layout, b, "location") or "?" for b in sent["batch_id"]})
+    places = {sent_through(data_root.layout, b, "location") or "?" for b in sent["batch_id"]}
+    there = ", ".join(sorted(places | ({location} if new_batch else set())))
     delivery = f"{exchange}: {len(tasks)} tasks at {there}" if len(tasks) else f"{exchange}: nothing to send"
     return dg.Output(tasks, metadata={
         "exchange": delivery,
