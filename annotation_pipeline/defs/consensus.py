@@ -18,7 +18,7 @@ from annotation_pipeline.contracts import (
     REVIEW_TASKS,
     REVIEWER_ACCURACY,
 )
-from annotation_pipeline.defs.common import OWNERS, counts_metadata, daily_partitions, table_metadata
+from annotation_pipeline.defs.common import OWNERS, counts_metadata, daily_partitions, table_metadata, ui_metadata
 from annotation_pipeline.defs.gold import gold_items, read_gold
 from annotation_pipeline.defs.resources import DataRoot
 from annotation_pipeline.defs.review_desk import ReviewDesk
@@ -87,17 +87,17 @@ def consensus(context: dg.AssetExecutionContext, config: ConsensusConfig, data_r
         charts["chart_alpha_per_class"] = dg.MetadataValue.md(markdown_image(bar_chart(
             per_class["krippendorff_alpha"], "Krippendorff's alpha per class (one vs rest)", "alpha",
             reference=0.667), "alpha per class"))
-    yield dg.Output(result.labels, output_name="consensus_labels", metadata={
+    yield dg.Output(result.labels, output_name="consensus_labels", metadata=ui_metadata({
         **({"chart_confidence": dg.MetadataValue.md(markdown_image(histogram(
             labels["confidence"], "Confidence of released labels", "confidence"), "confidence"))}
            if len(labels) else {}),
         "method": result.method, **{k: int(v) for k, v in result.counts.items()},
         "labels_by_kind": dg.MetadataValue.json(result.labels["kind"].value_counts().to_dict()),
         "mean_confidence": float(result.labels["confidence"].mean()) if len(result.labels) else 0.0,
-        **table_metadata(result.labels.drop(columns=["geometry_wkb"])),
-    })
+        **table_metadata(result.labels, CONSENSUS_LABELS),
+    }, data_root.root))
     queue = result.review_queue
-    yield dg.Output(queue, output_name="review_queue", metadata={
+    yield dg.Output(queue, output_name="review_queue", metadata=ui_metadata({
         "queued": int((queue["status"] == "queued").sum()),
         "deferred": int((queue["status"] == "deferred").sum()),
         "dismissed": int((queue["status"] == "dismissed").sum()),
@@ -116,15 +116,15 @@ def consensus(context: dg.AssetExecutionContext, config: ConsensusConfig, data_r
                                             / max(result.counts["consensus_candidates"], 1)),
         "by_reason": dg.MetadataValue.json(queue["reason"].value_counts().to_dict()),
         "by_status": dg.MetadataValue.json(queue["status"].value_counts().to_dict()),
-        **table_metadata(result.review_queue),
-    })
-    yield dg.Output(result.agreement, output_name="agreement_metrics", metadata={
+        **table_metadata(result.review_queue, REVIEW_QUEUE),
+    }, data_root.root))
+    yield dg.Output(result.agreement, output_name="agreement_metrics", metadata=ui_metadata({
         **headline, **charts,
         "per_annotator": dg.MetadataValue.md(per_annotator.round(3).to_markdown() if len(per_annotator) else "(none)"),
         "per_class": dg.MetadataValue.md(per_class.round(3).to_markdown() if len(per_class) else "(none)"),
         "annotator_reliability": dg.MetadataValue.md(result.annotator_reliability.round(3).to_markdown()),
-        **table_metadata(result.agreement),
-    })
+        **table_metadata(result.agreement, AGREEMENT_METRICS),
+    }, data_root.root))
 
 
 # ---- the review loop: queued candidates go to reviewers, their decisions come back
@@ -168,14 +168,14 @@ def review_tasks(context: dg.AssetExecutionContext, config: ReviewTasksConfig, d
                                scene_classes=list(load_ontology().scene_classes), n_gold=config.gold_tasks,
                                audit=audit)
     location = review_desk.send(day, tasks, sources)
-    return dg.Output(tasks, metadata={
+    return dg.Output(tasks, metadata=ui_metadata({
         "tasks": len(tasks), "gold_tasks": int(tasks["is_gold"].sum()),
         "queued_candidates": int((review_queue["status"] == "queued").sum()),
         "audited_labels": len(audit),
         "by_reason": dg.MetadataValue.json(tasks.loc[~tasks["is_gold"], "reason"].value_counts().to_dict()),
         "by_kind": dg.MetadataValue.json(tasks["kind"].value_counts().to_dict()),
-        "review_folder": dg.MetadataValue.path(location), **table_metadata(tasks),
-    })
+        "review_folder": dg.MetadataValue.path(location), **table_metadata(tasks, REVIEW_TASKS),
+    }, data_root.root))
 
 
 @dg.multi_asset(
@@ -203,7 +203,7 @@ def review_decisions(context: dg.AssetExecutionContext, data_root: DataRoot, rev
     counts = intake.counts()
     decisions, accuracy = intake.decisions, reviewer_accuracy(intake.decisions)
     applied = decisions[~decisions["superseded"] & ~decisions["is_gold"]]
-    yield dg.Output(decisions, output_name="review_decisions", metadata={
+    yield dg.Output(decisions, output_name="review_decisions", metadata=ui_metadata({
         **counts_metadata(counts["received"], counts["accepted"], counts["quarantined"]),
         **{k: v for k, v in counts.items() if k.startswith("files_")},
         "by_decision": dg.MetadataValue.json(applied["decision"].value_counts().to_dict()),
@@ -214,12 +214,12 @@ def review_decisions(context: dg.AssetExecutionContext, data_root: DataRoot, rev
                                                  else "(no decisions)"),
         "files": dg.MetadataValue.md(intake.files.drop(columns=["source_sha256"]).to_markdown(index=False)
                                      if len(intake.files) else "(no decision files yet)"),
-        **table_metadata(decisions),
-    })
-    yield dg.Output(accuracy, output_name="reviewer_accuracy", metadata={
+        **table_metadata(decisions, REVIEW_DECISIONS),
+    }, data_root.root))
+    yield dg.Output(accuracy, output_name="reviewer_accuracy", metadata=ui_metadata({
         **{f"accuracy_{r.reviewer_id}": float(r.accuracy) for r in accuracy.itertuples() if pd.notna(r.accuracy)},
-        "gold_decisions": int(accuracy["n_gold"].sum()), **table_metadata(accuracy),
-    })
+        "gold_decisions": int(accuracy["n_gold"].sum()), **table_metadata(accuracy, REVIEWER_ACCURACY),
+    }, data_root.root))
 
 
 defs = dg.Definitions(assets=[consensus, review_tasks, review_decisions])

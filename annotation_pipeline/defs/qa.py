@@ -10,8 +10,8 @@ asset before the checks can stop the run.
 import dagster as dg
 import pandas as pd
 
-from annotation_pipeline.contracts import ANNOTATIONS, QUARANTINE
-from annotation_pipeline.defs.common import OWNERS, counts_metadata, daily_partitions, table_metadata
+from annotation_pipeline.contracts import ANNOTATIONS, ANNOTATOR_SCORECARDS, QUARANTINE
+from annotation_pipeline.defs.common import OWNERS, counts_metadata, daily_partitions, table_metadata, ui_metadata
 from annotation_pipeline.defs.gold import read_gold
 from annotation_pipeline.defs.resources import DataRoot, VendorExchange
 from annotation_pipeline.ontology import load_ontology
@@ -62,7 +62,7 @@ def _check_result(outcome: CheckOutcome) -> dg.AssetCheckResult:
         metadata["failing_examples"] = dg.MetadataValue.md(
             pd.DataFrame(outcome.failing_examples).to_markdown(index=False))
     return dg.AssetCheckResult(
-        check_name=outcome.name, passed=outcome.passed, metadata=metadata,
+        check_name=outcome.name, passed=outcome.passed, metadata=ui_metadata(metadata),
         severity=dg.AssetCheckSeverity.ERROR if outcome.severity == "ERROR" else dg.AssetCheckSeverity.WARN)
 
 
@@ -103,13 +103,13 @@ def intake_vendor_returns_and_validate(context: dg.AssetExecutionContext, data_r
 
     day = data_root.read_quarantine(date)  # every stage's rows for the day, this one's included
     by_stage = day.groupby(["stage", "reason"]).size().reset_index(name="count")
-    yield dg.Output(day, output_name="quarantine", metadata={
+    yield dg.Output(day, output_name="quarantine", metadata=ui_metadata({
         "by_stage": dg.MetadataValue.json(day["stage"].value_counts().to_dict()),
         "by_reason": dg.MetadataValue.md(by_stage.to_markdown(index=False) if len(by_stage) else "(nothing quarantined)"),
-        **table_metadata(day),
-    })
+        **table_metadata(day, QUARANTINE),
+    }, data_root.root))
     accepted, docs_url = report.accepted, report.validation.data_docs_url
-    yield dg.Output(accepted, output_name="returned_annotations", metadata={
+    yield dg.Output(accepted, output_name="returned_annotations", metadata=ui_metadata({
         **counts_metadata(report.received, len(accepted), report.quarantined),
         **report.file_counts(), "ledger_files_recorded": len(report.accepted_sha256),
         "files_by_status": dg.MetadataValue.json(report.files["status"].value_counts().to_dict()),
@@ -118,8 +118,8 @@ def intake_vendor_returns_and_validate(context: dg.AssetExecutionContext, data_r
         "gx_suite": report.validation.suite_name,
         **_data_docs(docs_url or ""),
         "gx_results": dg.MetadataValue.md(gx_results_markdown(report.validation.expectation_results())),
-        **table_metadata(accepted.drop(columns=["geometry_wkb"])),
-    })
+        **table_metadata(accepted, ANNOTATIONS),
+    }, data_root.root))
     for outcome in [*report.validation.check_outcomes(), *report.health]:
         yield _check_result(outcome)
 
@@ -140,11 +140,11 @@ def annotator_scorecards(data_root: DataRoot, returned_annotations: pd.DataFrame
         chart["chart_gold_accuracy"] = dg.MetadataValue.md(markdown_image(bar_chart(
             cards.set_index("annotator_id")["gold_accuracy"], "Accuracy on hidden gold tasks", "gold accuracy",
             reference=0.6), "gold accuracy per annotator"))
-    return dg.Output(cards, metadata={
+    return dg.Output(cards, metadata=ui_metadata({
         "annotators": len(cards), **chart,
         "scorecards": dg.MetadataValue.md(cards.round(3).to_markdown(index=False) if len(cards) else "(none)"),
-        **table_metadata(cards),
-    })
+        **table_metadata(cards, ANNOTATOR_SCORECARDS),
+    }, data_root.root))
 
 
 defs = dg.Definitions(assets=[intake_vendor_returns_and_validate, annotator_scorecards])
