@@ -165,3 +165,18 @@ def test_after_a_run_no_text_or_markdown_metadata_line_is_wider_than_the_ui_show
     assert len(values) > 40
     too_long = {k: lines[0][:80] for k, v in values.items() if (lines := _lines_too_long(v))}
     assert not too_long
+
+
+def test_every_table_asset_lists_its_described_columns_before_it_is_ever_materialized():
+    from annotation_pipeline.definitions import build_definitions
+
+    graph = build_definitions("local", "/tmp/annotation-pipeline-unused-root").resolve_asset_graph()
+    not_tables = {"prelabel_model", "auto_accept_check", "dataset_release"}  # a model file, a check, a DVC release
+    for key in graph.get_all_asset_keys():
+        schema = graph.get(key).metadata.get("dagster/column_schema")
+        if key.to_user_string() in not_tables:
+            assert schema is None, key
+            continue
+        assert schema is not None, key
+        columns = getattr(schema, "schema", schema).columns  # a TableSchema, or its metadata value
+        assert columns and all(c.description for c in columns), key

@@ -26,20 +26,28 @@ UI_LINE_WIDTH = 120
 PREVIEW_CELL_CHARS = 48
 
 
-def column_schema(df: pd.DataFrame, contract: TableContract) -> dg.TableSchema:
-    """The columns of ``df`` with their dtype, their meaning and nullability from ``contract``.
+def column_schema(contract: TableContract, df: pd.DataFrame | None = None) -> dg.TableSchema:
+    """The columns of ``df`` (default: all of the contract's) with their dtype, and their meaning
+    and nullability from ``contract``.
 
     A column the contract does not describe is a wiring mistake (the frame did not go through
     ``contract.conform``), so it raises instead of showing the UI an empty description.
     """
-    unknown = [str(c) for c in df.columns if c not in contract.columns]
+    dtypes = ({n: c.dtype for n, c in contract.columns.items()} if df is None
+              else {c: str(t) for c, t in df.dtypes.items()})
+    unknown = [str(c) for c in dtypes if c not in contract.columns]
     if unknown:
         raise ValueError(f"{contract.name}: column(s) {', '.join(unknown)} are not in the contract; "
                          f"conform the frame with {contract.name.upper()}.conform first")
     return dg.TableSchema(columns=[
-        dg.TableColumn(name=str(c), type=str(t), description=contract.columns[c].description,
+        dg.TableColumn(name=str(c), type=t, description=contract.columns[c].description,
                        constraints=dg.TableColumnConstraints(nullable=contract.columns[c].nullable))
-        for c, t in df.dtypes.items()])
+        for c, t in dtypes.items()])
+
+
+def contract_metadata(contract: TableContract) -> dict:
+    """Definition metadata of a table asset: the UI lists its columns before anything is materialized."""
+    return {"dagster/column_schema": column_schema(contract)}
 
 
 def _preview(df: pd.DataFrame, rows: int) -> pd.DataFrame:
@@ -59,7 +67,7 @@ def table_metadata(df: pd.DataFrame, contract: TableContract, preview_rows: int 
     preview = _preview(df, preview_rows)
     return {
         "dagster/row_count": dg.MetadataValue.int(len(df)),
-        "dagster/column_schema": column_schema(df, contract),
+        "dagster/column_schema": column_schema(contract, df),
         "preview": dg.MetadataValue.md(
             fit_markdown(preview.to_markdown(index=False)) if len(preview) else "(empty)"),
         **extra,

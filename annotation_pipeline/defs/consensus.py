@@ -18,7 +18,14 @@ from annotation_pipeline.contracts import (
     REVIEW_TASKS,
     REVIEWER_ACCURACY,
 )
-from annotation_pipeline.defs.common import OWNERS, counts_metadata, daily_partitions, table_metadata, ui_metadata
+from annotation_pipeline.defs.common import (
+    OWNERS,
+    contract_metadata,
+    counts_metadata,
+    daily_partitions,
+    table_metadata,
+    ui_metadata,
+)
 from annotation_pipeline.defs.gold import gold_items, read_gold
 from annotation_pipeline.defs.resources import DataRoot
 from annotation_pipeline.defs.review_desk import ReviewDesk
@@ -50,6 +57,7 @@ class ConsensusConfig(dg.Config):
     outs={
         "consensus_labels": dg.AssetOut(
             owners=OWNERS, kinds={"numpy", "shapely", "parquet"},
+            metadata=contract_metadata(CONSENSUS_LABELS),
             description="Merged labels: scene by Dawid-Skene / (gold-weighted) majority vote with a posterior "
                         "confidence; boxes and polygons clustered by IoU (at most one object per annotator "
                         "per cluster), quorum of the annotators who saw the item, geometry fused by "
@@ -57,12 +65,14 @@ class ConsensusConfig(dg.Config):
                         + CONSENSUS_LABELS.markdown()),
         "review_queue": dg.AssetOut(
             owners=OWNERS, kinds={"parquet"},
+            metadata=contract_metadata(REVIEW_QUEUE),
             description="Consensus candidates not released, with the evidence: queued for a reviewer (highest "
                         "expected label-accuracy gain first, within the partition's budget), deferred over "
                         "budget, or dismissed automatically with the reason (e.g. drawn only by unreliable "
                         "annotators). Nothing is overwritten.\n\n" + REVIEW_QUEUE.markdown()),
         "agreement_metrics": dg.AssetOut(
             owners=OWNERS, kinds={"parquet"},
+            metadata=contract_metadata(AGREEMENT_METRICS),
             description="Cohen's kappa (mean pairwise), Fleiss' kappa, Krippendorff's alpha per batch, class "
                         "and annotator, and IoU agreement for geometry.\n\n" + AGREEMENT_METRICS.markdown()),
     },
@@ -148,6 +158,7 @@ def _image_sources(data_root: DataRoot, anonymized_items: pd.DataFrame) -> pd.Da
 
 @dg.asset(
     group_name="consensus", partitions_def=daily_partitions, owners=OWNERS, kinds={"labelstudio", "parquet"},
+    metadata=contract_metadata(REVIEW_TASKS),
     deps=["gold_set"],
     description="The day's queued review candidates as review tasks, with an audit sample of released labels "
                 "(items that lost answers to quarantine first) and hidden gold scene tasks mixed in, "
@@ -183,6 +194,7 @@ def review_tasks(context: dg.AssetExecutionContext, config: ReviewTasksConfig, d
     outs={
         "review_decisions": dg.AssetOut(
             owners=OWNERS, kinds={"parquet"},
+            metadata=contract_metadata(REVIEW_DECISIONS),
             description="What reviewers decided on the day's review tasks (who, when, confirm / override / "
                         "reject, why), read from the review desk's returns like vendor returns: a malformed "
                         "file or decision is quarantined with a reason (stage `review`) and counts reconcile. "
@@ -190,6 +202,7 @@ def review_tasks(context: dg.AssetExecutionContext, config: ReviewTasksConfig, d
                         "task.\n\n" + REVIEW_DECISIONS.markdown()),
         "reviewer_accuracy": dg.AssetOut(
             owners=OWNERS, kinds={"parquet"},
+            metadata=contract_metadata(REVIEWER_ACCURACY),
             description="Each reviewer's accuracy on the hidden gold review tasks of the day.\n\n"
                         + REVIEWER_ACCURACY.markdown()),
     },

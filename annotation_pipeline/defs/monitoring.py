@@ -13,8 +13,15 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from annotation_pipeline.contracts import DRIFT_SIGNALS, RELABEL_CAMPAIGN, ContractError
-from annotation_pipeline.defs.common import OWNERS, counts_metadata, daily_partitions, table_metadata, ui_metadata
+from annotation_pipeline.contracts import DRIFT_SIGNALS, PREDICTION_LOG, RELABEL_CAMPAIGN, ContractError
+from annotation_pipeline.defs.common import (
+    OWNERS,
+    contract_metadata,
+    counts_metadata,
+    daily_partitions,
+    table_metadata,
+    ui_metadata,
+)
 from annotation_pipeline.defs.resources import DataRoot
 from annotation_pipeline.layout import DataLayout
 from annotation_pipeline.monitoring.drift import (
@@ -32,6 +39,7 @@ _SHOWN = DataLayout(Path("ROOT"), anchored=False)
 
 production_predictions = dg.AssetSpec(
     "production_predictions", group_name="monitoring", owners=ML_OWNERS, kinds={"parquet", "csv"},
+    metadata=contract_metadata(PREDICTION_LOG),
     description=f"What the production model predicted, logged by the serving team: "
                 f"`{_SHOWN.predictions('<date>')}/*.parquet|csv` per day and, per model version, its predictions on "
                 f"its validation set in `{_SHOWN.reference}/<model_version>.parquet` (the distribution it was "
@@ -44,6 +52,7 @@ relabel_campaigns = dg.DynamicPartitionsDefinition(name="relabel_campaigns")
 @dg.asset(
     group_name="monitoring", partitions_def=daily_partitions, owners=OWNERS + ML_OWNERS,
     kinds={"scipy", "parquet"}, deps=[production_predictions],
+    metadata=contract_metadata(DRIFT_SIGNALS),
     check_specs=[dg.AssetCheckSpec("predictions_match_reference", asset="drift_signals", blocking=False,
                                    description="the day's predicted-label shares (PSI) and confidences (KS) "
                                                "stay close to the model's reference predictions")],
@@ -87,6 +96,7 @@ class CampaignConfig(dg.Config):
 
 @dg.asset(
     group_name="monitoring", partitions_def=relabel_campaigns, owners=OWNERS + ML_OWNERS, kinds={"python", "parquet"},
+    metadata=contract_metadata(RELABEL_CAMPAIGN),
     deps=[dg.AssetDep("drift_signals", partition_mapping=dg.AllPartitionMapping())],
     description="A relabel campaign for one drifted day (partition `drift-<day>`): the day's production "
                 "images predicted as a class whose share grew, then the least confident, up to the budget, "

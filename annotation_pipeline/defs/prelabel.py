@@ -6,8 +6,14 @@ import numpy as np
 import pandas as pd
 
 from annotation_pipeline.atomic_files import write_parquet_atomic
-from annotation_pipeline.contracts import AUTO_ACCEPT_EVIDENCE, AUTO_ACCEPTED_LABELS, LABELING_QUEUE, PRELABELS
-from annotation_pipeline.defs.common import OWNERS, daily_partitions, table_metadata, ui_metadata
+from annotation_pipeline.contracts import (
+    AUTO_ACCEPT_EVIDENCE,
+    AUTO_ACCEPTED_LABELS,
+    GOLD_LABELS,
+    LABELING_QUEUE,
+    PRELABELS,
+)
+from annotation_pipeline.defs.common import OWNERS, contract_metadata, daily_partitions, table_metadata, ui_metadata
 from annotation_pipeline.defs.prelabel_service import PrelabelModelService, PrelabelServiceError
 from annotation_pipeline.defs.resources import DataRoot, ReleaseStore
 from annotation_pipeline.monitoring.drift import campaign_items
@@ -32,6 +38,7 @@ from annotation_pipeline.prelabel.model import load_rgb, out_of_fold_predictions
 
 gold_set = dg.AssetSpec(
     "gold_set", group_name="prelabel", owners=OWNERS, kinds={"parquet"},
+    metadata=contract_metadata(GOLD_LABELS),
     description="Items with known answers (`gold/images/*.png` + `gold/gold_labels.parquet` under the "
                 "data root), kept by the program team. They train the pre-label model and are hidden "
                 "among vendor tasks to score annotators. Gold images must carry no personal data.",
@@ -129,6 +136,7 @@ def prelabel_model(context: dg.AssetExecutionContext, data_root: DataRoot, relea
 
 @dg.asset(
     group_name="prelabel", partitions_def=daily_partitions, owners=OWNERS, kinds={"scikitlearn", "parquet"},
+    metadata=contract_metadata(PRELABELS),
     deps=[prelabel_model],
     description="Model-assisted labels for the day's anonymized items from the `prelabeler` resource: one scene "
                 "suggestion per item and object boxes, each with a calibrated score and the model version. "
@@ -177,6 +185,7 @@ def _read_evidence(data_root: DataRoot, model_version: str) -> pd.DataFrame:
 
 @dg.asset(
     group_name="prelabel", partitions_def=daily_partitions, owners=OWNERS, kinds={"pandas"},
+    metadata=contract_metadata(AUTO_ACCEPTED_LABELS),
     description="Auto-accept: items whose every pre-label sits in a class and score band where the model's "
                 "precision on held-out gold meets the target (default 0.98, on at least 50 gold labels) are "
                 "released with machine labels (label source `machine`, with band, measured precision and n) "
@@ -255,6 +264,7 @@ class LabelingBudget(dg.Config):
 
 @dg.asset(
     group_name="prelabel", partitions_def=daily_partitions, owners=OWNERS, kinds={"scikitlearn", "pandas"},
+    metadata=contract_metadata(LABELING_QUEUE),
     description="Active learning under the day's labeling budget: items the model doubts (margin of its "
                 "pre-label scores) that are also unlike the items already queued (greedy uncertainty-weighted "
                 "k-center on an image embedding: HOG of a thumbnail + colour histogram), so the vendor does not "

@@ -11,7 +11,14 @@ import dagster as dg
 import pandas as pd
 
 from annotation_pipeline.contracts import ANNOTATIONS, ANNOTATOR_SCORECARDS, QUARANTINE
-from annotation_pipeline.defs.common import OWNERS, counts_metadata, daily_partitions, table_metadata, ui_metadata
+from annotation_pipeline.defs.common import (
+    OWNERS,
+    contract_metadata,
+    counts_metadata,
+    daily_partitions,
+    table_metadata,
+    ui_metadata,
+)
 from annotation_pipeline.defs.gold import read_gold
 from annotation_pipeline.defs.resources import DataRoot, VendorExchange
 from annotation_pipeline.ontology import load_ontology
@@ -71,6 +78,7 @@ def _check_result(outcome: CheckOutcome) -> dg.AssetCheckResult:
     outs={
         "returned_annotations": dg.AssetOut(
             group_name="vendor", owners=OWNERS, kinds={"labelstudio", "parquet"},
+            metadata=contract_metadata(ANNOTATIONS),
             description="Vendor answers read from the inbox (Label Studio JSON or COCO), mapped to one "
                         "contract in pixel coordinates, and validated row by row by the Great Expectations "
                         "suite (Data Docs linked from each check). Rows that fail, and files that cannot be "
@@ -79,6 +87,7 @@ def _check_result(outcome: CheckOutcome) -> dg.AssetCheckResult:
                         "batch never reaches consensus.\n\n" + ANNOTATIONS.markdown()),
         "quarantine": dg.AssetOut(
             group_name="qa", owners=OWNERS, kinds={"parquet"},
+            metadata=contract_metadata(QUARANTINE),
             description="Everything received for the day but not accepted, from every stage (ingestion, "
                         "anonymization, vendor intake, row-level QA), with a reason a person can act on. "
                         "Written by the intake step, before the blocking checks, so it is there precisely "
@@ -127,6 +136,7 @@ def intake_vendor_returns_and_validate(context: dg.AssetExecutionContext, data_r
 
 @dg.asset(
     group_name="qa", partitions_def=daily_partitions, owners=OWNERS, kinds={"parquet"},
+    metadata=contract_metadata(ANNOTATOR_SCORECARDS),
     description="Per annotator: answers, tasks, accuracy on hidden gold tasks, rework rate (share of their "
                 "rows quarantined), median time per task and agreement with the consensus: what an "
                 "annotation manager compares vendors and people by.",

@@ -10,7 +10,7 @@ import dagster as dg
 import pandas as pd
 
 from annotation_pipeline.contracts import PRELABELS, VENDOR_SCORECARDS, VENDOR_TASKS
-from annotation_pipeline.defs.common import OWNERS, daily_partitions, table_metadata, ui_metadata
+from annotation_pipeline.defs.common import OWNERS, contract_metadata, daily_partitions, table_metadata, ui_metadata
 from annotation_pipeline.defs.gold import gold_items, read_gold
 from annotation_pipeline.defs.resources import DataRoot, VendorExchange
 from annotation_pipeline.ontology import load_guidelines, load_ontology
@@ -51,6 +51,7 @@ def with_gold_prelabels(prelabels: pd.DataFrame, data_root: DataRoot) -> pd.Data
 
 @dg.asset(
     group_name="vendor", partitions_def=daily_partitions, owners=OWNERS, kinds={"labelstudio", "parquet"},
+    metadata=contract_metadata(VENDOR_TASKS),
     deps=["gold_set"],
     description="The day's handoff: a batch folder with anonymized images, Label Studio import tasks "
                 "carrying the pre-labels as predictions, the guidelines, and a manifest with sha256 "
@@ -157,6 +158,7 @@ def _charts(cards: pd.DataFrame, trends: pd.DataFrame, pilot: pd.DataFrame, curr
 
 @dg.asset(
     group_name="vendor", partitions_def=daily_partitions, owners=OWNERS, kinds={"pandas", "parquet"},
+    metadata=contract_metadata(VENDOR_SCORECARDS),
     description="The program manager's figures for the day's batches, per vendor and per annotator: cost per "
                 "accepted label (prices per task type in the run config), turnaround (sent -> returned, from "
                 "the batch tables), throughput (tasks per working hour), rework (quarantined plus overturned in "
