@@ -12,7 +12,6 @@ from annotation_pipeline.contracts import ALL_CONTRACTS, CONSENSUS_LABELS, REVIE
 from annotation_pipeline.defs.common import (
     UI_LINE_WIDTH,
     fit_markdown,
-    markdown_table,
     table_metadata,
     ui_metadata,
 )
@@ -56,7 +55,7 @@ def _wide_frame(n_rows: int = 4, n_cols: int = 18) -> pd.DataFrame:
 
 def test_a_wide_table_becomes_narrower_tables_that_each_repeat_the_first_column_and_lose_no_value():
     frame = _wide_frame()
-    md = markdown_table(frame.round(4)).md_str
+    md = ui_metadata({"wide": dg.MetadataValue.md(frame.round(4).to_markdown(index=False))})["wide"].md_str
     assert max(map(len, frame.to_markdown(index=False).split("\n"))) > UI_LINE_WIDTH  # the input is wide
     assert max(map(len, md.split("\n"))) <= UI_LINE_WIDTH
     tables = md.split("\n\n")
@@ -102,6 +101,9 @@ def test_text_is_wrapped_reversibly_paths_under_the_root_read_root_and_other_val
         assert max(map(len, text.split("\n"))) <= UI_LINE_WIDTH
         assert text.replace("\n", " ") == line.replace(str(root), "ROOT")  # joined back, the same words
         assert "ROOT/vendors/simvendor/outbox: 21 tasks" in text.replace("\n", " ")
+    sibling = f"{root}-old/vendors is another folder; {root} is the root"
+    shown = ui_metadata({"s": sibling}, root=root)["s"].text.replace("\n", " ")
+    assert shown == f"{root}-old/vendors is another folder; ROOT is the root"
     assert out["data_docs"] is data_docs and out["figures"].data == {"note": line} and out["tasks"] == 21
 
 

@@ -108,19 +108,12 @@ def ui_metadata(metadata: Mapping[str, object], root: str | Path | None = None,
     return out
 
 
-def markdown_table(frame: pd.DataFrame, empty: str = "(none)", index: bool = False,
-                   width: int = UI_LINE_WIDTH) -> dg.MarkdownMetadataValue:
-    """A DataFrame as Markdown that fits the UI (``empty`` when it has no rows)."""
-    if not len(frame):
-        return dg.MetadataValue.md(empty)
-    return dg.MetadataValue.md(fit_markdown(frame.to_markdown(index=index), width=width))
-
-
 def _relative_to_root(text: str, root: str | Path | None) -> str:
     if root is None:
         return text
     prefix = str(root).rstrip("/")
-    return re.sub(re.escape(prefix) + r"(?=/|\b)", "ROOT", text) if prefix else text
+    # the root itself or a path under it, not a sibling folder that merely starts with its name
+    return re.sub(re.escape(prefix) + r"(?![\w.\-])", "ROOT", text) if prefix else text
 
 
 def fit_text(text: str, root: str | Path | None = None, width: int = UI_LINE_WIDTH) -> str:
