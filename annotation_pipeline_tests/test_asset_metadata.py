@@ -76,6 +76,9 @@ def test_a_table_with_a_cell_wider_than_a_line_becomes_a_wrapped_list_keeping_ev
     assert md.startswith("- **d-1**: decision override; reason the reviewer wrote")
     assert " ".join(md.split()).count("the reviewer wrote a long reason") == 12
     assert "- **d-2**: decision confirm; reason short" in md
+    key_value = fit_markdown(pd.DataFrame({"what": ["note", "ece"], "value": [reason, "0.06"]})
+                             .to_markdown(index=False))
+    assert key_value.split("\n")[0].startswith("- **note**: the reviewer wrote") and "- **ece**: 0.06" in key_value
 
 
 def test_prose_and_list_items_are_rewrapped_and_an_image_is_left_whole():

@@ -224,10 +224,11 @@ def _rule(align: str, w: int) -> str:
 
 
 def _table_as_list(header: list[str], rows: list[list[str]], width: int) -> list[str]:
-    """One list item per row: ``first cell: column value; column value ...``, wrapped."""
+    """One list item per row: ``first cell: column value; column value ...`` (a key-value table:
+    ``key: value``), wrapped."""
     out = []
     for r in rows:
-        pairs = "; ".join(f"{h} {c}" for h, c in zip(header[1:], r[1:]))
+        pairs = r[1] if len(header) == 2 else "; ".join(f"{h} {c}" for h, c in zip(header[1:], r[1:]))
         item = f"- **{r[0] if r else ''}**" + (f": {pairs}" if pairs else "")
         out.extend(textwrap.wrap(item, width, subsequent_indent="  ", break_long_words=False,
                                  break_on_hyphens=False))
