@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import io
+import textwrap
 
 import matplotlib
 
@@ -16,9 +17,12 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 
-def _png(fig) -> bytes:
+def _png(fig, description: str | None = None) -> bytes:
+    """PNG bytes; ``description`` goes into the PNG's Description text chunk too (what a screen
+    reader or a script can read without looking at the pixels)."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight",
+                metadata={"Description": description} if description else None)
     plt.close(fig)
     return buf.getvalue()
 
@@ -67,9 +71,13 @@ def share_comparison(shares: pd.DataFrame, title: str = "Predicted label shares"
 
 
 def reliability_diagram(table: pd.DataFrame, title: str = "Reliability of consensus confidence",
-                        ece: float | None = None) -> bytes:
+                        ece: float | None = None, note: str | None = None) -> bytes:
     """Accuracy against mean confidence per bin (``consensus.calibration.reliability_table``),
-    with the diagonal a calibrated model sits on and bar widths showing how many labels each holds."""
+    with the diagonal a calibrated model sits on and bar widths showing how many labels each holds.
+
+    ``note`` (``consensus.calibration.single_bin_note``: every item in one bin) is written on the
+    chart, the bin shaded, and the ECE left out of the title: one dot cannot show calibration, and
+    a chart that only showed the dot would let a reader think it did."""
     filled = table[table["n"] > 0]
     fig, (ax, ax_n) = plt.subplots(2, 1, figsize=(5, 5.5), sharex=True,
                                    gridspec_kw={"height_ratios": [3, 1]})
@@ -79,13 +87,19 @@ def reliability_diagram(table: pd.DataFrame, title: str = "Reliability of consen
     ax.set_ylabel("accuracy against truth")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.02)
-    ax.set_title(title + (f" (ECE {ece:.3f})" if ece is not None else ""))
+    ax.set_title(title + (f" (ECE {ece:.3f})" if ece is not None and not note else ""))
     ax.legend(loc="upper left")
+    if note:
+        only = filled.iloc[0]
+        ax.axvspan(float(only["bin_low"]), float(only["bin_high"]), color="#f5b041", alpha=0.25, linewidth=0)
+        sentence = (note[0].upper() + note[1:] + ".").replace(", ", ",\u00a0", 1)  # keep "[a, b]" on one line
+        ax.text(0.04, 0.62, textwrap.fill(sentence, 46), transform=ax.transAxes,
+                fontsize=9, va="top", bbox={"boxstyle": "round", "facecolor": "#fff8e5", "edgecolor": "#e0a800"})
     width = (table["bin_high"] - table["bin_low"]).to_numpy()
     ax_n.bar(table["bin_low"], table["n"], width=width, align="edge", color="#aab7b8")
     ax_n.set_xlabel("confidence")
     ax_n.set_ylabel("labels")
-    return _png(fig)
+    return _png(fig, note)
 
 
 def weekly_trend(trends: pd.DataFrame, value: str, title: str, ylabel: str) -> bytes:

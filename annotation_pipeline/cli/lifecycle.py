@@ -182,14 +182,21 @@ def _blocked_gate(name: str, check: dict) -> str:
             + f"; what to do: {check.get('what_to_do') or 'see the check in the Dagster UI'}")
 
 
+def _one_line(entry):
+    """A metadata entry's value as data: a text the UI shows wrapped (``defs.common.fit_text`` breaks
+    lines at single spaces) joined back into the one line it was."""
+    value = getattr(entry, "value", entry)
+    return value.replace("\n", " ") if type(entry).__name__ == "TextMetadataValue" else value
+
+
 def _summarize(result, root: Path, partition: str, landed: int) -> dict:
     meta = {}
     for event in result.get_asset_materialization_events():
         mat = event.event_specific_data.materialization
-        meta[mat.asset_key.to_user_string()] = {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
+        meta[mat.asset_key.to_user_string()] = {k: _one_line(v) for k, v in mat.metadata.items()}
     checks = {}
     for event in result.get_asset_check_evaluations():
-        evidence = {k: getattr(v, "value", v) for k, v in event.metadata.items() if k in _GATE_EVIDENCE}
+        evidence = {k: _one_line(v) for k, v in event.metadata.items() if k in _GATE_EVIDENCE}
         checks[event.check_name] = {"passed": event.passed, "severity": str(event.severity.value), **evidence}
     blocked = {name: c for name, c in checks.items() if not c["passed"] and c["severity"] == "ERROR"}
     problems = [_blocked_gate(name, c) for name, c in blocked.items()]

@@ -18,7 +18,14 @@ from annotation_pipeline.contracts import (
     REVIEW_TASKS,
     REVIEWER_ACCURACY,
 )
-from annotation_pipeline.defs.common import OWNERS, counts_metadata, daily_partitions, table_metadata
+from annotation_pipeline.defs.common import (
+    OWNERS,
+    contract_metadata,
+    counts_metadata,
+    daily_partitions,
+    table_metadata,
+    ui_metadata,
+)
 from annotation_pipeline.defs.gold import gold_items, read_gold
 from annotation_pipeline.defs.resources import DataRoot
 from annotation_pipeline.defs.review_desk import ReviewDesk
@@ -50,6 +57,7 @@ class ConsensusConfig(dg.Config):
     outs={
         "consensus_labels": dg.AssetOut(
             owners=OWNERS, kinds={"numpy", "shapely", "parquet"},
+            metadata=contract_metadata(CONSENSUS_LABELS),
             description="Merged labels: scene by Dawid-Skene / (gold-weighted) majority vote with a posterior "
                         "confidence; boxes and polygons clustered by IoU (at most one object per annotator "
                         "per cluster), quorum of the annotators who saw the item, geometry fused by "
@@ -57,12 +65,14 @@ class ConsensusConfig(dg.Config):
                         + CONSENSUS_LABELS.markdown()),
         "review_queue": dg.AssetOut(
             owners=OWNERS, kinds={"parquet"},
+            metadata=contract_metadata(REVIEW_QUEUE),
             description="Consensus candidates not released, with the evidence: queued for a reviewer (highest "
                         "expected label-accuracy gain first, within the partition's budget), deferred over "
                         "budget, or dismissed automatically with the reason (e.g. drawn only by unreliable "
                         "annotators). Nothing is overwritten.\n\n" + REVIEW_QUEUE.markdown()),
         "agreement_metrics": dg.AssetOut(
             owners=OWNERS, kinds={"parquet"},
+            metadata=contract_metadata(AGREEMENT_METRICS),
             description="Cohen's kappa (mean pairwise), Fleiss' kappa, Krippendorff's alpha per batch, class "
                         "and annotator, and IoU agreement for geometry.\n\n" + AGREEMENT_METRICS.markdown()),
     },
@@ -87,17 +97,17 @@ def consensus(context: dg.AssetExecutionContext, config: ConsensusConfig, data_r
         charts["chart_alpha_per_class"] = dg.MetadataValue.md(markdown_image(bar_chart(
             per_class["krippendorff_alpha"], "Krippendorff's alpha per class (one vs rest)", "alpha",
             reference=0.667), "alpha per class"))
-    yield dg.Output(result.labels, output_name="consensus_labels", metadata={
+    yield dg.Output(result.labels, output_name="consensus_labels", metadata=ui_metadata({
         **({"chart_confidence": dg.MetadataValue.md(markdown_image(histogram(
             labels["confidence"], "Confidence of released labels", "confidence"), "confidence"))}
            if len(labels) else {}),
         "method": result.method, **{k: int(v) for k, v in result.counts.items()},
         "labels_by_kind": dg.MetadataValue.json(result.labels["kind"].value_counts().to_dict()),
         "mean_confidence": float(result.labels["confidence"].mean()) if len(result.labels) else 0.0,
-        **table_metadata(result.labels.drop(columns=["geometry_wkb"])),
-    })
+        **table_metadata(result.labels, CONSENSUS_LABELS),
+    }, data_root.root))
     queue = result.review_queue
-    yield dg.Output(queue, output_name="review_queue", metadata={
+    yield dg.Output(queue, output_name="review_queue", metadata=ui_metadata({
         "queued": int((queue["status"] == "queued").sum()),
         "deferred": int((queue["status"] == "deferred").sum()),
         "dismissed": int((queue["status"] == "dismissed").sum()),
@@ -116,15 +126,15 @@ def consensus(context: dg.AssetExecutionContext, config: ConsensusConfig, data_r
                                             / max(result.counts["consensus_candidates"], 1)),
         "by_reason": dg.MetadataValue.json(queue["reason"].value_counts().to_dict()),
         "by_status": dg.MetadataValue.json(queue["status"].value_counts().to_dict()),
-        **table_metadata(result.review_queue),
-    })
-    yield dg.Output(result.agreement, output_name="agreement_metrics", metadata={
+        **table_metadata(result.review_queue, REVIEW_QUEUE),
+    }, data_root.root))
+    yield dg.Output(result.agreement, output_name="agreement_metrics", metadata=ui_metadata({
         **headline, **charts,
         "per_annotator": dg.MetadataValue.md(per_annotator.round(3).to_markdown() if len(per_annotator) else "(none)"),
         "per_class": dg.MetadataValue.md(per_class.round(3).to_markdown() if len(per_class) else "(none)"),
         "annotator_reliability": dg.MetadataValue.md(result.annotator_reliability.round(3).to_markdown()),
-        **table_metadata(result.agreement),
-    })
+        **table_metadata(result.agreement, AGREEMENT_METRICS),
+    }, data_root.root))
 
 
 # ---- the review loop: queued candidates go to reviewers, their decisions come back
@@ -148,6 +158,7 @@ def _image_sources(data_root: DataRoot, anonymized_items: pd.DataFrame) -> pd.Da
 
 @dg.asset(
     group_name="consensus", partitions_def=daily_partitions, owners=OWNERS, kinds={"labelstudio", "parquet"},
+    metadata=contract_metadata(REVIEW_TASKS),
     deps=["gold_set"],
     description="The day's queued review candidates as review tasks, with an audit sample of released labels "
                 "(items that lost answers to quarantine first) and hidden gold scene tasks mixed in, "
@@ -168,14 +179,14 @@ def review_tasks(context: dg.AssetExecutionContext, config: ReviewTasksConfig, d
                                scene_classes=list(load_ontology().scene_classes), n_gold=config.gold_tasks,
                                audit=audit)
     location = review_desk.send(day, tasks, sources)
-    return dg.Output(tasks, metadata={
+    return dg.Output(tasks, metadata=ui_metadata({
         "tasks": len(tasks), "gold_tasks": int(tasks["is_gold"].sum()),
         "queued_candidates": int((review_queue["status"] == "queued").sum()),
         "audited_labels": len(audit),
         "by_reason": dg.MetadataValue.json(tasks.loc[~tasks["is_gold"], "reason"].value_counts().to_dict()),
         "by_kind": dg.MetadataValue.json(tasks["kind"].value_counts().to_dict()),
-        "review_folder": dg.MetadataValue.path(location), **table_metadata(tasks),
-    })
+        "review_folder": dg.MetadataValue.path(location), **table_metadata(tasks, REVIEW_TASKS),
+    }, data_root.root))
 
 
 @dg.multi_asset(
@@ -183,6 +194,7 @@ def review_tasks(context: dg.AssetExecutionContext, config: ReviewTasksConfig, d
     outs={
         "review_decisions": dg.AssetOut(
             owners=OWNERS, kinds={"parquet"},
+            metadata=contract_metadata(REVIEW_DECISIONS),
             description="What reviewers decided on the day's review tasks (who, when, confirm / override / "
                         "reject, why), read from the review desk's returns like vendor returns: a malformed "
                         "file or decision is quarantined with a reason (stage `review`) and counts reconcile. "
@@ -190,6 +202,7 @@ def review_tasks(context: dg.AssetExecutionContext, config: ReviewTasksConfig, d
                         "task.\n\n" + REVIEW_DECISIONS.markdown()),
         "reviewer_accuracy": dg.AssetOut(
             owners=OWNERS, kinds={"parquet"},
+            metadata=contract_metadata(REVIEWER_ACCURACY),
             description="Each reviewer's accuracy on the hidden gold review tasks of the day.\n\n"
                         + REVIEWER_ACCURACY.markdown()),
     },
@@ -203,7 +216,7 @@ def review_decisions(context: dg.AssetExecutionContext, data_root: DataRoot, rev
     counts = intake.counts()
     decisions, accuracy = intake.decisions, reviewer_accuracy(intake.decisions)
     applied = decisions[~decisions["superseded"] & ~decisions["is_gold"]]
-    yield dg.Output(decisions, output_name="review_decisions", metadata={
+    yield dg.Output(decisions, output_name="review_decisions", metadata=ui_metadata({
         **counts_metadata(counts["received"], counts["accepted"], counts["quarantined"]),
         **{k: v for k, v in counts.items() if k.startswith("files_")},
         "by_decision": dg.MetadataValue.json(applied["decision"].value_counts().to_dict()),
@@ -214,12 +227,12 @@ def review_decisions(context: dg.AssetExecutionContext, data_root: DataRoot, rev
                                                  else "(no decisions)"),
         "files": dg.MetadataValue.md(intake.files.drop(columns=["source_sha256"]).to_markdown(index=False)
                                      if len(intake.files) else "(no decision files yet)"),
-        **table_metadata(decisions),
-    })
-    yield dg.Output(accuracy, output_name="reviewer_accuracy", metadata={
+        **table_metadata(decisions, REVIEW_DECISIONS),
+    }, data_root.root))
+    yield dg.Output(accuracy, output_name="reviewer_accuracy", metadata=ui_metadata({
         **{f"accuracy_{r.reviewer_id}": float(r.accuracy) for r in accuracy.itertuples() if pd.notna(r.accuracy)},
-        "gold_decisions": int(accuracy["n_gold"].sum()), **table_metadata(accuracy),
-    })
+        "gold_decisions": int(accuracy["n_gold"].sum()), **table_metadata(accuracy, REVIEWER_ACCURACY),
+    }, data_root.root))
 
 
 defs = dg.Definitions(assets=[consensus, review_tasks, review_decisions])

@@ -13,8 +13,15 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from annotation_pipeline.contracts import DRIFT_SIGNALS, RELABEL_CAMPAIGN, ContractError
-from annotation_pipeline.defs.common import OWNERS, counts_metadata, daily_partitions, table_metadata
+from annotation_pipeline.contracts import DRIFT_SIGNALS, PREDICTION_LOG, RELABEL_CAMPAIGN, ContractError
+from annotation_pipeline.defs.common import (
+    OWNERS,
+    contract_metadata,
+    counts_metadata,
+    daily_partitions,
+    table_metadata,
+    ui_metadata,
+)
 from annotation_pipeline.defs.resources import DataRoot
 from annotation_pipeline.layout import DataLayout
 from annotation_pipeline.monitoring.drift import (
@@ -32,6 +39,7 @@ _SHOWN = DataLayout(Path("ROOT"), anchored=False)
 
 production_predictions = dg.AssetSpec(
     "production_predictions", group_name="monitoring", owners=ML_OWNERS, kinds={"parquet", "csv"},
+    metadata=contract_metadata(PREDICTION_LOG),
     description=f"What the production model predicted, logged by the serving team: "
                 f"`{_SHOWN.predictions('<date>')}/*.parquet|csv` per day and, per model version, its predictions on "
                 f"its validation set in `{_SHOWN.reference}/<model_version>.parquet` (the distribution it was "
@@ -44,6 +52,7 @@ relabel_campaigns = dg.DynamicPartitionsDefinition(name="relabel_campaigns")
 @dg.asset(
     group_name="monitoring", partitions_def=daily_partitions, owners=OWNERS + ML_OWNERS,
     kinds={"scipy", "parquet"}, deps=[production_predictions],
+    metadata=contract_metadata(DRIFT_SIGNALS),
     check_specs=[dg.AssetCheckSpec("predictions_match_reference", asset="drift_signals", blocking=False,
                                    description="the day's predicted-label shares (PSI) and confidences (KS) "
                                                "stay close to the model's reference predictions")],
@@ -61,7 +70,7 @@ def drift_signals(context: dg.AssetExecutionContext, data_root: DataRoot):
               for version, shares in assessment.class_shares.groupby("model_version")}
     if logs.n_files == 0:
         context.log.info(f"{data_root.layout.predictions(date)}/ holds no prediction log: nothing to judge")
-    yield dg.Output(assessment.signals, metadata={
+    yield dg.Output(assessment.signals, metadata=ui_metadata({
         **counts_metadata(logs.n_received, logs.n_accepted, len(logs.quarantine)),
         "log_files": logs.n_files,
         "drifted": facts["drifted"],
@@ -70,8 +79,8 @@ def drift_signals(context: dg.AssetExecutionContext, data_root: DataRoot):
         "not_judged": dg.MetadataValue.json(facts["notes"]),
         "quarantine_reasons": dg.MetadataValue.json(logs.quarantine["reason"].value_counts().to_dict()),
         **charts,
-        **table_metadata(assessment.signals),
-    })
+        **table_metadata(assessment.signals, DRIFT_SIGNALS),
+    }, data_root.root))
     yield dg.AssetCheckResult(
         check_name="predictions_match_reference", passed=not assessment.drifted,
         severity=dg.AssetCheckSeverity.WARN,
@@ -87,6 +96,7 @@ class CampaignConfig(dg.Config):
 
 @dg.asset(
     group_name="monitoring", partitions_def=relabel_campaigns, owners=OWNERS + ML_OWNERS, kinds={"python", "parquet"},
+    metadata=contract_metadata(RELABEL_CAMPAIGN),
     deps=[dg.AssetDep("drift_signals", partition_mapping=dg.AllPartitionMapping())],
     description="A relabel campaign for one drifted day (partition `drift-<day>`): the day's production "
                 "images predicted as a class whose share grew, then the least confident, up to the budget, "
@@ -104,14 +114,14 @@ def relabel_campaign(context: dg.AssetExecutionContext, config: CampaignConfig,
     if len(campaign.quarantine):
         context.log.warning(f"{len(campaign.quarantine)} selected image(s) could not be landed: "
                             + "; ".join(campaign.quarantine["detail"].head(3)))
-    return dg.Output(campaign.items, metadata={
+    return dg.Output(campaign.items, metadata=ui_metadata({
         **counts_metadata(len(campaign.items) + len(campaign.quarantine), len(campaign.items), len(campaign.quarantine)),
         "candidates": campaign.n_candidates, "budget": config.budget,
         "landing_folder": dg.MetadataValue.path(str(campaign.landing_dir)),
         "manifest": dg.MetadataValue.path(str(campaign.manifest_path)),
         "by_reason": dg.MetadataValue.json(campaign.items["reason"].value_counts().to_dict()),
-        **table_metadata(campaign.items),
-    })
+        **table_metadata(campaign.items, RELABEL_CAMPAIGN),
+    }, data_root.root))
 
 
 relabel_campaign_job = dg.define_asset_job(

@@ -6,8 +6,14 @@ import numpy as np
 import pandas as pd
 
 from annotation_pipeline.atomic_files import write_parquet_atomic
-from annotation_pipeline.contracts import AUTO_ACCEPT_EVIDENCE, AUTO_ACCEPTED_LABELS, LABELING_QUEUE, PRELABELS
-from annotation_pipeline.defs.common import OWNERS, daily_partitions, table_metadata
+from annotation_pipeline.contracts import (
+    AUTO_ACCEPT_EVIDENCE,
+    AUTO_ACCEPTED_LABELS,
+    GOLD_LABELS,
+    LABELING_QUEUE,
+    PRELABELS,
+)
+from annotation_pipeline.defs.common import OWNERS, contract_metadata, daily_partitions, table_metadata, ui_metadata
 from annotation_pipeline.defs.prelabel_service import PrelabelModelService, PrelabelServiceError
 from annotation_pipeline.defs.resources import DataRoot, ReleaseStore
 from annotation_pipeline.monitoring.drift import campaign_items
@@ -32,6 +38,7 @@ from annotation_pipeline.prelabel.model import load_rgb, out_of_fold_predictions
 
 gold_set = dg.AssetSpec(
     "gold_set", group_name="prelabel", owners=OWNERS, kinds={"parquet"},
+    metadata=contract_metadata(GOLD_LABELS),
     description="Items with known answers (`gold/images/*.png` + `gold/gold_labels.parquet` under the "
                 "data root), kept by the program team. They train the pre-label model and are hidden "
                 "among vendor tasks to score annotators. Gold images must carry no personal data.",
@@ -114,7 +121,7 @@ def prelabel_model(context: dg.AssetExecutionContext, data_root: DataRoot, relea
     policy = AutoAcceptPolicy()
     earning = earning_cells(evidence, policy)
     context.log.info(f"{prelabeler.describe()}: {version} from {source}; {len(earning)} class/band cells earn auto-accept")
-    return dg.MaterializeResult(metadata={
+    return dg.MaterializeResult(metadata=ui_metadata({
         "model": prelabeler.describe(), "model_version": version,
         "trained_from": source if facts else "trained by its own team (not by this pipeline)",
         "gold_result_items_refused": refused,
@@ -124,11 +131,12 @@ def prelabel_model(context: dg.AssetExecutionContext, data_root: DataRoot, relea
         "min_gold_per_cell": policy.min_gold,
         "evidence": dg.MetadataValue.md(_evidence_markdown(evidence, policy)),
         "path": dg.MetadataValue.path(str(data_root.layout.prelabel_model)),
-    })
+    }, data_root.root))
 
 
 @dg.asset(
     group_name="prelabel", partitions_def=daily_partitions, owners=OWNERS, kinds={"scikitlearn", "parquet"},
+    metadata=contract_metadata(PRELABELS),
     deps=[prelabel_model],
     description="Model-assisted labels for the day's anonymized items from the `prelabeler` resource: one scene "
                 "suggestion per item and object boxes, each with a calibrated score and the model version. "
@@ -148,14 +156,14 @@ def prelabels(context: dg.AssetExecutionContext, data_root: DataRoot, prelabeler
     out = batch.prelabels
     scene = out[out["kind"] == "choice"]
     with_prelabels = out["item_id"].nunique()
-    return dg.Output(out, metadata={
+    return dg.Output(out, metadata=ui_metadata({
         "model": prelabeler.describe(), "model_version": batch.model_version, "items": len(images),
         "items_with_prelabels": with_prelabels, "items_without_prelabels": len(images) - with_prelabels,
         "result_items_quarantined": len(batch.quarantined),
         "objects_proposed": int((out["kind"] != "choice").sum()),
         "mean_scene_score": float(scene["score"].mean()) if len(scene) else 0.0,
-        **table_metadata(out),
-    })
+        **table_metadata(out, PRELABELS),
+    }, data_root.root))
 
 
 class AutoAcceptConfig(dg.Config):
@@ -177,6 +185,7 @@ def _read_evidence(data_root: DataRoot, model_version: str) -> pd.DataFrame:
 
 @dg.asset(
     group_name="prelabel", partitions_def=daily_partitions, owners=OWNERS, kinds={"pandas"},
+    metadata=contract_metadata(AUTO_ACCEPTED_LABELS),
     description="Auto-accept: items whose every pre-label sits in a class and score band where the model's "
                 "precision on held-out gold meets the target (default 0.98, on at least 50 gold labels) are "
                 "released with machine labels (label source `machine`, with band, measured precision and n) "
@@ -213,15 +222,15 @@ def auto_accepted_labels(context: dg.AssetExecutionContext, config: AutoAcceptCo
     items = accepted.drop_duplicates("item_id")
     n_items, n_check = prelabels["item_id"].nunique(), int(items["sent_for_check"].sum())
     context.log.info(f"auto-accept {reason}")
-    return dg.Output(accepted, metadata={
+    return dg.Output(accepted, metadata=ui_metadata({
         "auto_accept": reason.split(":")[0], "reason": reason, "target_precision": policy.target_precision,
         "model_version": version, "items": n_items, "items_auto_accepted": len(items) - n_check,
         "items_sent_as_check": n_check, "items_to_vendor": n_items - (len(items) - n_check),
         "labels_auto_accepted": int((~accepted["sent_for_check"]).sum()),
         "min_measured_precision": float(accepted["measured_precision"].min()) if len(accepted) else None,
         "gold_labels_behind": int(earning["n"].sum()) if len(accepted) else 0,
-        **table_metadata(accepted),
-    })
+        **table_metadata(accepted, AUTO_ACCEPTED_LABELS),
+    }, data_root.root))
 
 
 @dg.asset(
@@ -255,6 +264,7 @@ class LabelingBudget(dg.Config):
 
 @dg.asset(
     group_name="prelabel", partitions_def=daily_partitions, owners=OWNERS, kinds={"scikitlearn", "pandas"},
+    metadata=contract_metadata(LABELING_QUEUE),
     description="Active learning under the day's labeling budget: items the model doubts (margin of its "
                 "pre-label scores) that are also unlike the items already queued (greedy uncertainty-weighted "
                 "k-center on an image embedding: HOG of a thumbnail + colour histogram), so the vendor does not "
@@ -283,7 +293,7 @@ def labeling_queue(context: dg.AssetExecutionContext, config: LabelingBudget, da
     by_doubt = others.sort_values(ascending=False, kind="stable").index[:len(picked)]
     spread = {"spread_selected": mean_nearest_distance(features[ids.get_indexer(picked["item_id"])]),
               "spread_if_uncertainty_only": mean_nearest_distance(features[ids.get_indexer(by_doubt)])}
-    return dg.Output(queue, metadata={
+    return dg.Output(queue, metadata=ui_metadata({
         "candidates": len(ids), "selected": len(queue), "budget": config.budget,
         "not_selected": len(ids) - len(queue), "items_without_image": int(len(uncertainty) - len(ids)),
         "auto_accepted_not_candidates": n_auto,
@@ -296,8 +306,8 @@ def labeling_queue(context: dg.AssetExecutionContext, config: LabelingBudget, da
             "(0 = copies); `spread_if_uncertainty_only` is what the top items by uncertainty alone would have "
             "had.\n\n" + (queue[["priority", "item_id", "uncertainty", "reason"]].head(10).to_markdown(index=False)
                           if len(queue) else "(nothing selected)")),
-        **table_metadata(queue),
-    })
+        **table_metadata(queue, LABELING_QUEUE),
+    }, data_root.root))
 
 
 defs = dg.Definitions(assets=[gold_set, prelabel_model, prelabels, auto_accepted_labels, auto_accept_check,

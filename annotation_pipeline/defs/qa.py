@@ -10,8 +10,15 @@ asset before the checks can stop the run.
 import dagster as dg
 import pandas as pd
 
-from annotation_pipeline.contracts import ANNOTATIONS, QUARANTINE
-from annotation_pipeline.defs.common import OWNERS, counts_metadata, daily_partitions, table_metadata
+from annotation_pipeline.contracts import ANNOTATIONS, ANNOTATOR_SCORECARDS, QUARANTINE
+from annotation_pipeline.defs.common import (
+    OWNERS,
+    contract_metadata,
+    counts_metadata,
+    daily_partitions,
+    table_metadata,
+    ui_metadata,
+)
 from annotation_pipeline.defs.gold import read_gold
 from annotation_pipeline.defs.resources import DataRoot, VendorExchange
 from annotation_pipeline.ontology import load_ontology
@@ -62,7 +69,7 @@ def _check_result(outcome: CheckOutcome) -> dg.AssetCheckResult:
         metadata["failing_examples"] = dg.MetadataValue.md(
             pd.DataFrame(outcome.failing_examples).to_markdown(index=False))
     return dg.AssetCheckResult(
-        check_name=outcome.name, passed=outcome.passed, metadata=metadata,
+        check_name=outcome.name, passed=outcome.passed, metadata=ui_metadata(metadata),
         severity=dg.AssetCheckSeverity.ERROR if outcome.severity == "ERROR" else dg.AssetCheckSeverity.WARN)
 
 
@@ -71,6 +78,7 @@ def _check_result(outcome: CheckOutcome) -> dg.AssetCheckResult:
     outs={
         "returned_annotations": dg.AssetOut(
             group_name="vendor", owners=OWNERS, kinds={"labelstudio", "parquet"},
+            metadata=contract_metadata(ANNOTATIONS),
             description="Vendor answers read from the inbox (Label Studio JSON or COCO), mapped to one "
                         "contract in pixel coordinates, and validated row by row by the Great Expectations "
                         "suite (Data Docs linked from each check). Rows that fail, and files that cannot be "
@@ -79,6 +87,7 @@ def _check_result(outcome: CheckOutcome) -> dg.AssetCheckResult:
                         "batch never reaches consensus.\n\n" + ANNOTATIONS.markdown()),
         "quarantine": dg.AssetOut(
             group_name="qa", owners=OWNERS, kinds={"parquet"},
+            metadata=contract_metadata(QUARANTINE),
             description="Everything received for the day but not accepted, from every stage (ingestion, "
                         "anonymization, vendor intake, row-level QA), with a reason a person can act on. "
                         "Written by the intake step, before the blocking checks, so it is there precisely "
@@ -103,13 +112,13 @@ def intake_vendor_returns_and_validate(context: dg.AssetExecutionContext, data_r
 
     day = data_root.read_quarantine(date)  # every stage's rows for the day, this one's included
     by_stage = day.groupby(["stage", "reason"]).size().reset_index(name="count")
-    yield dg.Output(day, output_name="quarantine", metadata={
+    yield dg.Output(day, output_name="quarantine", metadata=ui_metadata({
         "by_stage": dg.MetadataValue.json(day["stage"].value_counts().to_dict()),
         "by_reason": dg.MetadataValue.md(by_stage.to_markdown(index=False) if len(by_stage) else "(nothing quarantined)"),
-        **table_metadata(day),
-    })
+        **table_metadata(day, QUARANTINE),
+    }, data_root.root))
     accepted, docs_url = report.accepted, report.validation.data_docs_url
-    yield dg.Output(accepted, output_name="returned_annotations", metadata={
+    yield dg.Output(accepted, output_name="returned_annotations", metadata=ui_metadata({
         **counts_metadata(report.received, len(accepted), report.quarantined),
         **report.file_counts(), "ledger_files_recorded": len(report.accepted_sha256),
         "files_by_status": dg.MetadataValue.json(report.files["status"].value_counts().to_dict()),
@@ -118,8 +127,8 @@ def intake_vendor_returns_and_validate(context: dg.AssetExecutionContext, data_r
         "gx_suite": report.validation.suite_name,
         **_data_docs(docs_url or ""),
         "gx_results": dg.MetadataValue.md(gx_results_markdown(report.validation.expectation_results())),
-        **table_metadata(accepted.drop(columns=["geometry_wkb"])),
-    })
+        **table_metadata(accepted, ANNOTATIONS),
+    }, data_root.root))
     for outcome in [*report.validation.check_outcomes(), *report.health]:
         yield _check_result(outcome)
 
@@ -127,6 +136,7 @@ def intake_vendor_returns_and_validate(context: dg.AssetExecutionContext, data_r
 
 @dg.asset(
     group_name="qa", partitions_def=daily_partitions, owners=OWNERS, kinds={"parquet"},
+    metadata=contract_metadata(ANNOTATOR_SCORECARDS),
     description="Per annotator: answers, tasks, accuracy on hidden gold tasks, rework rate (share of their "
                 "rows quarantined), median time per task and agreement with the consensus: what an "
                 "annotation manager compares vendors and people by.",
@@ -140,11 +150,11 @@ def annotator_scorecards(data_root: DataRoot, returned_annotations: pd.DataFrame
         chart["chart_gold_accuracy"] = dg.MetadataValue.md(markdown_image(bar_chart(
             cards.set_index("annotator_id")["gold_accuracy"], "Accuracy on hidden gold tasks", "gold accuracy",
             reference=0.6), "gold accuracy per annotator"))
-    return dg.Output(cards, metadata={
+    return dg.Output(cards, metadata=ui_metadata({
         "annotators": len(cards), **chart,
         "scorecards": dg.MetadataValue.md(cards.round(3).to_markdown(index=False) if len(cards) else "(none)"),
-        **table_metadata(cards),
-    })
+        **table_metadata(cards, ANNOTATOR_SCORECARDS),
+    }, data_root.root))
 
 
 defs = dg.Definitions(assets=[intake_vendor_returns_and_validate, annotator_scorecards])

@@ -4,7 +4,7 @@
 import dagster as dg
 import pandas as pd
 
-from annotation_pipeline.defs.common import OWNERS, daily_partitions
+from annotation_pipeline.defs.common import OWNERS, daily_partitions, ui_metadata
 from annotation_pipeline.defs.gold import read_gold
 from annotation_pipeline.defs.resources import DataRoot, ReleaseStore
 from annotation_pipeline.ontology import load_guidelines, load_ontology
@@ -66,14 +66,14 @@ def dataset_release(context: dg.AssetExecutionContext, data_root: DataRoot, rele
             {"ontology": ontology.version, "guidelines": guidelines.version, "model": ",".join(sorted(models))},
             day_images=release_images(anonymized_items), attachments=attachments)
     except ReleaseIntegrityError as exc:
-        raise dg.Failure(description=str(exc).splitlines()[0], metadata={
-            "problems": dg.MetadataValue.md("\n".join(f"- {p}" for p in exc.problems))}) from None
+        raise dg.Failure(description=str(exc).splitlines()[0], metadata=ui_metadata({
+            "problems": dg.MetadataValue.md("\n".join(f"- {p}" for p in exc.problems))}, data_root.root)) from None
     if info is None:  # a day with nothing labeled and no earlier release: nothing to version
         context.log.warning(f"no labels for {date} and no earlier release: no release made")
         return dg.MaterializeResult(metadata={"version": "", "new_release": False, "labels": 0,
                                               "reason": "the dataset would be empty"})
     context.log.info(f"release {info.version} ({'new' if info.created else 'unchanged, reused'})")
-    return dg.MaterializeResult(metadata={
+    return dg.MaterializeResult(metadata=ui_metadata({
         "version": info.version, "new_release": info.created, "fingerprint": info.fingerprint,
         "parent": info.parent or "", "labels": info.n_labels, "items": info.n_items,
         "machine_labels_today": int((day_labels["label_source"] == "machine").sum()),
@@ -86,7 +86,7 @@ def dataset_release(context: dg.AssetExecutionContext, data_root: DataRoot, rele
         "quality_report": dg.MetadataValue.md((store.releases_dir / info.version / "quality_report.md").read_text()),
         "quality_report_html": dg.MetadataValue.path(str(store.releases_dir / info.version / "quality_report.html")),
         "git_tag": f"dataset-{info.version}",
-    })
+    }, data_root.root))
 
 
 defs = dg.Definitions(assets=[dataset_release])

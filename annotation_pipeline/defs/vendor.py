@@ -10,7 +10,7 @@ import dagster as dg
 import pandas as pd
 
 from annotation_pipeline.contracts import PRELABELS, VENDOR_SCORECARDS, VENDOR_TASKS
-from annotation_pipeline.defs.common import OWNERS, daily_partitions, table_metadata
+from annotation_pipeline.defs.common import OWNERS, contract_metadata, daily_partitions, table_metadata, ui_metadata
 from annotation_pipeline.defs.gold import gold_items, read_gold
 from annotation_pipeline.defs.resources import DataRoot, VendorExchange
 from annotation_pipeline.ontology import load_guidelines, load_ontology
@@ -51,6 +51,7 @@ def with_gold_prelabels(prelabels: pd.DataFrame, data_root: DataRoot) -> pd.Data
 
 @dg.asset(
     group_name="vendor", partitions_def=daily_partitions, owners=OWNERS, kinds={"labelstudio", "parquet"},
+    metadata=contract_metadata(VENDOR_TASKS),
     deps=["gold_set"],
     description="The day's handoff: a batch folder with anonymized images, Label Studio import tasks "
                 "carrying the pre-labels as predictions, the guidelines, and a manifest with sha256 "
@@ -89,15 +90,15 @@ def vendor_batches(context: dg.AssetExecutionContext, config: HandoffConfig, dat
     places = {sent_through(data_root.layout, b, "location") or "?" for b in sent["batch_id"]}
     there = ", ".join(sorted(places | ({location} if new_batch else set())))
     delivery = f"{exchange}: {len(tasks)} tasks at {there}" if len(tasks) else f"{exchange}: nothing to send"
-    return dg.Output(tasks, metadata={
+    return dg.Output(tasks, metadata=ui_metadata({
         "exchange": delivery,
         "batch_id": new_batch.batch_id if new_batch else (batches[-1] if batches else ""),
         "new_batch": new_batch is not None, "delivered_to": location, "batches": dg.MetadataValue.json(batches),
         "tasks": len(tasks), "new_tasks": len(new_batch.tasks) if new_batch else 0,
         "gold_tasks": int(tasks["is_gold"].sum()), "gold_tasks_asked": n_gold, "overlap": config.overlap,
         "answers_expected": int(tasks["overlap"].sum()),
-        **table_metadata(tasks),
-    })
+        **table_metadata(tasks, VENDOR_TASKS),
+    }, data_root.root))
 
 
 class VendorFiguresConfig(dg.Config):
@@ -157,6 +158,7 @@ def _charts(cards: pd.DataFrame, trends: pd.DataFrame, pilot: pd.DataFrame, curr
 
 @dg.asset(
     group_name="vendor", partitions_def=daily_partitions, owners=OWNERS, kinds={"pandas", "parquet"},
+    metadata=contract_metadata(VENDOR_SCORECARDS),
     description="The program manager's figures for the day's batches, per vendor and per annotator: cost per "
                 "accepted label (prices per task type in the run config), turnaround (sent -> returned, from "
                 "the batch tables), throughput (tasks per working hour), rework (quarantined plus overturned in "
@@ -180,7 +182,7 @@ def vendor_scorecards(context: dg.AssetExecutionContext, config: VendorFiguresCo
     pilot = pilot_comparison(returned_annotations, quarantine, vendor_batches, gold,
                              consensus_labels=consensus_labels, prices=prices)
     vendors = cards[cards["scope"] == "vendor"]
-    return dg.Output(cards, metadata={
+    return dg.Output(cards, metadata=ui_metadata({
         "vendors": len(vendors), "annotators": int((cards["scope"] == "annotator").sum()),
         "vendor_figures": dg.MetadataValue.json(_json_records(vendors[_SHOWN[:1] + _SHOWN[2:]])),
         "by_vendor": _markdown(vendors, _SHOWN[:1] + _SHOWN[2:], "(no vendor returned anything)"),
@@ -192,8 +194,8 @@ def vendor_scorecards(context: dg.AssetExecutionContext, config: VendorFiguresCo
         "prices": dg.MetadataValue.json(prices.as_dict()),
         "review_decisions": len(decisions),
         **_charts(cards, trends, pilot, prices.currency),
-        **table_metadata(cards),
-    })
+        **table_metadata(cards, VENDOR_SCORECARDS),
+    }, data_root.root))
 
 
 defs = dg.Definitions(assets=[vendor_batches, vendor_scorecards])

@@ -55,7 +55,7 @@ def reliability_chart(report: dict) -> bytes | None:
     calibration = report.get("calibration", {})
     return reliability_diagram(bins.astype({"mean_confidence": float, "accuracy": float}),
                                f"Consensus confidence on {calibration.get('n_gold_items', 0)} hidden gold items",
-                               ece=calibration.get("ece"))
+                               ece=calibration.get("ece"), note=calibration.get("note"))
 
 
 def _vendor_figures(answers: pd.DataFrame, outcomes: pd.DataFrame) -> pd.DataFrame:

@@ -103,6 +103,9 @@ def _calibration(calibration: Mapping[str, Any] | None) -> str:
     """One sentence on how far consensus confidence is from the accuracy it claims."""
     if not calibration or calibration.get("ece") is None:
         return "<p class='meta'>Calibration: no hidden gold item with a scene answer in this partition.</p>"
+    if calibration.get("note"):  # all gold in one confidence bin: an ECE of one point says nothing
+        return (f"<p class='note'>Calibration of consensus confidence: {_escape(calibration['note'])} "
+                f"(the {_escape(calibration.get('method'))} consensus refitted without the gold answers).</p>")
     return (f"<p>Calibration of consensus confidence: expected calibration error "
             f"<strong>{_escape(float(calibration['ece']))}</strong> on {_escape(calibration.get('n_gold_items'))} "
             f"hidden gold item(s), the {_escape(calibration.get('method'))} consensus refitted without their "
