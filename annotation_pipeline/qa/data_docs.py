@@ -102,7 +102,8 @@ a { color: #0062cc; } h1, h2, h3, h4, h5, h6, .h6 { margin: 0 0 .5rem; font-weig
 .d-none { display: none !important; } .d-flex { display: flex !important; }
 /* after .d-none, as in Bootstrap: "d-none d-md-block" (the table of contents) shows on a wide screen */
 @media (min-width: 576px) { .d-sm-block { display: block !important; } }
-@media (min-width: 768px) { .d-md-block { display: block !important; } .d-md-inline-flex { display: inline-flex !important; } }
+@media (min-width: 768px) { .d-md-block { display: block !important; }
+  .d-md-inline-flex { display: inline-flex !important; } }
 .align-items-center { align-items: center !important; } .justify-content-center { justify-content: center !important; }
 .float-left { float: left !important; } .h-100 { height: 100% !important; } .mr-auto { margin-right: auto !important; }
 .m-0 { margin: 0 !important; } .m-2 { margin: .5rem !important; } .mt-0 { margin-top: 0 !important; }
@@ -137,7 +138,8 @@ function _geSucceeded() {
     var section = e.parentElement && e.parentElement.parentElement;
     if (!section) return;
     shown.push(section);
-    if (section.id) document.querySelectorAll('a[href$="#' + section.id + '"]').forEach(function (a) { shown.push(a); });
+    if (section.id) document.querySelectorAll('a[href$="#' + section.id + '"]').forEach(function (a) {
+      shown.push(a); });
   });
   return shown;
 }
@@ -276,6 +278,22 @@ def prune_unused_static(site: Path) -> int:
         if d.is_dir() and not any(d.iterdir()):
             d.rmdir()
     return removed
+
+
+_BODY_START = re.compile(r"<body\b[^>]*>", re.IGNORECASE)
+
+
+def link_day_index(site: Path, href: str) -> None:
+    """Put a link to the day's index (``href``, relative to the site) at the top of the site's own
+    index, whose table lists only this validation."""
+    index = Path(site) / "index.html"
+    if not index.is_file():
+        return
+    link = (f"<p class='ge-offline-day-link m-2'><a href='{html.escape(href, quote=True)}'>"
+            "&larr; every validation of this day</a></p>")
+    page = index.read_text(encoding="utf-8")
+    body = _BODY_START.search(page)
+    index.write_text(page[:body.end()] + link + page[body.end():] if body else link + page, encoding="utf-8")
 
 
 PUBLICATION_FILE = "publication.json"

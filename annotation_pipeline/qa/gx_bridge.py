@@ -44,9 +44,11 @@ from great_expectations.data_context.types.base import (
 )
 
 from annotation_pipeline.qa.data_docs import (
+    DAY_INDEX,
     OFFLINE_FORMAT,
     PUBLICATION_FILE,
     Publication,
+    link_day_index,
     make_site_offline,
     prune_unused_static,
     write_day_index,
@@ -174,6 +176,7 @@ def publish_site(site: Path, docs_dir: Path, publication: Publication) -> Path:
     if not (target / PUBLICATION_FILE).is_file():
         make_site_offline(site)
         prune_unused_static(site)
+        link_day_index(site, f"../../{DAY_INDEX}")  # site at <day>/<site>/<key>/
         publication.write(site / PUBLICATION_FILE)
         docs_dir.mkdir(parents=True, exist_ok=True)
         staging = docs_dir / f".{publication.key}-{uuid.uuid4().hex[:8]}.tmp"
