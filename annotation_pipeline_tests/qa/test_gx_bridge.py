@@ -143,6 +143,23 @@ def test_an_identical_rerun_reuses_its_folder_and_lists_it_once(tmp_path):
     assert _day_index_links(docs) == {_page(third.data_docs_url)}
 
 
+def test_a_site_the_previous_version_left_keeps_opening_beside_the_new_folders(tmp_path):
+    """The previous version kept ``<day>/rows`` as a link to a hidden copy: paths through it stay valid."""
+    ontology = load_ontology()
+    annotations = _annotations(tmp_path, ontology)
+    docs = tmp_path / "data_docs" / "2026-03-01"
+    old_page = docs / ".rows-0123456789ab" / "validations" / "old.html"
+    old_page.parent.mkdir(parents=True)
+    old_page.write_text("<html><body>an earlier run</body></html>")
+    (docs / "rows").symlink_to(".rows-0123456789ab")
+
+    rows = validate_annotations(annotations, make_tasks(), ontology, docs_dir=docs, run_name="after-upgrade")
+
+    assert (docs / "rows" / "validations" / "old.html").read_text() == old_page.read_text()
+    _site_opens(_page(rows.data_docs_url))
+    assert _day_index_pages(docs) == [_page(rows.data_docs_url)]  # listed once, not again via the hidden copy
+
+
 def test_runs_of_one_day_published_at_once_are_all_kept_and_all_listed(tmp_path):
     ontology = load_ontology()
     annotations = _annotations(tmp_path, ontology)
