@@ -283,7 +283,8 @@ class DataLayout:
         return self.gold_demand(vendor) / f"{day}.json"
 
     def data_docs_for(self, day: str) -> Path:
-        """One day's Data Docs sites (``rows/``, ``batch_health/``), each replaced whole by a run."""
+        """One day's Data Docs: ``rows/<key>/`` and ``batch_health/<key>/``, one site per validation, written once
+        and never replaced (older links keep opening), and ``index.html`` listing them all."""
         return self.data_docs / day
 
     # releases and audit

@@ -24,6 +24,7 @@ from annotation_pipeline.defs.resources import DataRoot, VendorExchange
 from annotation_pipeline.ontology import load_ontology
 from annotation_pipeline.plots import bar_chart, markdown_image
 from annotation_pipeline.qa.batch_health import BATCH_HEALTH_CHECKS
+from annotation_pipeline.qa.data_docs import DAY_INDEX
 from annotation_pipeline.qa.gold_demand import record_gold_demand
 from annotation_pipeline.qa.outcomes import CheckOutcome, QAThresholds
 from annotation_pipeline.qa.row_suite import row_rules
@@ -49,7 +50,8 @@ CHECK_SPECS = (
 
 def _data_docs(url: str) -> dict:
     """The Data Docs page as a path (a ``file://`` link does not open from the UI; the page itself
-    opens offline once copied out, see ``qa.data_docs``)."""
+    opens offline once copied out, see ``qa.data_docs``). The page's folder is this run's alone:
+    a later run publishes beside it, so the path stays valid (``qa.gx_bridge.publish_site``)."""
     return {"data_docs": dg.MetadataValue.path(str(url).removeprefix("file://"))} if url else {}
 
 
@@ -118,6 +120,7 @@ def intake_vendor_returns_and_validate(context: dg.AssetExecutionContext, data_r
         **table_metadata(day, QUARANTINE),
     }, data_root.root))
     accepted, docs_url = report.accepted, report.validation.data_docs_url
+    day_index = data_root.layout.data_docs_for(date) / DAY_INDEX  # every run's validations of the day
     yield dg.Output(accepted, output_name="returned_annotations", metadata=ui_metadata({
         **counts_metadata(report.received, len(accepted), report.quarantined),
         **report.file_counts(), "ledger_files_recorded": len(report.accepted_sha256),
@@ -126,6 +129,7 @@ def intake_vendor_returns_and_validate(context: dg.AssetExecutionContext, data_r
         "answers_by_annotator": dg.MetadataValue.json(accepted["annotator_id"].value_counts().to_dict()),
         "gx_suite": report.validation.suite_name,
         **_data_docs(docs_url or ""),
+        **({"data_docs_index": dg.MetadataValue.path(str(day_index))} if day_index.is_file() else {}),
         "gx_results": dg.MetadataValue.md(gx_results_markdown(report.validation.expectation_results())),
         **table_metadata(accepted, ANNOTATIONS),
     }, data_root.root))

@@ -13,15 +13,35 @@ the page already holds inline), so each page of a built site is rewritten here:
   the page reads as GX laid it out. Collapsed blocks are shown open: there is no script to open
   them, and an auditor should see every unexpected value listed.
 
+- scripts that need jQuery go: the index tables are rendered as HTML in their place, the
+  validation page's "Failed Only" filter gets a plain-DOM script, the index's "Clear Filters"
+  buttons (filters of a table that is now static) are removed, so no click throws.
+
+Checked in headless Chromium offline (``annotation_pipeline_tests/qa/test_data_docs_browser.py``):
+the index lists its rows, no page logs a JavaScript error, every ``onclick`` names a defined function.
+
 Pages stay where GX wrote them; links between pages of the site (relative) keep working.
 """
 
 from __future__ import annotations
 
 import ast
+import contextlib
+import dataclasses
+import fcntl
 import html
+import json
+import os
 import re
+from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
+
+from annotation_pipeline.atomic_files import write_bytes_atomic
+
+# Bump when offline_page changes what it writes: a folder published by older code is then not
+# reused for an identical rerun (its key, gx_bridge.content_key, includes this).
+OFFLINE_FORMAT = 2
 
 # An address on another host: scheme-relative (//host) or http(s)://.
 _EXTERNAL = r"""\s*(?:https?:)?//"""
@@ -48,8 +68,7 @@ a { color: #0062cc; } h1, h2, h3, h4, h5, h6, .h6 { margin: 0 0 .5rem; font-weig
 [class^="col"], [class*=" col"] { position: relative; width: 100%; padding: 0 15px; }
 .col-12 { flex: 0 0 100%; max-width: 100%; } .col-6 { flex: 0 0 50%; max-width: 50%; }
 @media (min-width: 768px) { .col-md-2 { flex: 0 0 16.67%; max-width: 16.67%; }
-  .col-md-10 { flex: 0 0 83.33%; max-width: 83.33%; } .d-md-block { display: block !important; }
-  .d-md-inline-flex { display: inline-flex !important; } }
+  .col-md-10 { flex: 0 0 83.33%; max-width: 83.33%; } }
 @media (min-width: 992px) { .col-lg-2 { flex: 0 0 16.67%; max-width: 16.67%; }
   .col-lg-10 { flex: 0 0 83.33%; max-width: 83.33%; } }
 .card { display: flex; flex-direction: column; border: 1px solid rgba(0,0,0,.125); border-radius: .25rem;
@@ -78,9 +97,13 @@ a { color: #0062cc; } h1, h2, h3, h4, h5, h6, .h6 { margin: 0 0 .5rem; font-weig
 .breadcrumb-item + .breadcrumb-item::before { content: "/"; padding: 0 .5rem; color: #6c757d; }
 .btn { display: inline-block; padding: .3rem .7rem; border: 1px solid transparent; border-radius: .25rem; }
 .btn-primary { color: #fff; background: #007bff; } .btn-group, .btn-group-toggle { display: inline-flex; }
+.btn-group-toggle .btn { display: inline-flex; align-items: center; gap: .3rem; cursor: pointer; }
 .collapse { display: block !important; } .show-scrollbars { overflow: auto; }
 .d-none { display: none !important; } .d-flex { display: flex !important; }
+/* after .d-none, as in Bootstrap: "d-none d-md-block" (the table of contents) shows on a wide screen */
 @media (min-width: 576px) { .d-sm-block { display: block !important; } }
+@media (min-width: 768px) { .d-md-block { display: block !important; }
+  .d-md-inline-flex { display: inline-flex !important; } }
 .align-items-center { align-items: center !important; } .justify-content-center { justify-content: center !important; }
 .float-left { float: left !important; } .h-100 { height: 100% !important; } .mr-auto { margin-right: auto !important; }
 .m-0 { margin: 0 !important; } .m-2 { margin: .5rem !important; } .mt-0 { margin-top: 0 !important; }
@@ -100,6 +123,34 @@ a { color: #0062cc; } h1, h2, h3, h4, h5, h6, .h6 { margin: 0 0 .5rem; font-weig
 .ge-offline-logo { font-weight: 600; }
 """
 
+
+# GX's "Validation Filter" buttons call these two functions, which GX writes with jQuery (never
+# loaded offline: a click would throw "hideSucceededValidations is not defined"). The same
+# behaviour in plain DOM calls: the elements GX marks as succeeded, and the table-of-contents
+# links to sections holding only succeeded expectations, are hidden or shown again.
+FILTER_SCRIPT = """
+function _geSucceeded() {
+  var shown = [];
+  document.querySelectorAll(".hide-succeeded-validation-target-child").forEach(function (e) {
+    if (e.parentElement) shown.push(e.parentElement); });
+  document.querySelectorAll(".hide-succeeded-validation-target").forEach(function (e) { shown.push(e); });
+  document.querySelectorAll(".hide-succeeded-validations-column-section-target-child").forEach(function (e) {
+    var section = e.parentElement && e.parentElement.parentElement;
+    if (!section) return;
+    shown.push(section);
+    if (section.id) document.querySelectorAll('a[href$="#' + section.id + '"]').forEach(function (a) {
+      shown.push(a); });
+  });
+  return shown;
+}
+function showAllValidations() { _geSucceeded().forEach(function (e) { e.style.display = ""; }); }
+function hideSucceededValidations() { _geSucceeded().forEach(function (e) { e.style.display = "none"; }); }
+"""
+# "Clear Filters" clears bootstrap-table's filter controls, which do not exist offline (the table is
+# static HTML): the button would only throw "clearTableFilters is not defined".
+_CLEAR_FILTERS_BUTTON = re.compile(r"""<button\b[^>]*\bonclick\s*=\s*["']clearTableFilters\([^>]*>.*?</button\s*>""",
+                                   re.IGNORECASE | re.DOTALL)
+_FILTER_HANDLER = re.compile(r"""\bonclick\s*=\s*["'](?:hideSucceededValidations|showAllValidations)\(""")
 
 _TABLE_SCRIPT = re.compile(
     r"\$\('#(?P<id>[\w-]+)'\)\.bootstrapTable\(\s*Object\.assign\(\s*\{\s*columns:\s*(?P<columns>\[.*?\]),"
@@ -139,8 +190,10 @@ def _render_tables(page: str) -> str:
 
 def offline_page(page: str) -> str:
     """One Data Docs page that requests nothing from another host, styled by :data:`OFFLINE_CSS`;
-    index tables rendered as static HTML (no script needed)."""
+    index tables rendered as static HTML (no script needed), every button left working
+    (:data:`FILTER_SCRIPT`) or removed."""
     page = _render_tables(page)
+    page = _CLEAR_FILTERS_BUTTON.sub("", page)
     page = _SCRIPT_ELEMENT.sub(_drop_if_external, page)
     page = _LOADING_TAG.sub(_drop_if_external, page)
     page = _IMG.sub(_alt_text_if_external, page)
@@ -148,6 +201,8 @@ def offline_page(page: str) -> str:
     page = _CSS_IMPORT.sub("", page)
     page = _CSS_URL.sub("none", page)
     style = f"<style>{OFFLINE_CSS}</style>"
+    if _FILTER_HANDLER.search(page):
+        style += f"<script>{FILTER_SCRIPT}</script>"
     head_end = _HEAD_END.search(page)
     return page[:head_end.start()] + style + page[head_end.start():] if head_end else style + page
 
@@ -168,13 +223,175 @@ def _alt_text_if_external(match: re.Match) -> str:
 
 def make_site_offline(site: Path) -> int:
     """Rewrite every HTML page of a built Data Docs site in place; returns how many pages."""
-    pages = sorted(Path(site).rglob("*.html"))
+    site = Path(site)
+    pages = sorted(site.rglob("*.html"))
     for page in pages:
-        page.write_text(offline_page(page.read_text(encoding="utf-8")), encoding="utf-8")
+        text = _repair_static_links(offline_page(page.read_text(encoding="utf-8")), page, site)
+        page.write_text(text, encoding="utf-8")
     return len(pages)
+
+
+_STATIC_REF = re.compile(r"""(?P<attr>(?:src|href)\s*=\s*["'])(?P<ref>(?:\.{1,2}/)*static/[^"']+)""", re.IGNORECASE)
+
+
+def _repair_static_links(text: str, page: Path, site: Path) -> str:
+    """Point ``static/...`` links that miss at the site's static folder. GX 1.x writes a validation
+    page four folders deep (``validations/<suite>/<run>/<time>/``) but links its favicon three
+    levels up, to a ``validations/static/`` that does not exist."""
+    def repair(m: re.Match) -> str:
+        ref = m.group("ref")
+        if (page.parent / ref).exists():
+            return m.group(0)
+        wanted = site / ref[ref.index("static/"):]
+        return m.group("attr") + os.path.relpath(wanted, page.parent) if wanted.exists() else m.group(0)
+    return _STATIC_REF.sub(repair, text)
 
 
 def external_resources(page: str) -> list[str]:
     """Every ``src``/``href`` (and CSS ``url(...)``/``@import``) of a page that names another host."""
     found = [m.group(0) for m in _EXTERNAL_ATTR.finditer(page)]
     return found + [m.group(0) for m in _CSS_URL.finditer(page)] + [m.group(0) for m in _CSS_IMPORT.finditer(page)]
+
+
+_LOCAL_REF = re.compile(r"""(?:src|href)\s*=\s*["']([^"'#?]+)|url\(\s*["']?([^"')#?]+)""", re.IGNORECASE)
+
+
+def prune_unused_static(site: Path) -> int:
+    """Remove the files under ``site/static/`` that no page of the site names; returns how many.
+
+    GX copies its whole static folder (logos, GIFs, fonts: about 4 MB) into every site, and the
+    offline pages use one file of it (the favicon). A folder is kept per validation, so the rest
+    would be copied again and again."""
+    site = Path(site).resolve()
+    used = set()
+    for page in site.rglob("*.html"):
+        for m in _LOCAL_REF.finditer(page.read_text(encoding="utf-8")):
+            ref = (m.group(1) or m.group(2) or "").strip()
+            if ref and not re.match(r"^(?:[a-z][\w+.-]*:|//)", ref, re.IGNORECASE):
+                used.add((page.parent / ref).resolve())
+    removed = 0
+    for f in sorted((site / "static").rglob("*")) if (site / "static").is_dir() else []:
+        if f.is_file() and f.resolve() not in used:
+            f.unlink()
+            removed += 1
+    for d in sorted((site / "static").rglob("*"), reverse=True) if (site / "static").is_dir() else []:
+        if d.is_dir() and not any(d.iterdir()):
+            d.rmdir()
+    return removed
+
+
+_BODY_START = re.compile(r"<body\b[^>]*>", re.IGNORECASE)
+
+
+def link_day_index(site: Path, href: str) -> None:
+    """Put a link to the day's index (``href``, relative to the site) at the top of the site's own
+    index, whose table lists only this validation."""
+    index = Path(site) / "index.html"
+    if not index.is_file():
+        return
+    link = (f"<p class='ge-offline-day-link m-2'><a href='{html.escape(href, quote=True)}'>"
+            "&larr; every validation of this day</a></p>")
+    page = index.read_text(encoding="utf-8")
+    body = _BODY_START.search(page)
+    index.write_text(page[:body.end()] + link + page[body.end():] if body else link + page, encoding="utf-8")
+
+
+PUBLICATION_FILE = "publication.json"
+DAY_INDEX = "index.html"
+
+
+@dataclasses.dataclass(frozen=True)
+class Publication:
+    """What the day's index says of one published validation site (``<site>/<key>/publication.json``)."""
+
+    key: str            # the folder's name (gx_bridge.content_key)
+    site: str           # the folder it is published under: rows, batch_health
+    suite: str
+    run_name: str
+    run_time: str       # ISO 8601, the run that first published it
+    success: bool
+    evaluated: int      # expectations evaluated
+    successful: int     # of those, met
+    page: str           # the validation page, relative to the folder
+
+    def write(self, path: Path) -> None:
+        path.write_text(json.dumps(dataclasses.asdict(self), indent=1), encoding="utf-8")
+
+    @classmethod
+    def read(cls, path: Path) -> "Publication":
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+        return cls(**{f.name: raw[f.name] for f in dataclasses.fields(cls)})
+
+
+def day_publications(day_dir: Path) -> list[Publication]:
+    """Every validation site published under ``day_dir/<site>/<key>/``, newest first.
+
+    Hidden names are skipped: a folder still being copied (``.<key>-<tag>.tmp``), and the
+    hidden copies an older version kept behind a ``<site>`` symbolic link (reached through it)."""
+    found = []
+    for site in sorted(Path(day_dir).iterdir()) if Path(day_dir).is_dir() else []:
+        if site.name.startswith(".") or not site.is_dir():
+            continue
+        for folder in sorted(site.iterdir()):
+            if not folder.name.startswith(".") and (folder / PUBLICATION_FILE).is_file():
+                try:
+                    found.append(Publication.read(folder / PUBLICATION_FILE))
+                except (ValueError, KeyError, TypeError):
+                    continue  # not one of ours: listed by no index, removed by nobody
+    return sorted(found, key=lambda p: (p.run_time, p.site, p.key), reverse=True)
+
+
+@contextlib.contextmanager
+def _index_lock(day_dir: Path) -> Iterator[None]:
+    """Exclusive ``flock`` on ``day_dir/.index.lock``: threads and processes on one host queue on it
+    (each ``open`` is its own lock holder), so two publishers never write the index from two scans."""
+    with (Path(day_dir) / ".index.lock").open("a") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)  # released when the file closes
+        yield
+
+
+def write_day_index(day_dir: Path) -> Path:
+    """(Re)write ``day_dir/index.html``: every publication of the day, newest first, each with
+    links to its validation page and its site. Written atomically under :func:`_index_lock`,
+    from a scan of the folders made after taking the lock, so the last writer lists everything
+    published before it, its own folder included."""
+    day_dir = Path(day_dir)
+    day_dir.mkdir(parents=True, exist_ok=True)
+    with _index_lock(day_dir):
+        page = render_day_index(day_dir.name, day_publications(day_dir))
+        return write_bytes_atomic(day_dir / DAY_INDEX, page.encode("utf-8"))
+
+
+def _readable_time(iso: str) -> str:
+    try:
+        t = datetime.fromisoformat(iso)
+    except ValueError:
+        return iso
+    return (t.astimezone(timezone.utc) if t.tzinfo else t).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def render_day_index(day: str, publications: list[Publication]) -> str:
+    """The day's index page: plain HTML and :data:`OFFLINE_CSS`, no script."""
+    e = html.escape
+    rows = []
+    for p in publications:
+        folder = f"{p.site}/{p.key}"
+        badge = ("<span class='badge badge-success'>passed</span>" if p.success
+                 else "<span class='badge badge-danger'>failed</span>")
+        rows.append(
+            f"<tr class='ge-publication'><td>{e(_readable_time(p.run_time))}</td><td>{e(p.site)}</td>"
+            f"<td><a class='ge-validation-link' href='{e(folder + '/' + p.page, quote=True)}'>{e(p.suite)}</a></td>"
+            f"<td>{e(p.run_name)}</td><td>{badge}</td><td>{p.successful} of {p.evaluated}</td>"
+            f"<td><a href='{e(folder + '/index.html', quote=True)}'>site</a></td></tr>")
+    body = ("".join(rows) if rows else
+            "<tr><td colspan='7' class='text-muted'>nothing published for this day</td></tr>")
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Data Docs {e(day)}</title>"
+            f"<style>{OFFLINE_CSS}</style></head><body><div class='container-fluid pt-4'>"
+            f"<h1>Data Docs of {e(day)}</h1>"
+            f"<p class='lead'>{len(publications)} validation(s), newest first. Each row is one run's "
+            f"validation: its folder is kept when later runs publish, so a path a check result "
+            f"named stays valid.</p>"
+            f"<table class='table table-sm table-bordered' id='ge-day-index'><thead><tr><th>Run time (UTC)</th>"
+            f"<th>Site</th><th>Suite (validation page)</th><th>Run name</th><th>Result</th>"
+            f"<th>Expectations met</th><th>Site index</th></tr></thead><tbody>{body}</tbody></table>"
+            f"</div></body></html>")

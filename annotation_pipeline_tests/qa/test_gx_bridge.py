@@ -1,5 +1,6 @@
 """Great Expectations is configured from code, one context per run: nothing under the data root
-can change it, and two partitions validating at once do not collide."""
+can change it, and two partitions validating at once do not collide. Each run's Data Docs stay
+where its check results point: a later run adds its own folder and lists it in the day's index."""
 
 from __future__ import annotations
 
@@ -58,23 +59,138 @@ def test_two_partitions_validated_at_once_each_get_their_own_complete_data_docs(
         assert rows.success and rows.n_quarantined == 0
         page = Path(rows.data_docs_url.removeprefix("file://"))
         assert page.is_file() and str(page).startswith(str(docs[day] / "rows")), page
-        assert (docs[day] / "rows" / "index.html").is_file()
-        assert (docs[day] / "batch_health" / "index.html").is_file()
         linked = [o.metadata["data_docs"] for o in health if o.metadata.get("data_docs")]
         assert linked and all(Path(u.removeprefix("file://")).is_file() for u in linked)
-        assert all(str(docs[day]) in u for u in linked)
+        assert all(str(docs[day] / "batch_health") in u for u in linked)
+        listed = _day_index_links(docs[day])
+        assert _page(rows.data_docs_url) in listed and {_page(u) for u in linked} <= listed
+        assert all(str(p).startswith(str(docs[day])) for p in listed)
 
 
-def test_a_rerun_replaces_the_site_whole(tmp_path):
+def _page(url: str) -> Path:
+    return Path(url.removeprefix("file://")).resolve()
+
+
+class _Links(HTMLParser):
+    """Every local ``href``/``src`` of a page (not an anchor within it, not another scheme)."""
+
+    def __init__(self):
+        super().__init__()
+        self.links = []
+
+    def handle_starttag(self, tag, attrs):
+        for k, v in attrs:
+            if k in ("href", "src") and v and not re.match(r"^\s*(#|[a-z][\w+.-]*:|//)", v, re.IGNORECASE):
+                self.links.append(v.split("#")[0])
+
+
+def _local_links(page: Path) -> list[Path]:
+    parser = _Links()
+    parser.feed(page.read_text())
+    return [(page.parent / link).resolve() for link in parser.links if link]
+
+
+def _day_index_pages(day: Path) -> list[Path]:
+    """The validation pages the day's index lists, in its order."""
+    return [p for p in _local_links(day / "index.html") if p.suffix == ".html" and p.name != "index.html"]
+
+
+def _day_index_links(day: Path) -> set[Path]:
+    return set(_day_index_pages(day))
+
+
+def _site_opens(page: Path) -> None:
+    """The page exists, and so does everything it links, and everything its site's index links."""
+    assert page.is_file(), page
+    site = next(p for p in page.parents if (p / "publication.json").is_file())
+    for linked_from in (page, site / "index.html"):
+        missing = [p for p in _local_links(linked_from) if not p.exists()]
+        assert not missing, (linked_from, missing)
+
+
+def test_a_path_from_an_earlier_run_still_opens_after_a_rerun_on_changed_data(tmp_path):
     ontology = load_ontology()
     annotations = _annotations(tmp_path, ontology)
     docs = tmp_path / "data_docs" / "2026-03-01"
-    first = validate_annotations(annotations, make_tasks(), ontology, docs_dir=docs, run_name="first")
-    second = validate_annotations(annotations, make_tasks(), ontology, docs_dir=docs, run_name="second")
-    assert Path(second.data_docs_url.removeprefix("file://")).is_file()
-    assert not Path(first.data_docs_url.removeprefix("file://")).exists()  # the old site is gone, not mixed in
-    hidden = [p for p in docs.iterdir() if p.name.startswith(".rows")]
-    assert len(hidden) == 1  # one copy of the site, nothing left half-written
+    run_name = "returned_annotations-2026-03-01"  # a rerun of the same partition: the same name
+    first = validate_annotations(annotations, make_tasks(), ontology, docs_dir=docs, run_name=run_name)
+    changed = annotations.copy()
+    changed.loc[0, "label"] = "unicorn"  # the vendor's file was corrected the wrong way: one row now fails
+    second = validate_annotations(changed, make_tasks(), ontology, docs_dir=docs, run_name=run_name)
+
+    assert first.success and not second.success
+    assert _page(first.data_docs_url) != _page(second.data_docs_url)
+    _site_opens(_page(first.data_docs_url))  # what run 1's check result names still opens, links and all
+    _site_opens(_page(second.data_docs_url))
+    assert "unicorn" not in _page(first.data_docs_url).read_text()  # and still shows run 1's result
+    assert "unicorn" in _page(second.data_docs_url).read_text()
+    assert _day_index_pages(docs) == [_page(second.data_docs_url), _page(first.data_docs_url)]  # newest first
+
+
+def test_an_identical_rerun_reuses_its_folder_and_lists_it_once(tmp_path):
+    ontology = load_ontology()
+    annotations = _annotations(tmp_path, ontology)
+    docs = tmp_path / "data_docs" / "2026-03-01"
+    runs = [validate_annotations(annotations, make_tasks(), ontology, docs_dir=docs, run_name="rerun")
+            for _ in range(2)]
+    before = sorted(p.relative_to(docs) for p in docs.rglob("*"))
+
+    third = validate_annotations(annotations, make_tasks(), ontology, docs_dir=docs, run_name="rerun")
+
+    assert runs[0].data_docs_url == runs[1].data_docs_url == third.data_docs_url
+    assert sorted(p.relative_to(docs) for p in docs.rglob("*")) == before  # nothing added, nothing left behind
+    assert len([p for p in (docs / "rows").iterdir()]) == 1
+    assert _day_index_links(docs) == {_page(third.data_docs_url)}
+
+
+def test_a_site_the_previous_version_left_keeps_opening_beside_the_new_folders(tmp_path):
+    """The previous version kept ``<day>/rows`` as a link to a hidden copy: paths through it stay valid."""
+    ontology = load_ontology()
+    annotations = _annotations(tmp_path, ontology)
+    docs = tmp_path / "data_docs" / "2026-03-01"
+    old_page = docs / ".rows-0123456789ab" / "validations" / "old.html"
+    old_page.parent.mkdir(parents=True)
+    old_page.write_text("<html><body>an earlier run</body></html>")
+    (docs / "rows").symlink_to(".rows-0123456789ab")
+
+    rows = validate_annotations(annotations, make_tasks(), ontology, docs_dir=docs, run_name="after-upgrade")
+
+    assert (docs / "rows" / "validations" / "old.html").read_text() == old_page.read_text()
+    _site_opens(_page(rows.data_docs_url))
+    assert _day_index_pages(docs) == [_page(rows.data_docs_url)]  # listed once, not again via the hidden copy
+
+
+def test_runs_of_one_day_published_at_once_are_all_kept_and_all_listed(tmp_path):
+    ontology = load_ontology()
+    annotations = _annotations(tmp_path, ontology)
+    docs = tmp_path / "data_docs" / "2026-03-01"
+    labels = ["unicorn", "dragon", "unicorn", None]  # two identical runs among them
+    results, errors = {}, []
+    start = threading.Barrier(len(labels))
+
+    def run(i: int) -> None:
+        frame = annotations.copy()
+        if labels[i]:
+            frame.loc[0, "label"] = labels[i]
+        try:
+            start.wait()
+            results[i] = validate_annotations(frame, make_tasks(), ontology, docs_dir=docs, run_name="same-day")
+        except Exception as exc:  # noqa: BLE001 - the assertion below names it
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(labels))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert not errors, errors
+    pages = {i: _page(r.data_docs_url) for i, r in results.items()}
+    assert pages[0] == pages[2] and len(set(pages.values())) == 3
+    for page in pages.values():
+        _site_opens(page)
+    assert _day_index_links(docs) == set(pages.values())
+    assert not [p for p in (docs / "rows").iterdir() if p.name.startswith(".")]  # no staging copy left
 
 
 @pytest.mark.parametrize("where", ["docs", "docs/rows", "docs/gx"])
@@ -190,7 +306,7 @@ def test_the_offline_index_lists_every_validation_and_suite_with_links_to_existi
     ontology = load_ontology()
     annotations = _annotations(tmp_path, ontology)
     rows = validate_annotations(annotations, make_tasks(), ontology, docs_dir=tmp_path / "docs", run_name="listed")
-    site = tmp_path / "docs" / "rows"
+    (site,) = [p for p in (tmp_path / "docs" / "rows").iterdir()]  # this validation's folder
     parser = _IndexLinks()
     parser.feed((site / "index.html").read_text())
     assert not parser.jquery

@@ -191,7 +191,7 @@ def test_data_docs_are_built_and_linked_from_the_outcomes(tmp_path, ontology):
                                 run_name=BATCH)
     page = Path(rows.data_docs_url.removeprefix("file://"))
     assert page.is_file() and page.suffix == ".html"
-    assert (tmp_path / "docs" / "rows" / "index.html").is_file()
+    assert (tmp_path / "docs" / "index.html").is_file()  # the day's index of its validations
     assert "annotations_rows" in page.read_text()
     assert all(o.metadata["data_docs"] == rows.data_docs_url for o in rows.check_outcomes())
 
