@@ -47,6 +47,7 @@ class Mix:
     n_obj: int = 3
     n_spammers: int = 1
     jitter: float = 0.01           # sd of each corner's noise (absolute: annotators' pointing)
+    rel_jitter: float = 0.0        # plus a sd proportional to the object's width / height
     p_miss: float = 0.1            # per honest annotator and object
     p_extra: float = 0.0           # per honest annotator and image: one box on nothing
     size: tuple[float, float] = (0.05, 0.3)
@@ -79,6 +80,10 @@ MIXES = [  # quality is compared with WBF on every one (ours must be >= on each)
         n_spammers=0, p_extra=0.2, **CROWD),
     Mix("sizes 4-200 px, jitter 1.5 px, extra 0.3", jitter=1.5, size=(4.0, 200.0),
         p_extra=0.3, image=(640, 480), n_obj=5, n_img=1_500),
+    Mix("sizes 8-300 px, jitter 5 % of size", jitter=0.0, rel_jitter=0.05, size=(8.0, 300.0),
+        image=(640, 480), n_obj=5, n_img=1_500),
+    Mix("crowded 8-60 px, jitter 6 % of size", jitter=0.0, rel_jitter=0.06, size=(8.0, 60.0),
+        **CROWD),
     Mix("3 annotators, 1 spammer, 30-150 px, 3 px", jitter=3.0, size=(30.0, 150.0), n_ann=3,
         image=(640, 480), n_img=3_000),
 ]
@@ -140,7 +145,9 @@ def generate_mix(mix: Mix, seed: int = 1):
         gt = np.concatenate([corner, corner + wh], -1)
     gt_labels = rng.integers(0, mix.n_classes, (n_img, n_obj))
     limit = np.tile(extent, 2)
-    boxes = np.clip(gt[:, None] + rng.normal(0, mix.jitter, (n_img, n_ann, n_obj, 4)), 0, limit)
+    noise = rng.normal(0, 1, (n_img, n_ann, n_obj, 4))
+    noise *= mix.jitter + mix.rel_jitter * np.tile(wh, 2)[:, None]
+    boxes = np.clip(gt[:, None] + noise, 0, limit)
     labels = np.broadcast_to(gt_labels[:, None], (n_img, n_ann, n_obj)).copy()
     drawn = rng.random((n_img, n_ann, n_obj)) >= mix.p_miss
 

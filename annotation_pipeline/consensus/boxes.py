@@ -171,7 +171,9 @@ def estimate_pointing_noise(coords: np.ndarray, group: np.ndarray, annotator: np
     object that noise alone pulls two boxes of it below the IoU threshold. It is measured on the
     boxes themselves: pairs that match give corner differences of sd sqrt(2) s; per box and other
     annotator only its best match counts (a crowded neighbour is not the same object); s =
-    1.4826 median|difference| / sqrt(2) (outliers barely move a median). Matching with plain
+    1.4826 median|difference| / sqrt(2) (outliers barely move a median), over the pairs of the
+    smaller half of the boxes: the slack is for small boxes, and where noise grows with the
+    object's size (5 % of it, say) the large ones would overstate theirs. Matching with plain
     IoU keeps only the small boxes' luckier pairs, which biases s low, so the pairs are matched
     again with the slack s implies and s re-estimated: a few rounds settle it. Beyond
     ``ESTIMATE_PAIRS`` candidate pairs, every k-th (item, class) group's pairs are used (a box's
@@ -196,7 +198,11 @@ def estimate_pointing_noise(coords: np.ndarray, group: np.ndarray, annotator: np
         # integer part orders (box, partner's annotator), the fraction puts the best IoU first
         order = np.argsort(key * 2.0 - np.r_[iou[keep], iou[keep]], kind="stable")
         best = order[np.r_[True, key[order][1:] != key[order][:-1]]]
-        difference = coords[:, src[best]] - coords[:, dst[best]]
+        src, dst = src[best], dst[best]
+        short_side = np.minimum(coords[2] - coords[0], coords[3] - coords[1])
+        side = np.minimum(short_side[src], short_side[dst])
+        small = side <= np.median(side)
+        difference = coords[:, src[small]] - coords[:, dst[small]]
         noise = 1.4826 * float(np.median(np.abs(difference))) / np.sqrt(2.0)
     return noise
 
