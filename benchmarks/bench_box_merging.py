@@ -8,7 +8,13 @@ same boxes. WBF's per-image input lists are built *before* its timer starts (thi
 Quality: greedy one-to-one matching of outputs to ground truth per image and class at IoU >= 0.5;
 object F1 and mean IoU of the matched pairs. WBF has no quorum, so it is reported as is and with
 its confidence >= 0.6 (= 3 of 5 annotators, our default majority quorum).
-Run: python benchmarks/bench_box_merging.py
+
+Then every noise mix in ``MIXES`` (the anchor's five plus pixel-coordinate ones: small 3-20 px
+objects, crowded same-class grids, 3 / 5 / 9 annotators, jitter 0.5-6.4 px or proportional to
+size, extra boxes, spammers): ours vs WBF as it comes and vs WBF cut to the same quorum, same
+boxes, same run (see ``quality_by_mix``). Then ``merge-boxes`` as a whole process vs a WBF script.
+Run: python benchmarks/bench_box_merging.py            (everything, ~6 min here)
+     python benchmarks/bench_box_merging.py --mixes    (only the table of mixes, ~2-3 min)
 """
 
 from __future__ import annotations

@@ -153,10 +153,16 @@ def grown_boxes(coords: np.ndarray, pointing_noise: float) -> np.ndarray:
     """(4, n) boxes grown on every side by the slack their size needs (see the constants)."""
     if pointing_noise <= 0:
         return coords
-    short_side = np.maximum(np.minimum(coords[2] - coords[0], coords[3] - coords[1]), 1e-12)
-    fade = np.minimum(1.0, (SLACK_FADE_SIZE * pointing_noise / short_side) ** 2)
-    slack = SLACK_PER_NOISE_SD * pointing_noise * fade
-    return coords + np.stack([-slack, -slack, slack, slack])
+    short_side = np.minimum(coords[2] - coords[0], coords[3] - coords[1])
+    np.maximum(short_side, 1e-12, out=short_side)
+    fade = np.divide(SLACK_FADE_SIZE * pointing_noise, short_side, out=short_side)
+    np.square(fade, out=fade)
+    slack = np.minimum(fade, 1.0, out=fade)
+    slack *= SLACK_PER_NOISE_SD * pointing_noise
+    grown = coords.copy()
+    grown[:2] -= slack
+    grown[2:] += slack
+    return grown
 
 
 ESTIMATE_PAIRS = 50_000
@@ -181,11 +187,13 @@ def estimate_pointing_noise(coords: np.ndarray, group: np.ndarray, annotator: np
     """
     n_annotators = int(annotator.max()) + 1 if len(annotator) else 1
     if len(pair_i) > ESTIMATE_PAIRS:
-        sample = group[pair_i] % -(-len(pair_i) // ESTIMATE_PAIRS) == 0
-        rows = _distinct(np.r_[pair_i[sample], pair_j[sample]])
+        rows = np.flatnonzero(group % -(-len(pair_i) // ESTIMATE_PAIRS) == 0)
+        renumber = np.full(len(group), -1, np.int64)
+        renumber[rows] = np.arange(len(rows))
+        pair_i, pair_j = renumber[pair_i], renumber[pair_j]
+        sample = pair_i >= 0  # both ends are in the same group
+        pair_i, pair_j = pair_i[sample], pair_j[sample]
         coords, annotator = coords[:, rows], annotator[rows]
-        pair_i, pair_j = (np.searchsorted(rows, pair_i[sample]),
-                          np.searchsorted(rows, pair_j[sample]))
     noise = 0.0
     for _ in range(rounds):
         iou = pair_iou(grown_boxes(coords, noise), pair_i, pair_j)
