@@ -244,15 +244,16 @@ def quality_by_mix(mixes: list[Mix] = MIXES) -> list[tuple[str, float, float, fl
     """
     print("| mix | annotators | boxes | ours F1 | WBF F1 | WBF >= q F1 | ours - best WBF "
           "| mean IoU of matched, ours / WBF >= q | IoU per true object (0 if missed), ours / "
-          "WBF >= q | ours s | WBF s |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "WBF >= q | noise sd: generated / ours estimated | ours s | WBF s |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     rows = []
     for mix in mixes:
         frame, gt, gt_labels, scale = generate_mix(mix)
         frame["n_assigned"] = mix.n_ann
         start = time.perf_counter()
-        merged = merge_boxes_reliability_weighted(frame, iou_threshold=0.5)[0].merged
+        result = merge_boxes_reliability_weighted(frame, iou_threshold=0.5)[0]
         t_ours = time.perf_counter() - start
+        merged = result.merged
         ours = evaluate(merged["item_id"].to_numpy(), merged["label"].to_numpy(),
                         merged[["x_min", "y_min", "x_max", "y_max"]].to_numpy(), gt, gt_labels)
         with warnings.catch_warnings():
@@ -263,11 +264,14 @@ def quality_by_mix(mixes: list[Mix] = MIXES) -> list[tuple[str, float, float, fl
         keep = w_score >= quorum / mix.n_ann - 1e-9
         wbf_q = evaluate(w_image[keep], w_label[keep], w_box[keep], gt, gt_labels)
         margin = ours[0] - max(wbf[0], wbf_q[0])
+        generated = (f"{mix.jitter:g}" if not mix.rel_jitter else
+                     f"{mix.rel_jitter:.0%} of size" + (f" + {mix.jitter:g}" if mix.jitter else ""))
         rows.append((mix.name, ours[0], wbf[0], wbf_q[0]))
         print(f"| {mix.name} | {mix.n_ann} ({mix.n_spammers} spam) | {len(frame):,} "
               f"| {ours[0]:.4f} | {wbf[0]:.4f} | {wbf_q[0]:.4f} | {margin:+.4f} "
               f"| {ours[3]:.4f} / {wbf_q[3]:.4f} | {ours[5]:.4f} / {wbf_q[5]:.4f} "
-              f"| {t_ours:.2f} | {t_wbf:.2f} |", flush=True)
+              f"| {generated} / {result.pointing_noise:.3g} | {t_ours:.2f} | {t_wbf:.2f} |",
+              flush=True)
     worst = min(rows, key=lambda r: r[1] - max(r[2], r[3]))
     print(f"ours >= both WBF F1 on {sum(r[1] >= max(r[2], r[3]) for r in rows)} of {len(rows)} "
           f"mixes; closest: {worst[0]} ({worst[1] - max(worst[2], worst[3]):+.4f})")
