@@ -8,11 +8,18 @@ same boxes. WBF's per-image input lists are built *before* its timer starts (thi
 Quality: greedy one-to-one matching of outputs to ground truth per image and class at IoU >= 0.5;
 object F1 and mean IoU of the matched pairs. WBF has no quorum, so it is reported as is and with
 its confidence >= 0.6 (= 3 of 5 annotators, our default majority quorum).
-Run: python benchmarks/bench_box_merging.py
+
+Then every noise mix in ``MIXES`` (the anchor's five plus pixel-coordinate ones: small 3-20 px
+objects, crowded same-class grids, 3 / 5 / 9 annotators, jitter 0.5-6.4 px or proportional to
+size, extra boxes, spammers): ours vs WBF as it comes and vs WBF cut to the same quorum, same
+boxes, same run (see ``quality_by_mix``). Then ``merge-boxes`` as a whole process vs a WBF script.
+Run: python benchmarks/bench_box_merging.py            (everything, ~6 min here)
+     python benchmarks/bench_box_merging.py --mixes    (only the table of mixes, ~2-3 min)
 """
 
 from __future__ import annotations
 
+import argparse
 import gc
 import os
 import subprocess
@@ -20,6 +27,7 @@ import sys
 import tempfile
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,13 +39,59 @@ from annotation_pipeline.consensus.box_reliability import merge_boxes_reliabilit
 
 N_IMG, N_ANN, N_OBJ, N_CLASSES = 22_000, 5, 3, 4
 P_MISS, SPAMMER = 0.1, 4
-# (name, spammers, jitter, miss probability): quality is compared with WBF on every mix
-MIXES = [
-    ("anchor + 1 spammer, miss 0.1", 1, 0.01, 0.1),
-    ("2 spammers", 2, 0.01, 0.1),
-    ("heavy jitter 0.03", 1, 0.03, 0.1),
-    ("many misses 0.3", 1, 0.01, 0.3),
-    ("2 spammers, jitter 0.02, miss 0.2", 2, 0.02, 0.2),
+
+
+@dataclass(frozen=True)
+class Mix:
+    """One generated noise mix. ``image=None``: the anchor's normalized coordinates (jitter and
+    sizes in image fractions); else pixel coordinates on a W x H image (jitter and sizes in px;
+    WBF gets them divided by W and H, which leaves every IoU unchanged)."""
+
+    name: str
+    n_img: int = 3_000
+    n_ann: int = 5
+    n_obj: int = 3
+    n_spammers: int = 1
+    jitter: float = 0.01           # sd of each corner's noise (absolute: annotators' pointing)
+    rel_jitter: float = 0.0        # plus a sd proportional to the object's width / height
+    p_miss: float = 0.1            # per honest annotator and object
+    p_extra: float = 0.0           # per honest annotator and image: one box on nothing
+    size: tuple[float, float] = (0.05, 0.3)
+    image: tuple[int, int] | None = None
+    crowded: bool = False          # objects on a tight grid: same-class neighbours overlap
+    n_classes: int = N_CLASSES
+
+
+SMALL = dict(image=(640, 480), size=(3.0, 20.0), n_obj=8, n_img=1_000)
+CROWD = dict(image=(640, 480), crowded=True, n_obj=12, n_classes=1, n_img=600)
+MIXES = [  # quality is compared with WBF on every one (ours must be >= on each)
+    Mix("anchor + 1 spammer, miss 0.1"),
+    Mix("2 spammers", n_spammers=2),
+    Mix("heavy jitter 0.03", jitter=0.03),
+    Mix("many misses 0.3", p_miss=0.3),
+    Mix("2 spammers, jitter 0.02, miss 0.2", n_spammers=2, jitter=0.02, p_miss=0.2),
+    Mix("small 3-20 px, jitter 0.5 px", jitter=0.5, **SMALL),
+    Mix("small 3-20 px, jitter 1 px", jitter=1.0, **SMALL),
+    Mix("small 3-20 px, jitter 2 px, extra 0.2", jitter=2.0, p_extra=0.2, **SMALL),
+    Mix("small 3-20 px, jitter 6.4 px (0.01 of 640)", jitter=6.4, **SMALL),
+    Mix("small, 3 annotators, no spammer, 1 px", jitter=1.0, n_ann=3, n_spammers=0,
+        p_extra=0.1, **SMALL),
+    Mix("small, 9 annotators, 2 spammers, 1 px", jitter=1.0, n_ann=9, n_spammers=2,
+        **{**SMALL, "n_img": 500}),
+    Mix("crowded 20-60 px, jitter 1.5 px", jitter=1.5, size=(20.0, 60.0), **CROWD),
+    Mix("crowded 8-20 px, jitter 1 px", jitter=1.0, size=(8.0, 20.0), **CROWD),
+    Mix("crowded 20-60 px, 9 annotators, 3 px", jitter=3.0, size=(20.0, 60.0), n_ann=9,
+        n_spammers=2, **{**CROWD, "n_img": 300}),
+    Mix("crowded 20-60 px, 3 annotators, 2 px", jitter=2.0, size=(20.0, 60.0), n_ann=3,
+        n_spammers=0, p_extra=0.2, **CROWD),
+    Mix("sizes 4-200 px, jitter 1.5 px, extra 0.3", jitter=1.5, size=(4.0, 200.0),
+        p_extra=0.3, image=(640, 480), n_obj=5, n_img=1_500),
+    Mix("sizes 8-300 px, jitter 5 % of size", jitter=0.0, rel_jitter=0.05, size=(8.0, 300.0),
+        image=(640, 480), n_obj=5, n_img=1_500),
+    Mix("crowded 8-60 px, jitter 6 % of size", jitter=0.0, rel_jitter=0.06, size=(8.0, 60.0),
+        **CROWD),
+    Mix("3 annotators, 1 spammer, 30-150 px, 3 px", jitter=3.0, size=(30.0, 150.0), n_ann=3,
+        image=(640, 480), n_img=3_000),
 ]
 N_IMG_QUALITY = 3_000
 
@@ -70,12 +124,73 @@ def generate(seed: int = 0, n_img: int = N_IMG, n_spammers: int = 1, jitter: flo
     return frame, gt, gt_labels
 
 
+def generate_mix(mix: Mix, seed: int = 1):
+    """(boxes frame, gt (n_img, n_obj, 4), gt labels, scale): ``scale`` (W, H, W, H) maps the
+    coordinates into WBF's [0, 1]. The anchor-style mixes use ``generate`` unchanged."""
+    if mix.image is None:
+        assert (mix.n_ann, mix.n_obj, mix.p_extra) == (N_ANN, N_OBJ, 0.0)
+        frame, gt, gt_labels = generate(seed, mix.n_img, mix.n_spammers, mix.jitter, mix.p_miss)
+        return frame, gt, gt_labels, np.ones(4)
+    rng = np.random.default_rng(seed)
+    n_img, n_ann, n_obj = mix.n_img, mix.n_ann, mix.n_obj
+    (lo, hi), extent = mix.size, np.array(mix.image, np.float64)
+    if mix.crowded:
+        # a grid with spacing 0.55-0.8 of the image's object size: same-class neighbours overlap
+        # (IoU up to ~0.4), the case where a loose matching would fuse two objects into one
+        cols = int(np.ceil(np.sqrt(n_obj)))
+        base = rng.uniform(lo, hi, (n_img, 1, 1))
+        wh = base * rng.uniform(0.85, 1.15, (n_img, n_obj, 2))
+        spacing = base * rng.uniform(0.55, 0.8, (n_img, 1, 1))
+        cell = np.stack([np.arange(n_obj) % cols, np.arange(n_obj) // cols], -1)
+        origin = hi + rng.uniform(0, 1, (n_img, 1, 2)) * (extent - (cols + 2) * hi)
+        centre = origin + cell * spacing + rng.normal(0, 0.08, (n_img, n_obj, 2)) * base
+        gt = np.concatenate([centre - wh / 2, centre + wh / 2], -1)
+    else:
+        wh = rng.uniform(lo, hi, (n_img, n_obj, 2))
+        corner = rng.uniform(0, 1, (n_img, n_obj, 2)) * (extent - wh)
+        gt = np.concatenate([corner, corner + wh], -1)
+    gt_labels = rng.integers(0, mix.n_classes, (n_img, n_obj))
+    limit = np.tile(extent, 2)
+    noise = rng.normal(0, 1, (n_img, n_ann, n_obj, 4))
+    noise *= mix.jitter + mix.rel_jitter * np.tile(wh, 2)[:, None]
+    boxes = np.clip(gt[:, None] + noise, 0, limit)
+    labels = np.broadcast_to(gt_labels[:, None], (n_img, n_ann, n_obj)).copy()
+    drawn = rng.random((n_img, n_ann, n_obj)) >= mix.p_miss
+
+    def random_boxes(shape):
+        size = rng.uniform(lo, hi, (*shape, 2))
+        corner = rng.uniform(0, 1, (*shape, 2)) * (extent - size)
+        return np.concatenate([corner, corner + size], -1), rng.integers(0, mix.n_classes, shape)
+
+    spammers = slice(n_ann - mix.n_spammers, n_ann)
+    boxes[:, spammers], labels[:, spammers] = random_boxes((n_img, mix.n_spammers, n_obj))
+    drawn[:, spammers] = True
+    # extra boxes: an honest annotator's box on nothing, one per image with probability p_extra
+    extra_box, extra_label = random_boxes((n_img, n_ann))
+    extra = rng.random((n_img, n_ann)) < mix.p_extra
+    extra[:, spammers] = False
+    image, annotator, _ = np.meshgrid(np.arange(n_img), np.arange(n_ann), np.arange(n_obj),
+                                      indexing="ij")
+    e_image, e_annotator = np.nonzero(extra)
+    all_boxes = np.concatenate([boxes[drawn], extra_box[extra]])
+    for low, high in ((0, 2), (1, 3)):  # annotation tools store sorted corners
+        all_boxes[:, [low, high]] = np.sort(all_boxes[:, [low, high]], axis=1)
+    frame = pd.DataFrame({
+        "item_id": np.r_[image[drawn], e_image], "annotator_id": np.r_[annotator[drawn], e_annotator],
+        "label": np.r_[labels[drawn], extra_label[extra]],
+        **{c: all_boxes[:, k] for k, c in enumerate(("x_min", "y_min", "x_max", "y_max"))},
+    })
+    frame["annotation_id"] = pd.Series(np.arange(len(frame))).astype(str).radd("ann")
+    return frame, gt, gt_labels, limit
+
+
 def evaluate(image: np.ndarray, label: np.ndarray, box: np.ndarray, gt: np.ndarray,
              gt_labels: np.ndarray):
     """Object F1, precision, recall, mean IoU (matched pairs) at IoU >= 0.5, one-to-one, the
     IoU of each matched ground-truth object (Series by object key) and the mean IoU per true
     object (0 where missed: the mean over matched pairs alone rewards matching fewer objects)."""
-    cand = gt[image]  # (n_pred, N_OBJ, 4)
+    n_obj = gt.shape[1]
+    cand = gt[image]  # (n_pred, n_obj, 4)
     iw = np.clip(np.minimum(box[:, None, 2], cand[..., 2]) - np.maximum(box[:, None, 0], cand[..., 0]), 0, None)
     ih = np.clip(np.minimum(box[:, None, 3], cand[..., 3]) - np.maximum(box[:, None, 1], cand[..., 1]), 0, None)
     inter = iw * ih
@@ -86,7 +201,7 @@ def evaluate(image: np.ndarray, label: np.ndarray, box: np.ndarray, gt: np.ndarr
     best_iou = iou[np.arange(len(box)), best]
     ok = best_iou >= 0.5
     # one prediction per ground-truth object: the best-IoU one is the match, others are FPs
-    gt_key = image[ok] * N_OBJ + best[ok]
+    gt_key = image[ok] * n_obj + best[ok]
     order = np.lexsort((-best_iou[ok], gt_key))
     first = np.r_[True, gt_key[order][1:] != gt_key[order][:-1]]
     tp_iou = best_iou[ok][order][first]
@@ -96,47 +211,71 @@ def evaluate(image: np.ndarray, label: np.ndarray, box: np.ndarray, gt: np.ndarr
     return 2 * tp / (n_pred + n_gt), precision, recall, float(tp_iou.mean()), matched, tp_iou.sum() / n_gt
 
 
-def run_wbf(frame: pd.DataFrame):
+def run_wbf(frame: pd.DataFrame, n_ann: int = N_ANN, scale: np.ndarray | None = None):
+    """WBF image by image (iou_thr=0.5, every box score 1); ``scale`` maps coordinates to [0, 1]
+    and WBF's output back."""
+    scale = np.ones(4) if scale is None else np.asarray(scale, np.float64)
     per_image = []
     for _, img in frame.groupby("item_id", sort=True):  # input prep, outside the timer
-        lists = [img[img.annotator_id == a] for a in range(N_ANN)]
-        per_image.append(([l[["x_min", "y_min", "x_max", "y_max"]].to_numpy() for l in lists],
+        lists = [img[img.annotator_id == a] for a in range(n_ann)]
+        per_image.append(([l[["x_min", "y_min", "x_max", "y_max"]].to_numpy() / scale for l in lists],
                           [np.ones(len(l)) for l in lists],
                           [l["label"].to_numpy() for l in lists]))
     start = time.perf_counter()
     outputs = [weighted_boxes_fusion(b, s, l, iou_thr=0.5, skip_box_thr=0.0)
                for b, s, l in per_image]
     seconds = time.perf_counter() - start
-    image = np.concatenate([np.full(len(o[0]), i) for i, o in enumerate(outputs)])
-    box = np.concatenate([o[0] for o in outputs])
+    items = np.sort(frame["item_id"].unique())
+    image = np.concatenate([np.full(len(o[0]), items[i]) for i, o in enumerate(outputs)])
+    box = np.concatenate([o[0] for o in outputs]) * scale
     score = np.concatenate([o[1] for o in outputs])
     label = np.concatenate([o[2] for o in outputs]).astype(int)
     return seconds, image, box, score, label
 
 
-def quality_by_mix() -> None:
-    """Object F1 and mean IoU of ours and WBF on every noise mix (3,000 images each)."""
-    print(f"quality per noise mix ({N_IMG_QUALITY:,} images x {N_ANN} annotators x {N_OBJ} objects, "
-          "seed 1); WBF>=0.6 = WBF output with confidence >= 3/5 (our majority quorum)")
-    print(f"{'mix':<36}{'boxes':>8}{'ours F1':>9}{'WBF F1':>8}{'WBF>=.6':>9}{'ours IoU':>10}"
-          f"{'WBF IoU':>9}{'WBF>=.6':>9}{'IoU on objects both match (ours / WBF>=.6)':>45}"
-          f"{'IoU per true object (ours / WBF>=.6)':>40}")
-    for name, n_spammers, jitter, p_miss in MIXES:
-        frame, gt, gt_labels = generate(1, N_IMG_QUALITY, n_spammers, jitter, p_miss)
-        merged = merge_boxes_reliability_weighted(frame, iou_threshold=0.5)[0].merged
+def quality_by_mix(mixes: list[Mix] = MIXES) -> list[tuple[str, float, float, float]]:
+    """Object F1 of ours and of WBF on every mix, in one run, as a Markdown table.
+
+    Fair comparison: both get the same boxes (WBF in [0, 1], ours in the mix's units; IoU is
+    unchanged by that scaling) and the same iou 0.5. Ours uses a quorum of a majority of the
+    n annotators who saw each item (``n_assigned`` = n); "WBF >= q" keeps WBF's output with
+    confidence >= q / n, which for score-1 boxes is exactly "fused from >= q boxes", the same
+    support filter. "WBF" is its whole output.
+    """
+    print("| mix | annotators | boxes | ours F1 | WBF F1 | WBF >= q F1 | ours - best WBF "
+          "| mean IoU of matched, ours / WBF >= q | IoU per true object (0 if missed), ours / "
+          "WBF >= q | noise sd: generated / ours estimated | ours s | WBF s |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    rows = []
+    for mix in mixes:
+        frame, gt, gt_labels, scale = generate_mix(mix)
+        frame["n_assigned"] = mix.n_ann
+        start = time.perf_counter()
+        result = merge_boxes_reliability_weighted(frame, iou_threshold=0.5)[0]
+        t_ours = time.perf_counter() - start
+        merged = result.merged
         ours = evaluate(merged["item_id"].to_numpy(), merged["label"].to_numpy(),
                         merged[["x_min", "y_min", "x_max", "y_max"]].to_numpy(), gt, gt_labels)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            _, w_image, w_box, w_score, w_label = run_wbf(frame)
+            t_wbf, w_image, w_box, w_score, w_label = run_wbf(frame, mix.n_ann, scale)
         wbf = evaluate(w_image, w_label, w_box, gt, gt_labels)
-        keep = w_score >= 0.6 - 1e-9
+        quorum = mix.n_ann // 2 + 1
+        keep = w_score >= quorum / mix.n_ann - 1e-9
         wbf_q = evaluate(w_image[keep], w_label[keep], w_box[keep], gt, gt_labels)
-        common = ours[4].index.intersection(wbf_q[4].index)
-        print(f"{name:<36}{len(frame):>8,}{ours[0]:>9.4f}{wbf[0]:>8.4f}{wbf_q[0]:>9.4f}"
-              f"{ours[3]:>10.4f}{wbf[3]:>9.4f}{wbf_q[3]:>9.4f}"
-              f"{ours[4][common].mean():>27.4f} / {wbf_q[4][common].mean():.4f} ({len(common):,})"
-              f"{ours[5]:>22.4f} / {wbf_q[5]:.4f}")
+        margin = ours[0] - max(wbf[0], wbf_q[0])
+        generated = (f"{mix.jitter:g}" if not mix.rel_jitter else
+                     f"{mix.rel_jitter:.0%} of size" + (f" + {mix.jitter:g}" if mix.jitter else ""))
+        rows.append((mix.name, ours[0], wbf[0], wbf_q[0]))
+        print(f"| {mix.name} | {mix.n_ann} ({mix.n_spammers} spam) | {len(frame):,} "
+              f"| {ours[0]:.4f} | {wbf[0]:.4f} | {wbf_q[0]:.4f} | {margin:+.4f} "
+              f"| {ours[3]:.4f} / {wbf_q[3]:.4f} | {ours[5]:.4f} / {wbf_q[5]:.4f} "
+              f"| {generated} / {result.pointing_noise:.3g} | {t_ours:.2f} | {t_wbf:.2f} |",
+              flush=True)
+    worst = min(rows, key=lambda r: r[1] - max(r[2], r[3]))
+    print(f"ours >= both WBF F1 on {sum(r[1] >= max(r[2], r[3]) for r in rows)} of {len(rows)} "
+          f"mixes; closest: {worst[0]} ({worst[1] - max(worst[2], worst[3]):+.4f})")
+    return rows
 
 
 WBF_PROCESS = """
@@ -230,8 +369,14 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
-    print()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mixes", action="store_true",
+                        help="only the quality table over every noise mix (ours vs WBF)")
+    args = parser.parse_args()
+    if not args.mixes:
+        main()
+        print()
     quality_by_mix()
-    print()
-    whole_process()
+    if not args.mixes:
+        print()
+        whole_process()

@@ -35,11 +35,13 @@ def annotator_geometry_reliability(result: MergeResult) -> pd.Series:
 
 def merge_boxes_reliability_weighted(boxes: pd.DataFrame, iou_threshold: float = 0.5,
                                      quorum: int | None = None,
-                                     assignments: pd.DataFrame | None = None
+                                     assignments: pd.DataFrame | None = None,
+                                     pointing_noise: float | None = None
                                      ) -> tuple[MergeResult, pd.Series]:
     """Clusters fused twice: unweighted, which estimates each annotator's geometry reliability
     (``annotator_geometry_reliability``), then weighted by it. A spammer's box that lands in a
-    cluster by chance then barely moves the fused box. Returns the result and the weights."""
+    cluster by chance then barely moves the fused box. Returns the result and the weights.
+    ``pointing_noise``: as in ``merge_boxes_by_iou`` (default: estimated from the boxes)."""
     estimated: list[pd.Series] = []
 
     def reweight(first: MergeResult) -> pd.Series:
@@ -47,5 +49,5 @@ def merge_boxes_reliability_weighted(boxes: pd.DataFrame, iou_threshold: float =
         return estimated[0]
 
     result = merge_boxes_by_iou(boxes, iou_threshold, quorum, assignments=assignments,
-                                reweight=reweight)
+                                reweight=reweight, pointing_noise=pointing_noise)
     return result, estimated[0]

@@ -8,6 +8,7 @@ import pytest
 import shapely
 
 from annotation_pipeline.consensus.boxes import (
+    COORDS,
     GeometryError,
     box_iou,
     candidate_pairs,
@@ -162,3 +163,76 @@ def test_join_strings_by_group_keeps_input_order_inside_each_group():
     joined = join_strings_by_group(np.array(["a", "b", "c", "d"], dtype=object),
                                    np.array([1, 0, 1, 1]), 3)
     assert joined.tolist() == ["b", "a c d", ""]
+
+
+def _drawn_by(annotators: int, truth: np.ndarray, noise: float, seed: int) -> pd.DataFrame:
+    """Every annotator draws every true box (item, x0, y0, x1, y1) with N(0, noise) corners."""
+    rng = np.random.default_rng(seed)
+    corners = truth[:, None, 1:] + rng.normal(0, noise, (len(truth), annotators, 4))
+    return pd.DataFrame({
+        "item_id": np.repeat(truth[:, 0].astype(int), annotators),
+        "annotator_id": np.tile([f"a{k}" for k in range(annotators)], len(truth)),
+        "label": "dot", **{c: corners[..., k].ravel() for k, c in enumerate(COORDS)}})
+
+
+def _wbf(boxes: pd.DataFrame, iou_thr: float, size: float = 1000.0) -> pd.DataFrame:
+    """ensemble-boxes' weighted boxes fusion per item (all scores 1), back in pixels."""
+    ensemble_boxes = pytest.importorskip("ensemble_boxes")
+    out = []
+    for item, img in boxes.groupby("item_id"):
+        lists = [g[list(COORDS)].to_numpy() / size for _, g in img.groupby("annotator_id")]
+        fused, scores, _ = ensemble_boxes.weighted_boxes_fusion(
+            lists, [np.ones(len(b)) for b in lists], [np.zeros(len(b)) for b in lists],
+            iou_thr=iou_thr, skip_box_thr=0.0)
+        out.append(pd.DataFrame(fused * size, columns=list(COORDS)).assign(
+            item_id=item, n_annotators=np.rint(scores * len(lists)).astype(int)))
+    return pd.concat(out).sort_values(["item_id", "x_min"]).reset_index(drop=True)
+
+
+def test_small_boxes_of_three_annotators_with_pixel_jitter_merge_into_one_object_each():
+    # 5-8 px dots, far apart, corners within ~1 px: two boxes of one dot often overlap at
+    # IoU < 0.5, yet every dot is one object of all 3 annotators. Oracle: WBF with a near-zero
+    # IoU threshold, which on isolated objects fuses each object's boxes into their mean.
+    rng = np.random.default_rng(7)
+    corner = rng.uniform(50, 900, (60, 2))
+    size = rng.uniform(5, 8, (60, 1))
+    truth = np.c_[np.arange(60), corner, corner + size]
+    boxes = _drawn_by(3, truth, 0.8, seed=8)
+    result = merge_boxes_by_iou(boxes)
+    assert result.below_quorum.empty
+    assert result.merged["n_annotators"].eq(3).all() and len(result.merged) == 60
+    expected = _wbf(boxes, iou_thr=0.01)
+    assert expected["n_annotators"].eq(3).all()
+    ours = result.merged.sort_values(["item_id", "x_min"]).reset_index(drop=True)
+    np.testing.assert_allclose(ours[list(COORDS)], expected[list(COORDS)], atol=1e-3)  # WBF: float32
+    assert 0.6 < result.pointing_noise < 1.0  # drawn with sd 0.8
+
+
+def test_crowded_neighbours_of_one_class_stay_apart():
+    # rows of 30 px and of 9 px boxes overlapping their neighbours (IoU ~0.35 and ~0.2):
+    # allowing for the annotators' pointing noise must not fuse two neighbours. Oracle: WBF at
+    # IoU 0.5, which separates these neighbours too.
+    big = [(item, 100 + 14 * k, 100, 130 + 14 * k, 130) for item in range(20) for k in range(6)]
+    tiny = [(20 + item, 300 + 5.5 * k, 300, 309 + 5.5 * k, 309) for item in range(20)
+            for k in range(6)]
+    truth = np.array(big + tiny, dtype=float)
+    boxes = _drawn_by(5, truth, 0.4, seed=9)
+    result = merge_boxes_by_iou(boxes)
+    assert len(result.merged) == len(truth) and result.merged["n_annotators"].eq(5).all()
+    expected = _wbf(boxes, iou_thr=0.5)
+    assert len(expected) == len(truth)
+    ours = result.merged.sort_values(["item_id", "x_min"]).reset_index(drop=True)
+    np.testing.assert_allclose(ours[list(COORDS)], expected[list(COORDS)], atol=1e-3)  # WBF: float32
+
+
+def test_the_pointing_noise_is_measured_in_pixels_on_objects_of_every_size_despite_a_spammer():
+    rng = np.random.default_rng(11)
+    corner = rng.uniform(0, 600, (300, 2))
+    truth = np.c_[np.arange(300) // 3, corner, corner + rng.uniform(4, 200, (300, 2))]
+    boxes = _drawn_by(5, truth, 1.5, seed=12)
+    spam_corner = rng.uniform(0, 600, (100, 2))
+    spam = pd.DataFrame({"item_id": np.arange(100), "annotator_id": "spammer", "label": "dot",
+                         **dict(zip(COORDS, np.c_[spam_corner, spam_corner + 40].T))})
+    result = merge_boxes_by_iou(pd.concat([boxes, spam]))
+    assert result.pointing_noise == pytest.approx(1.5, rel=0.15)
+    assert merge_boxes_by_iou(boxes, pointing_noise=0).pointing_noise == 0
