@@ -1,0 +1,154 @@
+"""Which crowd model the data supports: held-out likelihood of answers, with a fall back to the vote.
+
+Every candidate is a generative model of one answer given the item's true class: one shared
+accuracy (a vote weighted by class priors), one accuracy per annotator (one-coin), MACE, GLAD, and
+confusion matrices shrunk towards each annotator's one-coin matrix by a Dirichlet prior of
+``coin_strength`` pseudo-answers per class (so an annotator with few answers keeps little more than
+an accuracy, one with hundreds gets their own class-conditional mistakes). The answers are split in
+``n_folds`` folds (answers, not items: the item stays, with its other answers); each candidate is
+fitted on the rest and scores every held-out answer by
+
+    p(answer | other answers) = Σ_z posterior(z | other answers) · P(answer | z, annotator, item),
+
+so a model earns its parameters only by predicting answers it did not see.
+
+The choice does not trust a small gain. The noise unit is the annotator (a richer model wins or
+loses annotator by annotator), so each candidate's gain over the shared-accuracy model is summed
+per annotator, and its standard error is the spread of those sums. A candidate is eligible when its
+gain is more than ``min_z`` standard errors above zero *and* its crowd is still informative (see
+``informative``); among the eligible the best is taken, then the simplest candidate whose
+held-out likelihood is within one standard error of the best (the one-standard-error rule). With no
+eligible candidate the shared accuracy model, i.e. the vote, labels the items.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from annotation_pipeline.consensus.bayesian_dawid_skene import count_matrix, fit_em
+from annotation_pipeline.consensus.glad import fit_glad
+from annotation_pipeline.consensus.mace import fit_mace
+
+# name -> fit(item, annotator, label, n_items, n_annotators, k, gold_item, gold_label), simplest
+# first: the order is the tie-break of the one-standard-error rule.
+BASELINE = "shared_accuracy"
+
+
+def _dawid_skene(coin: float, skill: float):
+    def fit(item, annotator, label, n_items, n_ann, k, gold_item, gold_label):
+        counts = count_matrix(item, annotator, label, n_items, n_ann, k)
+        return fit_em(counts, k, coin_strength=coin, skill_strength=skill, gold_item=gold_item,
+                      gold_label=gold_label)
+    return fit
+
+
+def _mace(item, annotator, label, n_items, n_ann, k, gold_item, gold_label):
+    return fit_mace(count_matrix(item, annotator, label, n_items, n_ann, k), k,
+                    gold_item=gold_item, gold_label=gold_label)
+
+
+def _glad(item, annotator, label, n_items, n_ann, k, gold_item, gold_label):
+    return fit_glad(item, annotator, label, n_items, n_ann, k, gold_item=gold_item,
+                    gold_label=gold_label)
+
+
+CANDIDATES = {
+    BASELINE: _dawid_skene(math.inf, math.inf),
+    "one_coin": _dawid_skene(math.inf, 5.0),
+    "glad": _glad,
+    "mace": _mace,
+    "confusion_30": _dawid_skene(30.0, 5.0),
+    "confusion_5": _dawid_skene(5.0, 5.0),
+    "confusion_1": _dawid_skene(1.0, 5.0),
+}
+
+
+@dataclass
+class ModelChoice:
+    """Outcome of ``choose_model``: the chosen name and the evidence, per candidate."""
+
+    chosen: str
+    gain: dict[str, float] = field(default_factory=dict)        # held-out nats/answer over baseline
+    stderr: dict[str, float] = field(default_factory=dict)      # of the gain, by annotator
+    informative: dict[str, bool] = field(default_factory=dict)
+    log_lik: dict[str, float] = field(default_factory=dict)     # held-out nats/answer
+
+
+def held_out_log_lik(fit, item, annotator, label, n_items, n_ann, k, folds: np.ndarray,
+                     gold_item, gold_label) -> tuple[np.ndarray, list]:
+    """log p(answer | the other folds) for every answer, and the per-fold fits."""
+    out = np.empty(len(item))
+    fits = []
+    for f in np.unique(folds):
+        test = folds == f
+        train = ~test
+        model = fit(item[train], annotator[train], label[train], n_items, n_ann, k,
+                    gold_item, gold_label)
+        lik = model.answer_likelihood(item[test], annotator[test], label[test])  # (n, K true)
+        p = np.einsum("nk,kn->n", lik, model.probas_t[:, item[test]])
+        out[test] = np.log(np.maximum(p, 1e-300))
+        fits.append(model)
+    return out, fits
+
+
+def informative(model, k: int, min_share: float = 0.01) -> bool:
+    """Is the fitted crowd, as a whole, more likely to give each class's true label than any other?
+
+    Latent classes are only *classes* if, for every class the model puts real mass on, the answers
+    on its items are more often that class than any other; otherwise the model has found a cluster
+    of annotator behaviour and named it after a class (on CrowdScale fact evaluation full
+    Dawid-Skene gives 13 % of the items a class that 0.1 % of the answers use).
+    """
+    if k < 2 or not hasattr(model, "confusion"):
+        return True
+    # pooled P(observed | true): every annotator's matrix, weighted equally across answers is not
+    # available here, so weight annotators by their fitted accuracy's support (uniformly)
+    pooled = model.confusion.mean(axis=0)
+    massive = model.priors >= min_share
+    diagonal = np.diag(pooled)
+    off = pooled - np.diag(diagonal)
+    return bool(np.all(diagonal[massive] > off.max(axis=0)[massive]))
+
+
+def choose_model(item: np.ndarray, annotator: np.ndarray, label: np.ndarray, n_items: int,
+                 n_ann: int, k: int, *, gold_item=None, gold_label=None, n_folds: int = 3,
+                 min_z: float = 2.0, candidates: dict | None = None, seed: int = 0) -> ModelChoice:
+    """Pick the candidate the held-out answers support (see the module docstring)."""
+    candidates = CANDIDATES if candidates is None else candidates
+    if k < 2 or len(item) < 2 * n_folds:
+        return ModelChoice(BASELINE)
+    folds = np.random.default_rng(seed).integers(0, n_folds, len(item))
+    log_lik, ok = {}, {}
+    for name, fit in candidates.items():
+        log_lik[name], fits = held_out_log_lik(fit, item, annotator, label, n_items, n_ann, k,
+                                               folds, gold_item, gold_label)
+        ok[name] = all(informative(m, k) for m in fits)
+    n = len(item)
+    base = log_lik[BASELINE]
+    per_annotator = {name: np.bincount(annotator, ll - base, n_ann) for name, ll in log_lik.items()}
+    counts = np.bincount(annotator, minlength=n_ann)
+    gain, stderr = {}, {}
+    for name, sums in per_annotator.items():
+        g = sums.sum() / n
+        resid = sums - counts * g  # annotator's excess over the mean gain, cluster-robust
+        m = max((counts > 0).sum(), 2)
+        gain[name] = float(g)
+        stderr[name] = float(math.sqrt(m / (m - 1) * (resid ** 2).sum()) / n)
+    eligible = [name for name in candidates
+                if name == BASELINE or (ok[name] and gain[name] > min_z * stderr[name])]
+    best = max(eligible, key=lambda name: gain[name])
+    chosen = best
+    for name in eligible:  # simplest first: the first within one standard error of the best
+        diff = per_annotator[best] - per_annotator[name]
+        g = diff.sum() / n
+        resid = diff - counts * g
+        m = max((counts > 0).sum(), 2)
+        se = math.sqrt(m / (m - 1) * (resid ** 2).sum()) / n
+        if g <= se:
+            chosen = name
+            break
+    return ModelChoice(chosen, gain=gain, stderr=stderr, informative=ok,
+                       log_lik={name: float(ll.mean()) for name, ll in log_lik.items()})
