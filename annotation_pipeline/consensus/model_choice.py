@@ -1,7 +1,8 @@
 """Which crowd model the data supports: held-out likelihood of answers, with a fall back to the vote.
 
-Every candidate is a generative model of one answer given the item's true class: one shared
-accuracy (a vote weighted by class priors), one accuracy per annotator (one-coin), MACE, GLAD, and
+Every candidate is a generative model of one answer given the item's true class: the vote (one
+shared accuracy, uniform mistakes and classes: ``majority_vote.fit_vote_model``), one accuracy per
+annotator (one-coin), MACE, GLAD, and
 confusion matrices shrunk towards each annotator's one-coin matrix by a Dirichlet prior of
 ``coin_strength`` pseudo-answers per class (so an annotator with few answers keeps little more than
 an accuracy, one with hundreds gets their own class-conditional mistakes). The answers are split in
@@ -15,10 +16,10 @@ so a model earns its parameters only by predicting answers it did not see.
 The choice does not trust a small gain. The noise unit is the annotator (a richer model wins or
 loses annotator by annotator), so each candidate's gain over the shared-accuracy model is summed
 per annotator, and its standard error is the spread of those sums. A candidate is eligible when its
-gain is more than ``min_z`` standard errors above zero *and* its crowd is still informative (see
-``informative``); among the eligible the best is taken, then the simplest candidate whose
-held-out likelihood is within one standard error of the best (the one-standard-error rule). With no
-eligible candidate the shared accuracy model, i.e. the vote, labels the items.
+gain over the vote is more than ``min_z`` standard errors above zero *and* its crowd is still
+informative (see ``informative``); among the eligible the best is taken, then the simplest
+candidate whose held-out likelihood is within one standard error of the best (the
+one-standard-error rule). With no eligible candidate the vote labels the items.
 """
 
 from __future__ import annotations
@@ -31,10 +32,11 @@ import numpy as np
 from annotation_pipeline.consensus.bayesian_dawid_skene import count_matrix, fit_em
 from annotation_pipeline.consensus.glad import fit_glad
 from annotation_pipeline.consensus.mace import fit_mace
+from annotation_pipeline.consensus.majority_vote import fit_vote_model
 
 # name -> fit(item, annotator, label, n_items, n_annotators, k, gold_item, gold_label), simplest
 # first: the order is the tie-break of the one-standard-error rule.
-BASELINE = "shared_accuracy"
+BASELINE = "vote"
 
 
 def _dawid_skene(coin: float, skill: float):
@@ -56,7 +58,7 @@ def _glad(item, annotator, label, n_items, n_ann, k, gold_item, gold_label):
 
 
 CANDIDATES = {
-    BASELINE: _dawid_skene(math.inf, math.inf),
+    BASELINE: fit_vote_model,
     "one_coin": _dawid_skene(math.inf, 5.0),
     "glad": _glad,
     "mace": _mace,
