@@ -7,10 +7,11 @@ plain vote when skills barely differ or items, not annotators, make the mistakes
 ``auto`` used a rule on data size; the second averaged three fixed shrinkage levels, which pulled
 towards the vote where the data clearly supported confusion matrices (issue 23: 0.750 vs 0.889 on
 a bluebird-like set). Now ``model_choice.choose_model`` scores each candidate by the likelihood of
-held-out answers, keeps only gains that are clear of the annotator-to-annotator noise, prefers the
-simplest model within one standard error of the best, and falls back to the shared-accuracy model
-(a vote weighted by class priors) when nothing richer is clearly supported. The chosen model is
-then fitted on all answers (gold items clamped) and its posterior is the released confidence.
+held-out answers, keeps only gains that are clear of the annotator-to-annotator noise, takes the
+best supported model and averages its posterior with those of every candidate the held-out
+answers cannot tell from it; when nothing richer is clearly better than the vote, the vote is the
+best and labels (with the indistinguishable models breaking its ties). The members are fitted on
+all answers (gold items clamped) and their mean posterior is the released confidence.
 ``benchmarks/bench_consensus_methods.py`` measures it against crowd-kit on real and generated crowds.
 """
 
@@ -35,12 +36,17 @@ from annotation_pipeline.consensus.model_choice import CANDIDATES, ModelChoice, 
 
 
 class AutoConsensus(_Aggregator):
-    """The candidate crowd model that held-out answers support (``model_choice``), fitted on all answers.
+    """The crowd models that held-out answers support (``model_choice``), fitted on all answers.
 
-    Fitted state: ``probas_``, ``labels_``, ``confidence_``, ``skills_`` (accuracy per annotator
-    under the chosen model), ``priors_``, ``chosen_`` (the candidate's name), ``choice_`` (the
-    held-out evidence per candidate) and ``errors_`` (confusion matrices, crowd-kit's layout; for
-    GLAD, the one-coin matrix of each annotator's mean accuracy).
+    The posterior is the mean over ``members_``: the best supported candidate and every candidate
+    the held-out answers cannot tell from it (within one standard error). Where the data clearly
+    supports one model that is the only member; where it cannot separate the vote from a one-coin
+    model, both vote.
+
+    Fitted state: ``probas_``, ``labels_``, ``confidence_``, ``skills_`` (mean accuracy per
+    annotator over the members), ``priors_``, ``chosen_`` (the best supported candidate),
+    ``members_``, ``choice_`` (the held-out evidence per candidate) and ``errors_`` (mean confusion
+    matrices, crowd-kit's layout; GLAD counts as the one-coin matrix of its mean accuracy).
     """
 
     method = "auto"
@@ -64,19 +70,26 @@ class AutoConsensus(_Aggregator):
                                                  n_folds=self.n_folds, min_z=self.min_z,
                                                  candidates=candidates)
         self.chosen_ = self.choice_.chosen
-        fit = candidates[self.chosen_](*args, gold_item, gold_label)
-        self.skills_ = pd.Series(fit.accuracy, index=enc.annotators, name="accuracy")
-        self.priors_ = pd.Series(fit.priors, index=enc.classes, name="prior")
-        if hasattr(fit, "confusion"):
-            self.confusion_ = fit.confusion
-        else:  # GLAD has no matrix per annotator; its mean accuracy as a one-coin matrix
-            off = (1 - fit.accuracy) / max(k - 1, 1)
-            self.confusion_ = (np.broadcast_to(off[:, None, None], (enc.n_annotators, k, k)).copy()
-                               + (fit.accuracy - off)[:, None, None] * np.eye(k))
-        self._set_outputs(enc, fit.probas_t)
+        self.members_ = self.choice_.members
+        fits = [candidates[name](*args, gold_item, gold_label) for name in self.members_]
+        self.skills_ = pd.Series(np.mean([f.accuracy for f in fits], axis=0), index=enc.annotators,
+                                 name="accuracy")
+        self.priors_ = pd.Series(np.mean([f.priors for f in fits], axis=0), index=enc.classes,
+                                 name="prior")
+        self.confusion_ = np.mean([_confusion(f, enc.n_annotators, k) for f in fits], axis=0)
+        self._set_outputs(enc, np.mean([f.probas_t for f in fits], axis=0))
         return self
 
     errors_ = BayesianDawidSkene.errors_
+
+
+def _confusion(fit, n_annotators: int, k: int) -> np.ndarray:
+    """(annotators, K observed, K true); GLAD has none, so its mean accuracy as a one-coin matrix."""
+    if hasattr(fit, "confusion"):
+        return fit.confusion
+    off = (1 - fit.accuracy) / max(k - 1, 1)
+    return (np.broadcast_to(off[:, None, None], (n_annotators, k, k)).copy()
+            + (fit.accuracy - off)[:, None, None] * np.eye(k))
 
 
 AGGREGATORS = {"auto": AutoConsensus, "mv": MajorityVote, "wmv": GoldWeightedVote,

@@ -17,9 +17,10 @@ The choice does not trust a small gain. The noise unit is the annotator (a riche
 loses annotator by annotator), so each candidate's gain over the shared-accuracy model is summed
 per annotator, and its standard error is the spread of those sums. A candidate is eligible when its
 gain over the vote is more than ``min_z`` standard errors above zero *and* its crowd is still
-informative (see ``informative``); among the eligible the best is taken, then the simplest
-candidate whose held-out likelihood is within one standard error of the best (the
-one-standard-error rule). With no eligible candidate the vote labels the items.
+informative (see ``informative``); the best eligible one is ``chosen`` (the vote if none is), and
+``members`` are every informative candidate whose held-out likelihood is within one standard error
+of it (the one-standard-error rule, but averaging instead of picking the simplest: models the
+answers cannot tell apart share the vote; ``auto`` averages their posteriors).
 """
 
 from __future__ import annotations
@@ -34,8 +35,6 @@ from annotation_pipeline.consensus.glad import fit_glad
 from annotation_pipeline.consensus.mace import fit_mace
 from annotation_pipeline.consensus.majority_vote import fit_vote_model
 
-# name -> fit(item, annotator, label, n_items, n_annotators, k, gold_item, gold_label), simplest
-# first: the order is the tie-break of the one-standard-error rule.
 BASELINE = "vote"
 
 
@@ -57,6 +56,10 @@ def _glad(item, annotator, label, n_items, n_ann, k, gold_item, gold_label):
                     gold_label=gold_label)
 
 
+# name -> fit(item, annotator, label, n_items, n_annotators, k, gold_item, gold_label), returning
+# an object with probas_t, priors, accuracy and answer_likelihood(); simplest first. Confusion
+# strengths are Dirichlet pseudo-answers per true class towards the annotator's one-coin matrix:
+# 30 keeps little more than an accuracy below a few hundred answers, 1 is nearly plain Dawid-Skene.
 CANDIDATES = {
     BASELINE: fit_vote_model,
     "one_coin": _dawid_skene(math.inf, 5.0),
@@ -72,7 +75,8 @@ CANDIDATES = {
 class ModelChoice:
     """Outcome of ``choose_model``: the chosen name and the evidence, per candidate."""
 
-    chosen: str
+    chosen: str                                                  # the best supported candidate
+    members: list[str] = field(default_factory=list)            # every one within 1 SE of it, simplest first
     gain: dict[str, float] = field(default_factory=dict)        # held-out nats/answer over baseline
     stderr: dict[str, float] = field(default_factory=dict)      # of the gain, by annotator
     informative: dict[str, bool] = field(default_factory=dict)
@@ -104,11 +108,11 @@ def informative(model, k: int, min_share: float = 0.01) -> bool:
     of annotator behaviour and named it after a class (on CrowdScale fact evaluation full
     Dawid-Skene gives 13 % of the items a class that 0.1 % of the answers use).
     """
-    if k < 2 or not hasattr(model, "confusion"):
+    if k < 2:
         return True
-    # pooled P(observed | true): every annotator's matrix, weighted equally across answers is not
-    # available here, so weight annotators by their fitted accuracy's support (uniformly)
-    pooled = model.confusion.mean(axis=0)
+    if not hasattr(model, "confusion"):  # GLAD: wrong answers are uniform, so accuracy decides
+        return bool(np.mean(model.accuracy) > 1.0 / k)
+    pooled = model.confusion.mean(axis=0)  # the average annotator's P(observed | true)
     massive = model.priors >= min_share
     diagonal = np.diag(pooled)
     off = pooled - np.diag(diagonal)
@@ -121,7 +125,7 @@ def choose_model(item: np.ndarray, annotator: np.ndarray, label: np.ndarray, n_i
     """Pick the candidate the held-out answers support (see the module docstring)."""
     candidates = CANDIDATES if candidates is None else candidates
     if k < 2 or len(item) < 2 * n_folds:
-        return ModelChoice(BASELINE)
+        return ModelChoice(BASELINE, members=[BASELINE])
     folds = np.random.default_rng(seed).integers(0, n_folds, len(item))
     log_lik, ok = {}, {}
     for name, fit in candidates.items():
@@ -142,15 +146,16 @@ def choose_model(item: np.ndarray, annotator: np.ndarray, label: np.ndarray, n_i
     eligible = [name for name in candidates
                 if name == BASELINE or (ok[name] and gain[name] > min_z * stderr[name])]
     best = max(eligible, key=lambda name: gain[name])
-    chosen = best
-    for name in eligible:  # simplest first: the first within one standard error of the best
+    members = []
+    for name in candidates:  # simplest first: every candidate within one standard error of the best
+        if not ok[name]:
+            continue
         diff = per_annotator[best] - per_annotator[name]
         g = diff.sum() / n
         resid = diff - counts * g
         m = max((counts > 0).sum(), 2)
         se = math.sqrt(m / (m - 1) * (resid ** 2).sum()) / n
         if g <= se:
-            chosen = name
-            break
-    return ModelChoice(chosen, gain=gain, stderr=stderr, informative=ok,
+            members.append(name)
+    return ModelChoice(members[0], members=members, gain=gain, stderr=stderr, informative=ok,
                        log_lik={name: float(ll.mean()) for name, ll in log_lik.items()})
