@@ -34,6 +34,7 @@ def fit_vote_model(item: np.ndarray, annotator: np.ndarray, label: np.ndarray, n
     with a learned class prior and pooled pattern of mistakes, the earlier baseline, drifted away
     from the vote's labels by up to 7 points on thin spammy crowds.)
     """
+    # imported here: MajorityVote alone stays free of scipy (bayesian_dawid_skene needs it)
     from annotation_pipeline.consensus.bayesian_dawid_skene import EMFit
     from annotation_pipeline.consensus.encoding import _softmax_columns
 

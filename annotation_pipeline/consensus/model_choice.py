@@ -121,12 +121,28 @@ def informative(model, k: int, min_share: float = 0.01) -> bool:
 
 def choose_model(item: np.ndarray, annotator: np.ndarray, label: np.ndarray, n_items: int,
                  n_ann: int, k: int, *, gold_item=None, gold_label=None, n_folds: int = 3,
-                 min_z: float = 2.0, candidates: dict | None = None, seed: int = 0) -> ModelChoice:
-    """Pick the candidate the held-out answers support (see the module docstring)."""
+                 min_z: float = 2.0, candidates: dict | None = None, seed: int = 0,
+                 max_answers: int = 100_000) -> ModelChoice:
+    """Pick the candidate the held-out answers support (see the module docstring).
+
+    Above ``max_answers`` the choice is made on the answers of a random subset of items (each
+    item with all its answers) of about that size: at 100k answers the standard errors are
+    already a few millinats, and the n_folds × candidates fits stay a few seconds.
+    """
     candidates = CANDIDATES if candidates is None else candidates
     if k < 2 or len(item) < 2 * n_folds:
         return ModelChoice(BASELINE, members=[BASELINE])
-    folds = np.random.default_rng(seed).integers(0, n_folds, len(item))
+    rng = np.random.default_rng(seed)
+    if len(item) > max_answers:
+        keep_item = rng.random(n_items) < max_answers / len(item)
+        keep = keep_item[item]
+        new_code = np.cumsum(keep_item) - 1
+        if gold_item is not None and len(gold_item):
+            gold_keep = keep_item[gold_item]
+            gold_item, gold_label = new_code[gold_item[gold_keep]], gold_label[gold_keep]
+        item, annotator, label = new_code[item[keep]], annotator[keep], label[keep]
+        n_items = int(keep_item.sum())
+    folds = rng.integers(0, n_folds, len(item))
     log_lik, ok = {}, {}
     for name, fit in candidates.items():
         log_lik[name], fits = held_out_log_lik(fit, item, annotator, label, n_items, n_ann, k,
