@@ -5,6 +5,14 @@ gives (dense panels, long-tailed marketplaces), how many classes, spammers (unif
 always-the-same-class), skewed classes, systematic confusions between neighbouring classes,
 items that are hard for everyone, and items with a single answer. Every answer is
 ``(item_id, annotator_id, label)``; the truth is a Series by item.
+
+The regimes after ``thin_marketplace`` (issue 23) mimic the shapes on which a fixed committee
+lost to plain Dawid-Skene or to the vote on real data: a small dense binary panel of many workers
+with class-conditional biases and a few adversaries (as Welinder's bluebird set), many classes with
+few answers per worker, workers with a favourite class, heavy spammers, a long tail over several
+classes. Their workers are *not* Dawid-Skene-perfect: besides each worker's confusion matrix, some
+items are ambiguous and pull every worker towards the same wrong class (correlated mistakes), so
+no model here is the generator.
 """
 
 from __future__ import annotations
@@ -56,6 +64,12 @@ def regime(name: str, seed: int = 0):
     item, worker = _assign(rng, n_items, np.minimum(per_item, n_workers), activity)
     confusion = spec["confusion"](rng, n_workers, k)
     label = _answers(rng, truth, item, worker, confusion)
+    if "ambiguity" in spec:  # ambiguous items: workers slip to the item's one distractor class
+        share, slip = spec["ambiguity"]
+        ambiguous = rng.random(n_items) < share
+        distractor = (truth + rng.integers(1, max(k, 2), n_items)) % k
+        slips = ambiguous[item] & (rng.random(len(item)) < slip)
+        label = np.where(slips, distractor[item], label)
     if "difficulty" in spec:  # hard items: everybody answers them close to at random
         hard = rng.random(n_items) < spec["difficulty"]
         noisy = hard[item] & (rng.random(len(item)) < 0.7)
@@ -98,6 +112,64 @@ def _biased_towards_majority(rng, n, k):
     return conf / conf.sum(axis=1, keepdims=True)
 
 
+def _biased_panel(rng, n, k):
+    """Binary panel as bluebird: most workers lean to one class (high recall on it, poor on the
+    other), a few are good at both, a few answer against the truth."""
+    conf = np.zeros((n, k, k))
+    kind = rng.choice(4, n, p=[0.45, 0.25, 0.2, 0.1])  # lean to 1, lean to 0, good, adversarial
+    recall = np.empty((n, 2))
+    recall[kind == 0] = np.c_[rng.uniform(0.15, 0.6, (kind == 0).sum()), rng.uniform(0.85, 0.98, (kind == 0).sum())]
+    recall[kind == 1] = np.c_[rng.uniform(0.85, 0.98, (kind == 1).sum()), rng.uniform(0.3, 0.7, (kind == 1).sum())]
+    recall[kind == 2] = rng.uniform(0.75, 0.95, ((kind == 2).sum(), 2))
+    recall[kind == 3] = rng.uniform(0.15, 0.4, ((kind == 3).sum(), 2))
+    for t in range(2):
+        conf[:, t, t] = recall[:, t]
+        conf[:, 1 - t, t] = 1 - recall[:, t]
+    return conf
+
+
+def _grouped_confusion(group: int, favourite: float):
+    """Many classes in look-alike groups of ``group``: mistakes stay mostly inside the group, and
+    each worker has a favourite class they answer with probability up to ``favourite`` when unsure."""
+    def make(rng, n, k):
+        acc = rng.uniform(0.3, 0.9, n)
+        same = np.arange(k)[:, None] // group == np.arange(k)[None, :] // group
+        within = same & ~np.eye(k, dtype=bool)
+        pattern = np.where(within, 4.0, 1.0) * ~np.eye(k, dtype=bool)  # (obs, true)
+        pattern = pattern / pattern.sum(axis=0, keepdims=True)
+        fav = rng.integers(0, k, n)
+        lean = rng.uniform(0, favourite, n)
+        wrong = (1 - lean)[:, None, None] * pattern[None] + lean[:, None, None] * np.eye(k)[fav][:, :, None]
+        conf = acc[:, None, None] * np.eye(k)[None] + (1 - acc)[:, None, None] * wrong
+        return conf / conf.sum(axis=1, keepdims=True)
+    return make
+
+
+def _favourite_class(rng, n, k):
+    """Each worker answers their favourite class whenever unsure (class-conditional confusion)."""
+    acc = rng.uniform(0.45, 0.9, n)
+    fav = rng.integers(0, k, n)
+    conf = acc[:, None, None] * np.eye(k)[None] + (1 - acc)[:, None, None] * (
+        0.75 * np.eye(k)[fav][:, :, None] + 0.25 / k)
+    return conf / conf.sum(axis=1, keepdims=True)
+
+
+def _systematic_swaps(n_swaps: int):
+    """Many classes, each worker with their own systematic confusions: on ``n_swaps`` true classes
+    they mostly answer one specific other class (a private misreading of the guideline)."""
+    def make(rng, n, k):
+        acc = rng.uniform(0.6, 0.95, n)
+        conf = _one_coin(acc, k)
+        for w in range(n):
+            for t in rng.choice(k, n_swaps, replace=False):
+                wrong = (t + rng.integers(1, k)) % k
+                conf[w, :, t] = 0.05 / k
+                conf[w, t, t] = rng.uniform(0.15, 0.4)
+                conf[w, wrong, t] += 1 - conf[w, :, t].sum()
+        return conf
+    return make
+
+
 def _long_tail(rng, n):
     return rng.pareto(1.2, n) + 0.05
 
@@ -122,4 +194,24 @@ REGIMES: dict[str, dict] = {
                                confusion=_heterogeneous(0.4, 0.85, spam=0.1)),
     "thin_marketplace": dict(k=2, items=1500, workers=300, per_item=lambda r, n: np.full(n, 3),
                              activity=_long_tail, confusion=_heterogeneous(0.55, 0.95, spam=0.15)),
+    # issue 23: the shapes where a fixed committee lost
+    "bluebird_like": dict(k=2, items=108, workers=39, prior=[0.45, 0.55],
+                          per_item=lambda r, n: np.full(n, 39), ambiguity=(0.15, 0.5),
+                          confusion=_biased_panel),
+    "many_classes_few_answers": dict(k=15, items=1500, workers=400,
+                                     per_item=lambda r, n: r.choice([3, 4, 5], n),
+                                     activity=_long_tail, ambiguity=(0.2, 0.4),
+                                     confusion=_grouped_confusion(3, 0.5)),
+    "twenty_classes_panel": dict(k=20, items=600, workers=25, per_item=lambda r, n: np.full(n, 4),
+                                 ambiguity=(0.2, 0.4), confusion=_grouped_confusion(4, 0.6)),
+    "many_classes_swaps": dict(k=8, items=1000, workers=15, per_item=lambda r, n: np.full(n, 5),
+                               ambiguity=(0.1, 0.4), confusion=_systematic_swaps(3)),
+    "favourite_class": dict(k=4, items=800, workers=40, per_item=lambda r, n: np.full(n, 5),
+                            ambiguity=(0.1, 0.5), confusion=_favourite_class),
+    "heavy_spammers": dict(k=3, items=600, workers=30, per_item=lambda r, n: np.full(n, 6),
+                           ambiguity=(0.1, 0.5),
+                           confusion=_heterogeneous(0.6, 0.9, spam=0.35, constant_spam=0.15)),
+    "long_tail_5_classes": dict(k=5, items=2000, workers=500, per_item=lambda r, n: np.full(n, 3),
+                                activity=_long_tail, ambiguity=(0.15, 0.5),
+                                confusion=_favourite_class),
 }

@@ -1,33 +1,26 @@
-"""``auto``: a committee of shrinkage levels, and ``aggregate_labels``, the one call that labels items.
+"""``auto``: the crowd model the held-out answers support, and ``aggregate_labels``, the one call that labels items.
 
 Which aggregator wins depends on the crowd: full Dawid-Skene confusion matrices pay off when
-annotators have many answers and systematic confusions, a one-coin model when they are thin, a
-plain vote when skills barely differ or items, not annotators, make the mistakes. A rule on data
-size (the old ``auto``: median answers per annotator) cannot tell these apart, and held-out
-likelihood of answers prefers the richer model even where it labels worse (on CrowdScale's
-fact-evaluation set held-out likelihood favours full matrices by 0.04 nats per answer while they
-label 2.4 points worse). So ``auto`` does not choose: it averages the posteriors of the same
-hierarchical model (``bayesian_dawid_skene``) fitted at three levels of shrinkage, from one shared
-accuracy (a vote weighted by class priors) through one accuracy per annotator to confusion
-matrices pulled towards that accuracy. Where they agree the answer is the same; where they
-disagree the committee keeps the label that two of three views support, and the confidence drops,
-which is what a reviewer should see. ``benchmarks/bench_consensus_methods.py`` measures it
-against crowd-kit's majority vote and Dawid-Skene on real and generated crowds.
+annotators have many answers and systematic, class-conditional mistakes (a small panel that leans
+to one class, as Welinder's bluebird set), a one-coin model or MACE when annotators are thin, a
+plain vote when skills barely differ or items, not annotators, make the mistakes. The first
+``auto`` used a rule on data size; the second averaged three fixed shrinkage levels, which pulled
+towards the vote where the data clearly supported confusion matrices (issue 23: 0.750 vs 0.889 on
+a bluebird-like set). Now ``model_choice.choose_model`` scores each candidate by the likelihood of
+held-out answers, keeps only gains that are clear of the annotator-to-annotator noise, takes the
+best supported model and averages its posterior with those of every candidate the held-out
+answers cannot tell from it; when nothing richer is clearly better than the vote, the vote is the
+best and labels (with the indistinguishable models breaking its ties). The members are fitted on
+all answers (gold items clamped) and their mean posterior is the released confidence.
+``benchmarks/bench_consensus_methods.py`` measures it against crowd-kit on real and generated crowds.
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
 
-from annotation_pipeline.consensus.bayesian_dawid_skene import (
-    BayesianDawidSkene,
-    OneCoinDawidSkene,
-    count_matrix,
-    fit_em,
-)
+from annotation_pipeline.consensus.bayesian_dawid_skene import BayesianDawidSkene, OneCoinDawidSkene
 from annotation_pipeline.consensus.dawid_skene import DawidSkene
 from annotation_pipeline.consensus.encoding import (
     METHODS,
@@ -39,31 +32,29 @@ from annotation_pipeline.consensus.encoding import (
 )
 from annotation_pipeline.consensus.gold_weighted_vote import GoldWeightedVote
 from annotation_pipeline.consensus.majority_vote import MajorityVote
-
-# (name, coin_strength, skill_strength): pseudo-answers pulling each annotator's confusion matrix
-# towards their one-coin matrix, and their accuracy towards the crowd's (see bayesian_dawid_skene).
-COMMITTEE = (
-    ("shared_accuracy", math.inf, math.inf),
-    ("one_coin", math.inf, 5.0),
-    ("shrunk_confusion", 30.0, 5.0),
-)
+from annotation_pipeline.consensus.model_choice import CANDIDATES, ModelChoice, choose_model
 
 
 class AutoConsensus(_Aggregator):
-    """Average posterior of the hierarchical Dawid-Skene at three levels of shrinkage.
+    """The crowd models that held-out answers support (``model_choice``), fitted on all answers.
+
+    The posterior is the mean over ``members_``: the best supported candidate and every candidate
+    the held-out answers cannot tell from it (within one standard error). Where the data clearly
+    supports one model that is the only member; where it cannot separate the vote from a one-coin
+    model, both vote.
 
     Fitted state: ``probas_``, ``labels_``, ``confidence_``, ``skills_`` (mean accuracy per
-    annotator over the members), ``priors_``, ``members_`` (each member's posterior, by name) and
-    ``errors_`` (the confusion matrices of the least-shrunk member, crowd-kit's layout).
+    annotator over the members), ``priors_``, ``chosen_`` (the best supported candidate),
+    ``members_``, ``choice_`` (the held-out evidence per candidate) and ``errors_`` (mean confusion
+    matrices, crowd-kit's layout; GLAD counts as the one-coin matrix of its mean accuracy).
     """
 
     method = "auto"
 
-    def __init__(self, committee: tuple[tuple[str, float, float], ...] = COMMITTEE,
-                 n_iter: int = 100, tol: float = 1e-5):
-        self.committee = committee
-        self.n_iter = n_iter
-        self.tol = tol
+    def __init__(self, candidates: dict | None = None, n_folds: int = 3, min_z: float = 2.0):
+        self.candidates = candidates
+        self.n_folds = n_folds
+        self.min_z = min_z
 
     def fit(self, answers: pd.DataFrame, gold: pd.DataFrame | None = None) -> AutoConsensus:
         enc = encode_answers(answers, gold)
@@ -72,24 +63,33 @@ class AutoConsensus(_Aggregator):
     def fit_encoded(self, enc: EncodedAnswers, gold_item: np.ndarray | None = None,
                     gold_label: np.ndarray | None = None) -> AutoConsensus:
         k = max(enc.n_classes, 1)
-        counts = count_matrix(enc.item_codes, enc.annotator_codes, enc.label_codes,
-                              enc.n_items, enc.n_annotators, k)
-        fits = {name: fit_em(counts, k, coin_strength=coin, skill_strength=skill,
-                             n_iter=self.n_iter, tol=self.tol, gold_item=gold_item,
-                             gold_label=gold_label)
-                for name, coin, skill in self.committee}
-        probas_t = np.mean([f.probas_t for f in fits.values()], axis=0)
-        self.members_ = {name: pd.DataFrame(f.probas_t.T, index=enc.items, columns=enc.classes)
-                         for name, f in fits.items()}
-        self.skills_ = pd.Series(np.mean([f.accuracy for f in fits.values()], axis=0),
-                                 index=enc.annotators, name="accuracy")
-        self.priors_ = pd.Series(np.mean([f.priors for f in fits.values()], axis=0),
-                                 index=enc.classes, name="prior")
-        self.confusion_ = fits[self.committee[-1][0]].confusion
-        self._set_outputs(enc, probas_t)
+        candidates = CANDIDATES if self.candidates is None else self.candidates
+        args = (enc.item_codes, enc.annotator_codes, enc.label_codes, enc.n_items,
+                enc.n_annotators, k)
+        self.choice_: ModelChoice = choose_model(*args, gold_item=gold_item, gold_label=gold_label,
+                                                 n_folds=self.n_folds, min_z=self.min_z,
+                                                 candidates=candidates)
+        self.chosen_ = self.choice_.chosen
+        self.members_ = self.choice_.members
+        fits = [candidates[name](*args, gold_item, gold_label) for name in self.members_]
+        self.skills_ = pd.Series(np.mean([f.accuracy for f in fits], axis=0), index=enc.annotators,
+                                 name="accuracy")
+        self.priors_ = pd.Series(np.mean([f.priors for f in fits], axis=0), index=enc.classes,
+                                 name="prior")
+        self.confusion_ = np.mean([_confusion(f, enc.n_annotators, k) for f in fits], axis=0)
+        self._set_outputs(enc, np.mean([f.probas_t for f in fits], axis=0))
         return self
 
     errors_ = BayesianDawidSkene.errors_
+
+
+def _confusion(fit, n_annotators: int, k: int) -> np.ndarray:
+    """(annotators, K observed, K true); GLAD has none, so its mean accuracy as a one-coin matrix."""
+    if hasattr(fit, "confusion"):
+        return fit.confusion
+    off = (1 - fit.accuracy) / max(k - 1, 1)
+    return (np.broadcast_to(off[:, None, None], (n_annotators, k, k)).copy()
+            + (fit.accuracy - off)[:, None, None] * np.eye(k))
 
 
 AGGREGATORS = {"auto": AutoConsensus, "mv": MajorityVote, "wmv": GoldWeightedVote,

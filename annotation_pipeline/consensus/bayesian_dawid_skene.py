@@ -46,6 +46,11 @@ class EMFit:
     accuracy: np.ndarray    # (n_annotators,) P(observed == true) under the class prior
     log_lik: list[float]    # mean log-likelihood per answer, per iteration
 
+    def answer_likelihood(self, item: np.ndarray, annotator: np.ndarray,
+                          label: np.ndarray) -> np.ndarray:
+        """(n, K true): P(this annotator answers this label | true class), one row per answer."""
+        return self.confusion[annotator, label, :]
+
 
 def count_matrix(item_codes: np.ndarray, annotator_codes: np.ndarray, label_codes: np.ndarray,
                  n_items: int, n_annotators: int, k: int) -> sp.csr_matrix:
@@ -60,6 +65,22 @@ def fit_em(counts: sp.csr_matrix, k: int, *, coin_strength: float, skill_strengt
     """MAP-EM of the hierarchical model on a count matrix (see the module docstring).
 
     Starts from majority vote. Gold items have their posterior clamped to the known class.
+    """
+    def m_step(counts_t: sp.csr_matrix, probas_t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return _m_step(counts_t, probas_t, counts.shape[1] // k, k, coin_strength, skill_strength)
+
+    return run_em(counts, k, m_step, n_iter=n_iter, tol=tol, gold_item=gold_item,
+                  gold_label=gold_label, class_prior_strength=class_prior_strength)
+
+
+def run_em(counts: sp.csr_matrix, k: int, m_step, *, n_iter: int = 100, tol: float = 1e-5,
+           gold_item: np.ndarray | None = None, gold_label: np.ndarray | None = None,
+           class_prior_strength: float = 1.0) -> EMFit:
+    """EM for any model whose answers follow a confusion matrix per annotator.
+
+    ``m_step(counts_t, probas_t) -> (confusion (n_ann, K obs, K true), accuracy)`` is the only
+    model-specific part (Dawid-Skene and its shrunk forms here, MACE in ``mace``). Starts from
+    majority vote; gold items have their posterior clamped to the known class.
     """
     n_ann = counts.shape[1] // k
     counts_t = counts.T.tocsr()
@@ -82,7 +103,7 @@ def fit_em(counts: sp.csr_matrix, k: int, *, coin_strength: float, skill_strengt
     answered = votes.sum(axis=0) > 0
     history: list[float] = []
     for _ in range(n_iter):
-        confusion, accuracy = _m_step(counts_t, probas_t, n_ann, k, coin_strength, skill_strength)
+        confusion, accuracy = m_step(counts_t, probas_t)
         priors = _class_prior(probas_t[:, answered], class_prior_strength)
         log_conf = np.log(confusion).reshape(n_ann * k, k)
         log_scores_t = np.asarray(counts @ log_conf).T + np.log(priors)[:, None]
@@ -91,7 +112,7 @@ def fit_em(counts: sp.csr_matrix, k: int, *, coin_strength: float, skill_strengt
         history.append(float(log_norm[answered].sum() / n_answers))
         if len(history) > 1 and history[-1] - history[-2] < tol:
             break
-    confusion, accuracy = _m_step(counts_t, probas_t, n_ann, k, coin_strength, skill_strength)
+    confusion, accuracy = m_step(counts_t, probas_t)
     priors = _class_prior(probas_t[:, answered], class_prior_strength)
     accuracy = np.einsum("acc,c->a", confusion, priors)
     return EMFit(probas_t=probas_t, confusion=confusion, priors=priors, accuracy=accuracy,

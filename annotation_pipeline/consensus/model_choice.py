@@ -1,0 +1,177 @@
+"""Which crowd model the data supports: held-out likelihood of answers, with a fall back to the vote.
+
+Every candidate is a generative model of one answer given the item's true class: the vote (one
+shared accuracy, uniform mistakes and classes: ``majority_vote.fit_vote_model``), one accuracy per
+annotator (one-coin), MACE, GLAD, and
+confusion matrices shrunk towards each annotator's one-coin matrix by a Dirichlet prior of
+``coin_strength`` pseudo-answers per class (so an annotator with few answers keeps little more than
+an accuracy, one with hundreds gets their own class-conditional mistakes). The answers are split in
+``n_folds`` folds (answers, not items: the item stays, with its other answers); each candidate is
+fitted on the rest and scores every held-out answer by
+
+    p(answer | other answers) = Σ_z posterior(z | other answers) · P(answer | z, annotator, item),
+
+so a model earns its parameters only by predicting answers it did not see.
+
+The choice does not trust a small gain. The noise unit is the annotator (a richer model wins or
+loses annotator by annotator), so each candidate's gain over the shared-accuracy model is summed
+per annotator, and its standard error is the spread of those sums. A candidate is eligible when its
+gain over the vote is more than ``min_z`` standard errors above zero *and* its crowd is still
+informative (see ``informative``); the best eligible one is ``chosen`` (the vote if none is), and
+``members`` are every informative candidate whose held-out likelihood is within one standard error
+of it (the one-standard-error rule, but averaging instead of picking the simplest: models the
+answers cannot tell apart share the vote; ``auto`` averages their posteriors).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from annotation_pipeline.consensus.bayesian_dawid_skene import count_matrix, fit_em
+from annotation_pipeline.consensus.glad import fit_glad
+from annotation_pipeline.consensus.mace import fit_mace
+from annotation_pipeline.consensus.majority_vote import fit_vote_model
+
+BASELINE = "vote"
+
+
+def _dawid_skene(coin: float, skill: float):
+    def fit(item, annotator, label, n_items, n_ann, k, gold_item, gold_label):
+        counts = count_matrix(item, annotator, label, n_items, n_ann, k)
+        return fit_em(counts, k, coin_strength=coin, skill_strength=skill, gold_item=gold_item,
+                      gold_label=gold_label)
+    return fit
+
+
+def _mace(item, annotator, label, n_items, n_ann, k, gold_item, gold_label):
+    return fit_mace(count_matrix(item, annotator, label, n_items, n_ann, k), k,
+                    gold_item=gold_item, gold_label=gold_label)
+
+
+def _glad(item, annotator, label, n_items, n_ann, k, gold_item, gold_label):
+    return fit_glad(item, annotator, label, n_items, n_ann, k, gold_item=gold_item,
+                    gold_label=gold_label)
+
+
+# name -> fit(item, annotator, label, n_items, n_annotators, k, gold_item, gold_label), returning
+# an object with probas_t, priors, accuracy and answer_likelihood(); simplest first. Confusion
+# strengths are Dirichlet pseudo-answers per true class towards the annotator's one-coin matrix:
+# 30 keeps little more than an accuracy below a few hundred answers, 1 is nearly plain Dawid-Skene.
+CANDIDATES = {
+    BASELINE: fit_vote_model,
+    "one_coin": _dawid_skene(math.inf, 5.0),
+    "glad": _glad,
+    "mace": _mace,
+    "confusion_30": _dawid_skene(30.0, 5.0),
+    "confusion_5": _dawid_skene(5.0, 5.0),
+    "confusion_1": _dawid_skene(1.0, 5.0),
+}
+
+
+@dataclass
+class ModelChoice:
+    """Outcome of ``choose_model``: the chosen name and the evidence, per candidate."""
+
+    chosen: str                                                  # the best supported candidate
+    members: list[str] = field(default_factory=list)            # every one within 1 SE of it, simplest first
+    gain: dict[str, float] = field(default_factory=dict)        # held-out nats/answer over baseline
+    stderr: dict[str, float] = field(default_factory=dict)      # of the gain, by annotator
+    informative: dict[str, bool] = field(default_factory=dict)
+    log_lik: dict[str, float] = field(default_factory=dict)     # held-out nats/answer
+
+
+def held_out_log_lik(fit, item, annotator, label, n_items, n_ann, k, folds: np.ndarray,
+                     gold_item, gold_label) -> tuple[np.ndarray, list]:
+    """log p(answer | the other folds) for every answer, and the per-fold fits."""
+    out = np.empty(len(item))
+    fits = []
+    for f in np.unique(folds):
+        test = folds == f
+        train = ~test
+        model = fit(item[train], annotator[train], label[train], n_items, n_ann, k,
+                    gold_item, gold_label)
+        lik = model.answer_likelihood(item[test], annotator[test], label[test])  # (n, K true)
+        p = np.einsum("nk,kn->n", lik, model.probas_t[:, item[test]])
+        out[test] = np.log(np.maximum(p, 1e-300))
+        fits.append(model)
+    return out, fits
+
+
+def informative(model, k: int, min_share: float = 0.01) -> bool:
+    """Is the fitted crowd, as a whole, more likely to give each class's true label than any other?
+
+    Latent classes are only *classes* if, for every class the model puts real mass on, the answers
+    on its items are more often that class than any other; otherwise the model has found a cluster
+    of annotator behaviour and named it after a class (on CrowdScale fact evaluation full
+    Dawid-Skene gives 13 % of the items a class that 0.1 % of the answers use).
+    """
+    if k < 2:
+        return True
+    if not hasattr(model, "confusion"):  # GLAD: wrong answers are uniform, so accuracy decides
+        return bool(np.mean(model.accuracy) > 1.0 / k)
+    pooled = model.confusion.mean(axis=0)  # the average annotator's P(observed | true)
+    massive = model.priors >= min_share
+    diagonal = np.diag(pooled)
+    off = pooled - np.diag(diagonal)
+    return bool(np.all(diagonal[massive] > off.max(axis=0)[massive]))
+
+
+def choose_model(item: np.ndarray, annotator: np.ndarray, label: np.ndarray, n_items: int,
+                 n_ann: int, k: int, *, gold_item=None, gold_label=None, n_folds: int = 3,
+                 min_z: float = 2.0, candidates: dict | None = None, seed: int = 0,
+                 max_answers: int = 100_000) -> ModelChoice:
+    """Pick the candidate the held-out answers support (see the module docstring).
+
+    Above ``max_answers`` the choice is made on the answers of a random subset of items (each
+    item with all its answers) of about that size: at 100k answers the standard errors are
+    already a few millinats, and the n_folds × candidates fits stay a few seconds.
+    """
+    candidates = CANDIDATES if candidates is None else candidates
+    if k < 2 or len(item) < 2 * n_folds:
+        return ModelChoice(BASELINE, members=[BASELINE])
+    rng = np.random.default_rng(seed)
+    if len(item) > max_answers:
+        keep_item = rng.random(n_items) < max_answers / len(item)
+        keep = keep_item[item]
+        new_code = np.cumsum(keep_item) - 1
+        if gold_item is not None and len(gold_item):
+            gold_keep = keep_item[gold_item]
+            gold_item, gold_label = new_code[gold_item[gold_keep]], gold_label[gold_keep]
+        item, annotator, label = new_code[item[keep]], annotator[keep], label[keep]
+        n_items = int(keep_item.sum())
+    folds = rng.integers(0, n_folds, len(item))
+    log_lik, ok = {}, {}
+    for name, fit in candidates.items():
+        log_lik[name], fits = held_out_log_lik(fit, item, annotator, label, n_items, n_ann, k,
+                                               folds, gold_item, gold_label)
+        ok[name] = all(informative(m, k) for m in fits)
+    n = len(item)
+    base = log_lik[BASELINE]
+    per_annotator = {name: np.bincount(annotator, ll - base, n_ann) for name, ll in log_lik.items()}
+    counts = np.bincount(annotator, minlength=n_ann)
+    gain, stderr = {}, {}
+    for name, sums in per_annotator.items():
+        g = sums.sum() / n
+        resid = sums - counts * g  # annotator's excess over the mean gain, cluster-robust
+        m = max((counts > 0).sum(), 2)
+        gain[name] = float(g)
+        stderr[name] = float(math.sqrt(m / (m - 1) * (resid ** 2).sum()) / n)
+    eligible = [name for name in candidates
+                if name == BASELINE or (ok[name] and gain[name] > min_z * stderr[name])]
+    best = max(eligible, key=lambda name: gain[name])
+    members = []
+    for name in candidates:  # simplest first: every candidate within one standard error of the best
+        if not ok[name]:
+            continue
+        diff = per_annotator[best] - per_annotator[name]
+        g = diff.sum() / n
+        resid = diff - counts * g
+        m = max((counts > 0).sum(), 2)
+        se = math.sqrt(m / (m - 1) * (resid ** 2).sum()) / n
+        if g <= se:
+            members.append(name)
+    return ModelChoice(members[0], members=members, gain=gain, stderr=stderr, informative=ok,
+                       log_lik={name: float(ll.mean()) for name, ll in log_lik.items()})
