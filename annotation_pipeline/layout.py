@@ -120,6 +120,10 @@ class ReviewFolder:
         return Path(path).relative_to(self.path).as_posix()
 
 
+# The index page of a Data Docs folder: a day's list of validations, and GX's own page of a site.
+DATA_DOCS_INDEX_PAGE = "index.html"
+
+
 @dataclass(frozen=True)
 class DataLayout:
     root: Path
@@ -286,6 +290,10 @@ class DataLayout:
         """One day's Data Docs: ``rows/<key>/`` and ``batch_health/<key>/``, one site per validation, written once
         and never replaced (older links keep opening), and ``index.html`` listing them all."""
         return self.data_docs / day
+
+    def data_docs_index(self, day: str) -> Path:
+        """The page listing every validation site of the day, newest first (``qa.data_docs`` writes it)."""
+        return self.data_docs_for(day) / DATA_DOCS_INDEX_PAGE
 
     # releases and audit
     @property

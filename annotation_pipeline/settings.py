@@ -58,7 +58,7 @@ LABEL_STUDIO_URL_ENV = "LABEL_STUDIO_URL"
 LABEL_STUDIO_TOKEN_ENV = "LABEL_STUDIO_API_TOKEN"
 DEFAULT_LABEL_STUDIO_URL = "http://127.0.0.1:8089"
 # The token `.ci/label-studio start` gives its loopback-only server: not a secret anywhere else.
-LOCAL_LABEL_STUDIO_TOKEN = "annotation-pipeline-local-token-0123456789abcdef"
+LOCAL_LABEL_STUDIO_TOKEN = "annotation-pipeline-local-0123456789abcd"
 PRELABEL_BACKEND_URL_ENV = "ANNOTATION_PIPELINE_PRELABEL_BACKEND_URL"
 PRELABEL_BACKEND_TOKEN_ENV = "ANNOTATION_PIPELINE_PRELABEL_BACKEND_TOKEN"
 # The machine's RabbitMQ with its default account; production sets its own URL.

@@ -24,7 +24,6 @@ from annotation_pipeline.defs.resources import DataRoot, VendorExchange
 from annotation_pipeline.ontology import load_ontology
 from annotation_pipeline.plots import bar_chart, markdown_image
 from annotation_pipeline.qa.batch_health import BATCH_HEALTH_CHECKS
-from annotation_pipeline.qa.data_docs import DAY_INDEX
 from annotation_pipeline.qa.gold_demand import record_gold_demand
 from annotation_pipeline.qa.outcomes import CheckOutcome, QAThresholds
 from annotation_pipeline.qa.row_suite import row_rules
@@ -120,7 +119,7 @@ def intake_vendor_returns_and_validate(context: dg.AssetExecutionContext, data_r
         **table_metadata(day, QUARANTINE),
     }, data_root.root))
     accepted, docs_url = report.accepted, report.validation.data_docs_url
-    day_index = data_root.layout.data_docs_for(date) / DAY_INDEX  # every run's validations of the day
+    day_index = data_root.layout.data_docs_index(date)  # every run's validations of the day
     yield dg.Output(accepted, output_name="returned_annotations", metadata=ui_metadata({
         **counts_metadata(report.received, len(accepted), report.quarantined),
         **report.file_counts(), "ledger_files_recorded": len(report.accepted_sha256),

@@ -38,6 +38,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from annotation_pipeline.atomic_files import write_bytes_atomic
+from annotation_pipeline.layout import DATA_DOCS_INDEX_PAGE
 
 # Bump when offline_page changes what it writes: a folder published by older code is then not
 # reused for an identical rerun (its key, gx_bridge.content_key, includes this).
@@ -286,7 +287,7 @@ _BODY_START = re.compile(r"<body\b[^>]*>", re.IGNORECASE)
 def link_day_index(site: Path, href: str) -> None:
     """Put a link to the day's index (``href``, relative to the site) at the top of the site's own
     index, whose table lists only this validation."""
-    index = Path(site) / "index.html"
+    index = Path(site) / DATA_DOCS_INDEX_PAGE
     if not index.is_file():
         return
     link = (f"<p class='ge-offline-day-link m-2'><a href='{html.escape(href, quote=True)}'>"
@@ -297,7 +298,7 @@ def link_day_index(site: Path, href: str) -> None:
 
 
 PUBLICATION_FILE = "publication.json"
-DAY_INDEX = "index.html"
+DAY_INDEX = DATA_DOCS_INDEX_PAGE
 
 
 @dataclasses.dataclass(frozen=True)
