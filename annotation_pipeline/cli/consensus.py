@@ -27,7 +27,10 @@ CONSENSUS_HELP = """One label per item from several annotators' answers.
 ANSWERS.csv has the columns item_id,annotator_id,label (one row per answer).
 LABELS.csv gets item_id,label,confidence (one row per item).
 Methods: mv = majority vote, wmv = vote weighted by each annotator's accuracy
-on GOLD.csv (item_id,label), ds = Dawid-Skene; auto picks wmv with gold, else ds.
+on GOLD.csv (item_id,label), ds = Dawid-Skene. auto (default) fits the vote,
+one-coin, GLAD, MACE and shrunk Dawid-Skene models on 2 of 3 answer folds, keeps
+those that predict the held-out answers clearly better than the vote, and averages
+the best with the ones held-out answers cannot tell from it (else the vote).
 """
 
 AGREEMENT_HELP = """Inter-annotator agreement of ANSWERS.csv (item_id,annotator_id,label):
@@ -51,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--input", required=True, type=Path, help="ANSWERS.csv: item_id,annotator_id,label")
     p.add_argument("--output", required=True, type=Path, help="LABELS.csv: item_id,label,confidence")
     p.add_argument("--method", choices=METHODS, default="auto",
-                   help="auto (default: committee of Dawid-Skene shrinkage levels), mv = majority vote, "
+                   help="auto (default: the crowd model held-out answers support), mv = majority vote, "
                         "wmv = gold-weighted vote, ds = Dawid-Skene, ocds = one-coin Dawid-Skene, "
                         "bds = Dawid-Skene with hierarchical priors")
     p.add_argument("--gold", type=Path, default=None, help="GOLD.csv: item_id,label")
