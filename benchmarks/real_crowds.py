@@ -11,7 +11,8 @@ holds are in benchmarks/results_consensus.md, "Real crowds used".
 
 Run: python benchmarks/real_crowds.py
   prints, for every set: items, items with truth, workers, answers, classes, median answers per
-  worker, and the accuracy on the truth of crowd-kit's MajorityVote and DawidSkene(n_iter=100).
+  worker, the accuracy on the truth of crowd-kit's MajorityVote and DawidSkene(n_iter=100), and,
+  where only some items have truth, whether those items look like the rest (``truth_sample``).
 """
 
 from __future__ import annotations
@@ -75,6 +76,30 @@ def _accuracy(labels: pd.Series, truth: pd.Series) -> float:
     return float((labels.reindex(common).astype(str).to_numpy() == truth.reindex(common).to_numpy()).mean())
 
 
+def truth_sample(answers: pd.DataFrame, gold: pd.DataFrame) -> dict[str, object]:
+    """Are the items with truth a sample of all items, as far as the crowd can tell?
+
+    Accuracy on a sparse truth estimates accuracy on the whole set only if the truth items are
+    like the others. Their crowd answers can say whether they are: each item's most answered
+    class (ties to the first by label) is tabled for items with truth and items without, and a
+    chi-square test of independence gives the chance of a difference at least this large if the
+    truth items had been drawn at random. None when every item (or none) has truth.
+    """
+    from scipy.stats import chi2_contingency
+
+    counts = answers.groupby(["item_id", "label"]).size().rename("n").reset_index()
+    top = counts.sort_values(["item_id", "n", "label"], ascending=[True, False, True]).drop_duplicates("item_id")
+    has_truth = top["item_id"].isin(gold["item_id"])
+    if has_truth.all() or not has_truth.any():
+        return {"truth items' majority class (share)": "all items", "rest": "", "chi2 p": np.nan}
+    table = pd.crosstab(top["label"], has_truth)
+    shares = table / table.sum()
+    main_class = shares[True].idxmax()
+    p_value = float(chi2_contingency(table.to_numpy())[1])
+    return {"truth items' majority class (share)": f"{main_class}: {shares.loc[main_class, True]:.2f}",
+            "rest": f"{main_class}: {shares.loc[main_class, False]:.2f}", "chi2 p": p_value}
+
+
 def describe(answers: pd.DataFrame, gold: pd.DataFrame) -> dict[str, object]:
     from crowdkit.aggregation import DawidSkene, MajorityVote
 
@@ -93,6 +118,7 @@ def describe(answers: pd.DataFrame, gold: pd.DataFrame) -> dict[str, object]:
         "answers/worker (median)": float(np.median(answers.groupby("annotator_id").size())),
         "crowd-kit MV": _accuracy(mv, truth),
         "crowd-kit DS": _accuracy(ds, truth),
+        **truth_sample(answers, gold),
     }
 
 
@@ -104,8 +130,8 @@ def main() -> None:
         rows.append({"dataset": name, **describe(answers, gold), "what": description})
     table = pd.DataFrame(rows).set_index("dataset")
     shown = table.drop(columns="what")
-    floatfmt = [""] + [".4f" if c.startswith("crowd-kit") else ".1f" if "median" in c else ".0f"
-                        for c in shown.columns]
+    floatfmt = [""] + [".4f" if c.startswith("crowd-kit") else ".1f" if "median" in c
+                       else ".1e" if c == "chi2 p" else ".0f" for c in shown.columns]
     print(shown.to_markdown(floatfmt=floatfmt))
     print()
     for name, what in table["what"].items():

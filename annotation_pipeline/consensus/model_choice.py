@@ -29,6 +29,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 
 from annotation_pipeline.consensus.bayesian_dawid_skene import count_matrix, fit_em
 from annotation_pipeline.consensus.glad import fit_glad
@@ -81,6 +82,26 @@ class ModelChoice:
     stderr: dict[str, float] = field(default_factory=dict)      # of the gain, by annotator
     informative: dict[str, bool] = field(default_factory=dict)
     log_lik: dict[str, float] = field(default_factory=dict)     # held-out nats/answer
+
+    def table(self) -> pd.DataFrame:
+        """One row per candidate, simplest first: the evidence the choice was made on.
+
+        ``gain`` and ``stderr`` are held-out nats per answer over the vote; ``z`` their ratio;
+        ``used`` marks the models whose posteriors were averaged (``members``).
+        """
+        names = list(self.log_lik) or [self.chosen]
+        table = pd.DataFrame({
+            "candidate": names,
+            "held_out_nats_per_answer": [self.log_lik.get(n, np.nan) for n in names],
+            "gain_over_vote": [self.gain.get(n, 0.0) for n in names],
+            "stderr": [self.stderr.get(n, 0.0) for n in names],
+            "informative": [self.informative.get(n, True) for n in names],
+            "used": [n in self.members for n in names],
+        })
+        se = table["stderr"].to_numpy()
+        table["z"] = np.divide(table["gain_over_vote"].to_numpy(), se, out=np.zeros(len(table)),
+                               where=se > 0)
+        return table
 
 
 def held_out_log_lik(fit, item, annotator, label, n_items, n_ann, k, folds: np.ndarray,

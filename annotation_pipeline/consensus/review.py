@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from annotation_pipeline.consensus.boxes import MergeResult, pair_iou
+from annotation_pipeline.consensus.boxes import MergeResult, grown_boxes, pair_iou
 
 COORDS = ["x_min", "y_min", "x_max", "y_max"]
 
@@ -71,9 +71,14 @@ def p_real(result: MergeResult, precision: pd.Series) -> np.ndarray:
     return 1.0 - np.exp(log_miss)
 
 
-def overlaps_merged_object(below: pd.DataFrame, merged: pd.DataFrame,
-                           iou_threshold: float) -> np.ndarray:
-    """True where a below-quorum cluster overlaps a merged object of another class (bounds IoU)."""
+def overlaps_merged_object(below: pd.DataFrame, merged: pd.DataFrame, iou_threshold: float,
+                           pointing_noise: float = 0.0) -> np.ndarray:
+    """True where a below-quorum cluster overlaps a merged object of another class (bounds IoU).
+
+    ``pointing_noise``: the merge's corner noise sd; both boxes get the slack the merge's own
+    matching gave them (``boxes.grown_boxes``), so a small box counts as overlapping exactly when
+    the merge would have put it with that object had the classes been the same.
+    """
     if not len(below) or not len(merged):
         return np.zeros(len(below), bool)
     left = below[["item_id", "label", *COORDS]].reset_index(drop=True).rename_axis("row").reset_index()
@@ -84,7 +89,8 @@ def overlaps_merged_object(below: pd.DataFrame, merged: pd.DataFrame,
     coords = np.concatenate([pairs[COORDS].to_numpy(float),
                              pairs[[c + "_m" for c in COORDS]].to_numpy(float)])
     n = len(pairs)
-    iou = pair_iou(np.ascontiguousarray(coords.T), np.arange(n), np.arange(n) + n)
+    iou = pair_iou(grown_boxes(np.ascontiguousarray(coords.T), pointing_noise), np.arange(n),
+                   np.arange(n) + n)
     hit = np.zeros(len(below), bool)
     hit[pairs["row"].to_numpy()[iou >= iou_threshold]] = True
     return hit
@@ -94,7 +100,8 @@ def triage_objects(result: MergeResult, precision: pd.Series, policy: ReviewPoli
     """Below-quorum clusters with ``status`` (dismissed or candidate), ``reason`` and ``expected_gain``."""
     below = result.below_quorum.copy()
     probability = p_real(result, precision)
-    outvoted = overlaps_merged_object(below, result.merged, policy.iou_threshold)
+    outvoted = overlaps_merged_object(below, result.merged, policy.iou_threshold,
+                                      result.pointing_noise)
     members = result.members[~result.members["accepted"].to_numpy()]
     supporter_q = precision.reindex(members["annotator_id"]).fillna(0.0).to_numpy()
     best_q = pd.Series(supporter_q).groupby(members["cluster"].to_numpy()).max()

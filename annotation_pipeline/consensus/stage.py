@@ -8,7 +8,7 @@ is overwritten: a queued item keeps all of its answers in the queue and is *not*
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -31,6 +31,8 @@ class ConsensusResult:
     annotator_reliability: pd.DataFrame  # annotator_id, scene_accuracy, gold_accuracy, n_gold, geometry_weight
     counts: dict[str, int]               # reconciliation figures for asset metadata
     method: str                          # aggregator actually used for scene choices
+    scene_model: object = None           # the fitted scene aggregator (auto: ``choice_`` holds its evidence)
+    pointing_noise: dict[str, float] = field(default_factory=dict)  # box merge: corner noise sd (px) matched with
 
 
 def _join_ids(values: pd.Series, groups: pd.Series) -> pd.Series:
@@ -78,7 +80,7 @@ def run_consensus(annotations: pd.DataFrame, tasks: pd.DataFrame, gold: pd.DataF
                                                    method, policy)
     objects = annotations[((kind == "box") | (kind == "polygon")) & ~is_gold_row]
     objects = objects.assign(n_assigned=n_assigned.reindex(objects["item_id"]).to_numpy())
-    merged, below, members, weights = _object_candidates(objects, policy)
+    merged, below, members, weights, noise = _object_candidates(objects, policy)
 
     # the budget's denominator: what the day's consensus decides on, i.e. its scene items, merged
     # objects and below-quorum clusters still open. A cluster dismissed automatically (drawn only by
@@ -131,7 +133,8 @@ def run_consensus(annotations: pd.DataFrame, tasks: pd.DataFrame, gold: pd.DataF
     }
     return ConsensusResult(labels=labels, review_queue=review,
                            agreement=AGREEMENT_METRICS.conform(metrics),
-                           annotator_reliability=reliability, counts=counts, method=chosen)
+                           annotator_reliability=reliability, counts=counts, method=chosen,
+                           scene_model=scene_model, pointing_noise=noise)
 
 
 def _scene_candidates(choices: pd.DataFrame, gold_choice, gold_items: set, n_assigned: pd.Series,
@@ -167,6 +170,7 @@ def _object_candidates(objects: pd.DataFrame, policy: ReviewPolicy):
     """Merged objects, triaged below-quorum clusters, members and geometry weights per annotator."""
     merged_frames, below_frames, members = [], [], []
     weights = None
+    noise: dict[str, float] = {}
     for geometry_kind, merge in (("box", merge_boxes_by_iou), ("polygon", merge_polygons_by_iou)):
         subset = objects[objects["kind"] == geometry_kind]
         if not len(subset):
@@ -175,7 +179,13 @@ def _object_candidates(objects: pd.DataFrame, policy: ReviewPolicy):
         weights_kind = annotator_geometry_reliability(first)
         weights = weights_kind if weights is None else pd.concat([weights, weights_kind]).groupby(
             level=0).mean()
-        merged = merge(subset, iou_threshold=policy.iou_threshold, annotator_weights=weights_kind)
+        # the weighted pass matches with the noise the first one measured: the same boxes, the
+        # same slack (re-estimating would cost a pass and could move the clusters by a hair)
+        same_noise = {"pointing_noise": first.pointing_noise} if geometry_kind == "box" else {}
+        merged = merge(subset, iou_threshold=policy.iou_threshold, annotator_weights=weights_kind,
+                       **same_noise)
+        if geometry_kind == "box":
+            noise[geometry_kind] = float(merged.pointing_noise)
         below = triage_objects(merged, annotator_precision(first.members), policy)
         merged_frames.append(merged.merged.assign(kind=geometry_kind, method="iou_cluster"))
         below_frames.append(below.assign(kind=geometry_kind, method="iou_cluster"))
@@ -187,7 +197,7 @@ def _object_candidates(objects: pd.DataFrame, policy: ReviewPolicy):
     below = pd.concat(below_frames, ignore_index=True) if below_frames else pd.DataFrame(
         columns=[*CONSENSUS_LABELS.columns, "reason", "status", "expected_gain"])
     return (merged, below, pd.concat(members, ignore_index=True) if members else pd.DataFrame(),
-            weights)
+            weights, noise)
 
 
 def _annotator_reliability(annotations: pd.DataFrame, scene_model, gold_choice,

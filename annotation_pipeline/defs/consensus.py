@@ -101,7 +101,9 @@ def consensus(context: dg.AssetExecutionContext, config: ConsensusConfig, data_r
         **({"chart_confidence": dg.MetadataValue.md(markdown_image(histogram(
             labels["confidence"], "Confidence of released labels", "confidence"), "confidence"))}
            if len(labels) else {}),
-        "method": result.method, **{k: int(v) for k, v in result.counts.items()},
+        "method": result.method, **scene_model_metadata(result.scene_model),
+        **({"box_pointing_noise_px": result.pointing_noise["box"]} if "box" in result.pointing_noise else {}),
+        **{k: int(v) for k, v in result.counts.items()},
         "labels_by_kind": dg.MetadataValue.json(result.labels["kind"].value_counts().to_dict()),
         "mean_confidence": float(result.labels["confidence"].mean()) if len(result.labels) else 0.0,
         **table_metadata(result.labels, CONSENSUS_LABELS),
@@ -236,3 +238,19 @@ def review_decisions(context: dg.AssetExecutionContext, data_root: DataRoot, rev
 
 
 defs = dg.Definitions(assets=[consensus, review_tasks, review_decisions])
+
+
+def scene_model_metadata(model) -> dict:
+    """Which crowd model labelled the scene items and the held-out evidence for it (auto only)."""
+    choice = getattr(model, "choice_", None)
+    if choice is None:
+        return {}
+    table = choice.table().round({"held_out_nats_per_answer": 4, "gain_over_vote": 4, "stderr": 4, "z": 1})
+    return {
+        "scene_models_used": " + ".join(choice.members),
+        "scene_model_choice": dg.MetadataValue.md(
+            "Each candidate fitted on 2 of 3 folds of answers and scored on the held-out answers "
+            "(nats per answer; gain over the vote with its standard error by annotator). A model "
+            "replaces the vote only with a gain above 2 standard errors; the used ones are averaged.\n\n"
+            + table.to_markdown(index=False)),
+    }

@@ -113,3 +113,45 @@ def test_merge_boxes_quorum_option_overrides_the_majority(tmp_path, capsys):
     out = tmp_path / "m.csv"
     assert main(["merge-boxes", "--input", str(path), "--output", str(out), "--quorum", "1"]) == 0
     assert len(pd.read_csv(out)) == 3
+
+
+def _small_jittered_boxes(path, noise_sd: float, seed: int = 0):
+    """Three annotators drawing the same 6 px objects with corner noise: plain IoU often misses them."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for obj in range(40):
+        x, y = 20.0 * obj, 10.0
+        for k in range(3):
+            jitter = rng.normal(0, noise_sd, 4)
+            rows.append((f"img{obj % 4}", f"a{k}", "bird", x + jitter[0], y + jitter[1],
+                         x + 6 + jitter[2], y + 6 + jitter[3]))
+    pd.DataFrame(rows, columns=["item_id", "annotator_id", "label", "x_min", "y_min", "x_max",
+                                "y_max"]).to_csv(path, index=False)
+
+
+def test_merge_boxes_measures_the_corner_noise_and_says_so_or_uses_the_one_given(tmp_path, capsys):
+    path = tmp_path / "boxes.csv"
+    _small_jittered_boxes(path, noise_sd=1.0)
+    assert main(["merge-boxes", "--input", str(path), "--output", str(tmp_path / "m.csv"), "--json"]) == 0
+    measured = json.loads(capsys.readouterr().out)
+    assert measured["pointing_noise_source"] == "measured"
+    assert 0.6 < measured["pointing_noise"] < 1.5
+    assert main(["merge-boxes", "--input", str(path), "--output", str(tmp_path / "p.csv"),
+                 "--pointing-noise", "0", "--json"]) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert plain["pointing_noise"] == 0.0 and plain["pointing_noise_source"] == "given"
+    # allowing for the noise finds the small objects plain IoU splits below quorum
+    assert measured["merged_objects"] > plain["merged_objects"]
+    assert main(["merge-boxes", "--input", str(path), "--output", str(tmp_path / "t.csv")]) == 0
+    assert "corner noise allowed for" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "inf", "lots"])
+def test_merge_boxes_refuses_a_pointing_noise_that_is_not_a_finite_number_at_least_0(tmp_path, capsys, value):
+    path = tmp_path / "boxes.csv"
+    _small_jittered_boxes(path, noise_sd=1.0)
+    with pytest.raises(SystemExit) as exit_:
+        main(["merge-boxes", "--input", str(path), "--output", str(tmp_path / "m.csv"),
+              "--pointing-noise", value])
+    assert exit_.value.code == 2
+    assert "--pointing-noise" in capsys.readouterr().err

@@ -90,3 +90,31 @@ def test_a_generous_budget_queues_every_candidate_worth_a_review():
     status = result.review_queue["status"]
     assert set(status) == {"queued", "dismissed"}
     assert result.counts["queued_for_review"] == 8  # the person on every fifth item
+
+
+def test_a_small_box_of_another_class_is_outvoted_with_the_slack_the_merge_matched_with():
+    from annotation_pipeline.consensus.review import overlaps_merged_object
+
+    # a 6 px box two pixels off a merged 6 px object of another class: plain IoU 0.29, but with
+    # corner noise of 1 px the merge itself would have matched them (IoU of the grown boxes 0.53)
+    below = pd.DataFrame({"item_id": ["i"], "label": ["cat"], "x_min": [12.0], "y_min": [12.0],
+                          "x_max": [18.0], "y_max": [18.0]})
+    merged = pd.DataFrame({"item_id": ["i"], "label": ["dog"], "x_min": [10.0], "y_min": [10.0],
+                           "x_max": [16.0], "y_max": [16.0]})
+    assert not overlaps_merged_object(below, merged, 0.5)[0]
+    assert overlaps_merged_object(below, merged, 0.5, pointing_noise=1.0)[0]
+    # the same class is the merge's business, not an outvote; a large box gets no slack
+    assert not overlaps_merged_object(below, merged.assign(label="cat"), 0.5, pointing_noise=1.0)[0]
+    # 100 px boxes 35 px apart (IoU 0.48): the slack fades on large boxes (0.01 px here)
+    big_below = below.assign(x_min=35.0, y_min=0.0, x_max=135.0, y_max=100.0)
+    big_merged = merged.assign(x_min=0.0, y_min=0.0, x_max=100.0, y_max=100.0)
+    assert not overlaps_merged_object(big_below, big_merged, 0.5, pointing_noise=1.0)[0]
+
+
+def test_the_consensus_result_records_the_corner_noise_its_box_merge_allowed_for():
+    annotations, tasks, gold = crowd_with_a_spammer()
+    result = run_consensus(annotations, tasks, gold)
+    assert 0.5 < result.pointing_noise["box"] < 1.6  # the honest boxes' corners jitter with sd 1
+    assert result.scene_model is not None and result.method == "auto"
+    table = result.scene_model.choice_.table()
+    assert table["used"].any() and set(table["candidate"]) >= {"vote"}

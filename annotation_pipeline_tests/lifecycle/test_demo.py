@@ -440,6 +440,9 @@ def test_where_the_evidence_bar_is_met_items_skip_the_vendor_and_are_released_as
         run_config={"ops": {"auto_accepted_labels": bar, "auto_accept_check": bar}})
     meta = {e.asset_key.to_user_string(): {k: getattr(v, "value", v) for k, v in e.materialization.metadata.items()}
             for e in result.get_asset_materialization_events()}
+    consensus = meta["consensus_labels"]  # says which crowd model labelled the scenes, and why
+    assert consensus["scene_models_used"] and "| candidate" in consensus["scene_model_choice"]
+    assert consensus["box_pointing_noise_px"] > 0
     auto = meta["auto_accepted_labels"]
     assert auto["auto_accept"] == "on" and auto["items_auto_accepted"] >= 1, auto
     assert auto["items"] == auto["items_auto_accepted"] + auto["items_to_vendor"]
