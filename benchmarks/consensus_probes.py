@@ -101,7 +101,7 @@ def fit_hard_items(item, annotator, label, n_items, n_ann, k, gold_item=None, go
 
 # ------------------------------------------------------------------ data
 def crowds(regimes: list[str], seeds: tuple[int, ...]):
-    for name, _, answers, gold in real_crowds():
+    for name, _, answers, gold in (real_crowds() if "real" in regimes or not regimes else []):
         yield f"real: {name}", answers, gold.set_index("item_id")["label"].astype(str)
     for name in regimes:
         for seed in seeds:

@@ -170,6 +170,23 @@ def _systematic_swaps(n_swaps: int):
     return make
 
 
+def _lenient_checkers(rng, n, k):
+    """Fact checking (as CrowdScale's): class 1 = holds, 0 = does not, 2 = cannot tell (rare).
+    Workers rarely reject what holds (P(0 | 1) 2-12 %), let a share of what does not hold pass
+    (P(1 | 0) 5-35 %, by worker), and answer "does not hold" for most of what cannot be told."""
+    conf = np.zeros((n, k, k))
+    reject_true = rng.uniform(0.02, 0.12, n)
+    pass_false = rng.uniform(0.05, 0.35, n)
+    conf[:, 0, 1], conf[:, 2, 1] = reject_true, 0.005
+    conf[:, 1, 1] = 1 - reject_true - 0.005
+    conf[:, 1, 0], conf[:, 2, 0] = pass_false, 0.005
+    conf[:, 0, 0] = 1 - pass_false - 0.005
+    told = rng.uniform(0.02, 0.3, n)
+    conf[:, 2, 2], conf[:, 0, 2] = told, 0.75 * (1 - told)
+    conf[:, 1, 2] = 0.25 * (1 - told)
+    return conf
+
+
 def _long_tail(rng, n):
     return rng.pareto(1.2, n) + 0.05
 
@@ -211,6 +228,12 @@ REGIMES: dict[str, dict] = {
     "heavy_spammers": dict(k=3, items=600, workers=30, per_item=lambda r, n: np.full(n, 6),
                            ambiguity=(0.1, 0.5),
                            confusion=_heterogeneous(0.6, 0.9, spam=0.35, constant_spam=0.15)),
+    # many items, 5 answers each from a few dozen workers of very unequal volume, skewed and
+    # asymmetric classes, ambiguous items that pull everyone to the same wrong answer: the shape of
+    # CrowdScale fact evaluation (yl_fact_eval), where the vote beats every annotator model on gold
+    "fact_check_like": dict(k=3, items=6000, workers=57, prior=[0.33, 0.62, 0.05],
+                            per_item=lambda r, n: np.full(n, 5), activity=_long_tail,
+                            ambiguity=(0.15, 0.4), confusion=_lenient_checkers),
     "long_tail_5_classes": dict(k=5, items=2000, workers=500, per_item=lambda r, n: np.full(n, 3),
                                 activity=_long_tail, ambiguity=(0.15, 0.5),
                                 confusion=_favourite_class),

@@ -130,6 +130,14 @@ def _m_step(counts_t: sp.csr_matrix, probas_t: np.ndarray, n_ann: int, k: int,
     """Confusion matrices (n_ann, K observed, K true) and each annotator's shrunk accuracy."""
     # expected[annotator, observed, true] = Σ_items counts · P(true | item)
     expected = np.asarray(counts_t @ probas_t.T).reshape(n_ann, k, k)
+    return shrunk_confusion(expected, coin_strength, skill_strength)
+
+
+def shrunk_confusion(expected: np.ndarray, coin_strength: float,
+                     skill_strength: float) -> tuple[np.ndarray, np.ndarray]:
+    """``_m_step`` from expected answer counts (n_ann, K observed, K true): the shrunk confusions."""
+    k = expected.shape[1]
+    n_ann = expected.shape[0]
     diagonal = np.einsum("acc->a", expected)
     total = expected.sum(axis=(1, 2))
     crowd_accuracy = (diagonal.sum() + 1.0) / (total.sum() + 2.0)

@@ -25,11 +25,25 @@ def fit_mace(counts: sp.csr_matrix, k: int, *, competence_strength: float = 2.0,
              gold_item: np.ndarray | None = None, gold_label: np.ndarray | None = None) -> EMFit:
     """MAP-EM of MACE on a count matrix (see the module docstring); starts from majority vote."""
     n_ann = counts.shape[1] // k
+    m_step_from_expected = mace_m_step(n_ann, k, competence_strength, spam_strength)
+
+    def m_step(counts_t: sp.csr_matrix, probas_t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return m_step_from_expected(np.asarray(counts_t @ probas_t.T).reshape(n_ann, k, k))
+
+    return run_em(counts, k, m_step, n_iter=n_iter, tol=tol, gold_item=gold_item,
+                  gold_label=gold_label)
+
+
+def mace_m_step(n_ann: int, k: int, competence_strength: float = 2.0, spam_strength: float = 2.0):
+    """MACE's M step as a function of expected answer counts (n_ann, K observed, K true).
+
+    Returns ``m_step(expected) -> (confusion, competence)``; it keeps the last competence and spam
+    distributions between calls (the spam indicator of an answer equal to the truth is latent, so
+    each step refines them from the previous ones)."""
     state = {"competence": np.full(n_ann, 0.7), "spam": np.full((n_ann, k), 1.0 / k)}
     eye = np.eye(k)
 
-    def m_step(counts_t: sp.csr_matrix, probas_t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        expected = np.asarray(counts_t @ probas_t.T).reshape(n_ann, k, k)  # (ann, observed, true)
+    def m_step(expected: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         diagonal = np.einsum("acc->ac", expected)
         total = expected.sum(axis=(1, 2))
         competence, spam = state["competence"], state["spam"]
@@ -47,8 +61,7 @@ def fit_mace(counts: sp.csr_matrix, k: int, *, competence_strength: float = 2.0,
         confusion = competence[:, None, None] * eye + (1 - competence)[:, None, None] * spam[:, :, None]
         return np.maximum(confusion, _EPS), competence
 
-    return run_em(counts, k, m_step, n_iter=n_iter, tol=tol, gold_item=gold_item,
-                  gold_label=gold_label)
+    return m_step
 
 
 class MACE(_Aggregator):

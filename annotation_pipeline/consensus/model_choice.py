@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from annotation_pipeline.consensus import ambiguous_items
 from annotation_pipeline.consensus.bayesian_dawid_skene import count_matrix, fit_em
 from annotation_pipeline.consensus.glad import fit_glad
 from annotation_pipeline.consensus.mace import fit_mace
@@ -57,6 +58,15 @@ def _glad(item, annotator, label, n_items, n_ann, k, gold_item, gold_label):
                     gold_label=gold_label)
 
 
+def _ambiguous(annotators: str, coin: float = 30.0):
+    def fit(item, annotator, label, n_items, n_ann, k, gold_item, gold_label):
+        return ambiguous_items.fit_ambiguous_items_codes(
+            item, annotator, label, n_items, n_ann, k, gold_item, gold_label,
+            annotators=annotators, coin_strength=coin)
+    fit.usable = ambiguous_items.usable
+    return fit
+
+
 # name -> fit(item, annotator, label, n_items, n_annotators, k, gold_item, gold_label), returning
 # an object with probas_t, priors, accuracy and answer_likelihood(); simplest first. Confusion
 # strengths are Dirichlet pseudo-answers per true class towards the annotator's one-coin matrix:
@@ -69,7 +79,17 @@ CANDIDATES = {
     "confusion_30": _dawid_skene(30.0, 5.0),
     "confusion_5": _dawid_skene(5.0, 5.0),
     "confusion_1": _dawid_skene(1.0, 5.0),
+    # items that pull everyone to the same wrong class (``ambiguous_items``), with MACE's annotators
+    # or confusion matrices; only up to 10 classes (``fit.usable``)
+    "ambiguous_mace": _ambiguous("mace"),
+    "ambiguous_confusion_5": _ambiguous("confusion", 5.0),
 }
+
+
+def usable_candidates(candidates: dict, n_items: int, k: int) -> dict:
+    """The candidates that fit a crowd of this many items and classes (``fit.usable``, default all)."""
+    return {name: fit for name, fit in candidates.items()
+            if getattr(fit, "usable", lambda n, k: True)(n_items, k)}
 
 
 @dataclass
@@ -150,7 +170,7 @@ def choose_model(item: np.ndarray, annotator: np.ndarray, label: np.ndarray, n_i
     item with all its answers) of about that size: at 100k answers the standard errors are
     already a few millinats, and the n_folds × candidates fits stay a few seconds.
     """
-    candidates = CANDIDATES if candidates is None else candidates
+    candidates = usable_candidates(CANDIDATES if candidates is None else candidates, n_items, k)
     if k < 2 or len(item) < 2 * n_folds:
         return ModelChoice(BASELINE, members=[BASELINE])
     rng = np.random.default_rng(seed)

