@@ -3,7 +3,8 @@
 Real crowds: ``../shared/crowd-data`` (development set, README there), read in place and skipped
 cleanly when absent. Generated regimes: ``crowd_regimes.REGIMES`` (dense / sparse annotators, 2 to
 20 classes, spammers, skewed classes, ordinal confusions, hard items, single answers, a
-bluebird-like biased panel, few answers per worker, favourite classes, systematic swaps), each the
+bluebird-like biased panel, few answers per worker, favourite classes, systematic swaps, a
+fact-checking crowd shaped as CrowdScale's), each the
 mean over 3 seeds. Columns: crowd-kit's MV, DS, MACE and GLAD (GLAD on the real sets up to 20k
 answers only: it is slow), our GLAD and MACE, ``auto`` with the candidates it averaged (per seed)
 and its time against crowd-kit DS's. The bar is the better of crowd-kit's MajorityVote and DawidSkene(n_iter=100)

@@ -17,7 +17,8 @@ the vote. Each probe asks one truth-free question and prints what it would do to
 - ``vote_blend``: the vote's posterior averaged into ``auto``'s with a fixed weight w.
 
 The sparse truth itself is checked by ``real_crowds.py`` (``truth_sample``). Results and their
-reading: benchmarks/results_consensus.md, "yl_fact_eval". Run:
+reading: benchmarks/results_consensus.md, "`auto`, fourth step". Probes run on the candidates of the
+code they are run with (since the fourth step: with the ambiguous-items models). Run:
     python benchmarks/consensus_probes.py [--probes disagreement,tempered,hard_items,vote_blend]
                                           [--seeds 0,1,2] [--regimes bluebird_like,...]
 """
@@ -101,7 +102,7 @@ def fit_hard_items(item, annotator, label, n_items, n_ann, k, gold_item=None, go
 
 # ------------------------------------------------------------------ data
 def crowds(regimes: list[str], seeds: tuple[int, ...]):
-    for name, _, answers, gold in (real_crowds() if "real" in regimes or not regimes else []):
+    for name, _, answers, gold in real_crowds():
         yield f"real: {name}", answers, gold.set_index("item_id")["label"].astype(str)
     for name in regimes:
         for seed in seeds:

@@ -29,9 +29,10 @@ ANSWERS.csv has the columns item_id,annotator_id,label (one row per answer).
 LABELS.csv gets item_id,label,confidence (one row per item).
 Methods: mv = majority vote, wmv = vote weighted by each annotator's accuracy
 on GOLD.csv (item_id,label), ds = Dawid-Skene. auto (default) fits the vote,
-one-coin, GLAD, MACE and shrunk Dawid-Skene models on 2 of 3 answer folds, keeps
-those that predict the held-out answers clearly better than the vote, and averages
-the best with the ones held-out answers cannot tell from it (else the vote).
+one-coin, GLAD, MACE and shrunk Dawid-Skene models, and (up to 10 classes) MACE and
+Dawid-Skene with ambiguous items, on 2 of 3 answer folds; it keeps those that
+predict the held-out answers clearly better than the vote and averages the best
+with the ones held-out answers cannot tell from it (else the vote).
 """
 
 AGREEMENT_HELP = """Inter-annotator agreement of ANSWERS.csv (item_id,annotator_id,label):

@@ -3,6 +3,7 @@
 Laid out as crowd-kit is, one module per aggregator: ``encoding`` (answers as integer codes, the
 shared base), ``majority_vote``, ``gold_weighted_vote``, ``dawid_skene``, ``bayesian_dawid_skene``
 (hierarchical priors; also the one-coin model), ``glad`` and ``mace`` (vectorized EM),
+``ambiguous_items`` (Dawid-Skene or MACE with items that mislead everyone),
 ``model_choice`` (held-out answer likelihood picks among them) and ``auto`` (the default, the
 chosen model or models, and ``aggregate_labels``); ``calibration``, ``boxes``, ``agreement``, ``review`` (dismissal and the
 budgeted queue) and ``stage`` (``run_consensus``, the entry point the asset calls).

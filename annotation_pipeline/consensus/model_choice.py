@@ -2,10 +2,12 @@
 
 Every candidate is a generative model of one answer given the item's true class: the vote (one
 shared accuracy, uniform mistakes and classes: ``majority_vote.fit_vote_model``), one accuracy per
-annotator (one-coin), MACE, GLAD, and
-confusion matrices shrunk towards each annotator's one-coin matrix by a Dirichlet prior of
-``coin_strength`` pseudo-answers per class (so an annotator with few answers keeps little more than
-an accuracy, one with hundreds gets their own class-conditional mistakes). The answers are split in
+annotator (one-coin), MACE, GLAD, confusion matrices shrunk towards each annotator's one-coin
+matrix by a Dirichlet prior of ``coin_strength`` pseudo-answers per class (so an annotator with
+few answers keeps little more than an accuracy, one with hundreds gets their own
+class-conditional mistakes), and, up to 10 classes, MACE and shrunk confusions with ambiguous
+items (``ambiguous_items``: items that pull everyone to the same wrong class, whose split answers
+say nothing about the annotators). The answers are split in
 ``n_folds`` folds (answers, not items: the item stays, with its other answers); each candidate is
 fitted on the rest and scores every held-out answer by
 
