@@ -90,7 +90,7 @@ def fit_ambiguous_items(counts: sp.csr_matrix, k: int, *, annotators: str = "con
     ambiguous one): ``confusion`` = Dawid-Skene shrunk by ``coin_strength`` pseudo-answers per
     class towards the annotator's one-coin matrix, ``mace`` = MACE's competence and spam.
     """
-    n_items, n_ann = counts.shape[0], counts.shape[1] // k
+    n_ann = counts.shape[1] // k
     if annotators == "mace":
         annotator_step = mace_m_step(n_ann, k)
     else:
