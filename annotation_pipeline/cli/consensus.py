@@ -98,7 +98,9 @@ def run_consensus_command(args: argparse.Namespace) -> int:
         raise CliError(f"{args.input}: {exc}") from None
     result[["item_id", "label", "confidence"]].to_csv(args.output, index=False)
     summary = {"input": str(args.input), "output": str(args.output),
-               "method": result.attrs["method"], "answers": int(len(answers)),
+               "method": result.attrs["method"],
+               "models_used": list(getattr(result.attrs["model"], "members_", [])) or None,
+               "answers": int(len(answers)),
                "items": int(len(result)), "annotators": int(answers["annotator_id"].nunique()),
                "mean_confidence": float(result["confidence"].mean()) if len(result) else None}
     emit(summary, args.json, _render_consensus)
@@ -107,7 +109,9 @@ def run_consensus_command(args: argparse.Namespace) -> int:
 
 def _render_consensus(r: dict[str, Any]) -> str:
     return (f"{r['items']} items labeled from {r['answers']} answers of {r['annotators']} "
-            f"annotators with {r['method']} (mean confidence {r['mean_confidence'] or 0:.3f}) "
+            f"annotators with {r['method']}"
+            + (f" ({' + '.join(r['models_used'])})" if r.get("models_used") else "")
+            + f" (mean confidence {r['mean_confidence'] or 0:.3f}) "
             f"-> {r['output']}")
 
 

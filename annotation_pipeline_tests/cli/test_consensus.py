@@ -38,6 +38,16 @@ def test_consensus_writes_one_label_per_item_with_confidence(answers_csv, tmp_pa
     assert labels["confidence"].between(0, 1).all()
 
 
+def test_consensus_auto_names_the_crowd_models_it_used(answers_csv, tmp_path, capsys):
+    out = tmp_path / "labels.csv"
+    assert main(["consensus", "--input", str(answers_csv), "--output", str(out), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["method"] == "auto" and summary["models_used"]
+    assert main(["consensus", "--input", str(answers_csv), "--output", str(out)]) == 0
+    shown = capsys.readouterr().out
+    assert f"with auto ({' + '.join(summary['models_used'])})" in shown
+
+
 def test_consensus_with_gold_and_wmv_uses_the_gold_weighted_vote(answers_csv, tmp_path, capsys):
     gold = tmp_path / "gold.csv"
     pd.DataFrame({"item_id": ["item0", "item1"], "label": ["day", "night"]}).to_csv(gold, index=False)
