@@ -10,13 +10,14 @@ right where the two differ (benchmarks/results_consensus.md).
 Here an item is clear (probability 1 − ρ), and its answers follow each annotator's confusion
 matrix, or ambiguous (ρ), with one distractor class d ≠ z drawn from a pooled D[d | z]: each
 answer on it is the distractor with probability s (a slip anyone makes), else from the
-annotator's confusion matrix. The latent state of an item is z, or the pair (z, d): K² states,
+annotator's confusion matrix (s per true class: a false statement may mislead more often than a
+true one). The latent state of an item is z, or the pair (z, d): K² states,
 scored in one sparse product of the answer counts with a (annotators·K, K²) table of
 log-likelihoods; EM learns the confusions (shrunk towards each annotator's one-coin matrix as in
 ``bayesian_dawid_skene``), ρ, s, D and the class prior. On an ambiguous item the slips are not
 charged to the annotators who made them, so split answers stay with the majority unless the
 annotators really are that different. ``model_choice`` decides on held-out answers whether a crowd
-has such items (the model has 2 + K² more parameters than shrunk Dawid-Skene).
+has such items (the model has K² + 1 more parameters than the annotator model it extends).
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ class AmbiguousItemsFit:
     priors: np.ndarray        # (K,)
     accuracy: np.ndarray      # (n_annotators,)
     ambiguous_share: float    # ρ
-    slip: float               # s
+    slip: float               # s, averaged over the ambiguous items
+    slip_by_class: np.ndarray  # (K,) s of the ambiguous items of each true class
     distractor: np.ndarray    # (K distractor, K true) D[d | z]
     log_lik: list[float]
 
@@ -64,8 +66,8 @@ class AmbiguousItemsFit:
         true_of, distractor_of = _states(k)
         conf = self.confusion[annotator, label, :][:, true_of]          # (n, states)
         is_distractor = (label[:, None] == distractor_of[None, :])
-        lik = np.where(distractor_of[None, :] < 0, conf,
-                       (1 - self.slip) * conf + self.slip * is_distractor)
+        slip = np.asarray(self.slip_by_class)[true_of][None, :]
+        lik = np.where(distractor_of[None, :] < 0, conf, (1 - slip) * conf + slip * is_distractor)
         joint = lik * self.states_t[:, item].T                            # (n, states)
         by_class = joint @ np.eye(k)[true_of]                             # (n, K)
         return by_class / np.maximum(self.probas_t[:, item].T, 1e-300)
@@ -118,7 +120,7 @@ def fit_ambiguous_items(counts: sp.csr_matrix, k: int, *, annotators: str = "con
     share = votes / np.maximum(votes.sum(axis=0), 1.0)
     states_t = np.where(ambiguous[:, None], 0.1 / max(k - 1, 1), 0.9) * share[true_of]
     states_t = clamp(states_t / np.maximum(states_t.sum(axis=0, keepdims=True), 1e-300))
-    slip, rho = 0.3, 0.1
+    slip, rho = np.full(k, 0.3), 0.1
     distractor = np.full((k, k), 1.0 / max(k - 1, 1)) * (1 - np.eye(k))
     slip_part = np.zeros((n_ann * k, len(true_of)))       # P(slip | answer, state), first pass none
     history: list[float] = []
@@ -137,8 +139,9 @@ def fit_ambiguous_items(counts: sp.csr_matrix, k: int, *, annotators: str = "con
         # ---- E step: one sparse product scores every state of every item
         conf_cols = confusion.reshape(n_ann * k, k)[:, true_of]           # (annotators·K, states)
         hits = label_of_column[:, None] == distractor_of[None, :]
-        lik = np.where(ambiguous[None, :], (1 - slip) * conf_cols + slip * hits, conf_cols)
-        slip_part = np.where(ambiguous[None, :], slip * hits / np.maximum(lik, _EPS), 0.0)
+        slip_of = slip[true_of][None, :]
+        lik = np.where(ambiguous[None, :], (1 - slip_of) * conf_cols + slip_of * hits, conf_cols)
+        slip_part = np.where(ambiguous[None, :], slip_of * hits / np.maximum(lik, _EPS), 0.0)
         state_prior = np.where(ambiguous, rho * distractor[np.maximum(distractor_of, 0), true_of],
                                1 - rho) * priors[true_of]
         scores = np.asarray(counts @ np.log(np.maximum(lik, _EPS))).T + np.log(state_prior)[:, None]
@@ -150,15 +153,20 @@ def fit_ambiguous_items(counts: sp.csr_matrix, k: int, *, annotators: str = "con
     probas_t = to_class.T @ states_t
     accuracy = np.einsum("acc,c->a", confusion, priors)
     return AmbiguousItemsFit(probas_t=probas_t, states_t=states_t, confusion=confusion,
-                             priors=priors, accuracy=accuracy, ambiguous_share=rho, slip=slip,
+                             priors=priors, accuracy=accuracy, ambiguous_share=rho,
+                             slip=float((expected * slip_part)[:, ambiguous].sum()
+                                        / max(expected[:, ambiguous].sum(), _EPS)),
+                             slip_by_class=slip,
                              distractor=distractor, log_lik=history)
 
 
 def _ambiguity_step(expected, slip_part, states_t, answered, ambiguous, true_of, distractor_of,
                     to_class, k):
     """ρ, s, D and the class prior from the posteriors and the slip responsibilities."""
-    on_ambiguous = expected[:, ambiguous].sum()
-    slip = float(np.clip(((expected * slip_part)[:, ambiguous].sum() + 1.0) / (on_ambiguous + 2.0), 1e-3, 0.9))
+    # s per true class: slips / answers on the ambiguous states of that class (+1 / +2 smoothing)
+    slips = ((expected * slip_part) * ambiguous).sum(axis=0) @ to_class
+    on_ambiguous = (expected * ambiguous).sum(axis=0) @ to_class
+    slip = np.clip((slips + 1.0) / (on_ambiguous + 2.0), 1e-3, 0.9)
     mass = states_t[:, answered].sum(axis=1)
     rho = float((mass[ambiguous].sum() + 1.0) / (answered.sum() + 2.0))
     pair_mass = np.zeros((k, k))
