@@ -48,7 +48,12 @@ from annotation_pipeline.consensus.auto import AutoConsensus  # noqa: E402
 from annotation_pipeline.consensus.bayesian_dawid_skene import _class_prior, _m_step, count_matrix  # noqa: E402
 from annotation_pipeline.consensus.encoding import _softmax_columns, encode_answers  # noqa: E402
 from annotation_pipeline.consensus.majority_vote import fit_vote_model  # noqa: E402
-from annotation_pipeline.consensus.model_choice import BASELINE, CANDIDATES  # noqa: E402
+from annotation_pipeline.consensus.model_choice import (  # noqa: E402
+    BASELINE,
+    CANDIDATES,
+    held_out_log_lik,
+    mean_by_annotator,
+)
 
 TAUS = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.2])
 BLEND_WEIGHTS = (0.0, 0.25, 0.5)
@@ -129,25 +134,16 @@ def _codes(answers, truth):
     return enc, args, truth_code
 
 
-def _se(values, annotator, n_ann, n):
-    sums = np.bincount(annotator, values, n_ann)
-    counts = np.bincount(annotator, minlength=n_ann)
-    g = sums.sum() / n
-    m = max((counts > 0).sum(), 2)
-    return g, math.sqrt(m / (m - 1) * ((sums - counts * g) ** 2).sum()) / n
-
-
 def _folds(args, fit, folds):
-    """Per answer: held-out log-lik, the fold model's label of its item; and the fold fits."""
+    """Per answer: held-out log-lik and the fold model's label of its item; and the fold fits
+    with each fold's test mask and answer likelihoods."""
     item, annotator, label, n_items, n_ann, k = args
-    log_lik, fold_label, fits = np.empty(len(item)), np.empty(len(item), int), []
-    for f in np.unique(folds):
+    log_lik, models = held_out_log_lik(fit, item, annotator, label, n_items, n_ann, k, folds, None, None)
+    fold_label, fits = np.empty(len(item), int), []
+    for f, model in zip(np.unique(folds), models):  # held_out_log_lik fits folds in this order
         test = folds == f
-        model = fit(item[~test], annotator[~test], label[~test], n_items, n_ann, k, None, None)
-        lik = model.answer_likelihood(item[test], annotator[test], label[test])
-        log_lik[test] = np.log(np.maximum(np.einsum("nk,kn->n", lik, model.probas_t[:, item[test]]), 1e-300))
         fold_label[test] = model.probas_t.argmax(axis=0)[item[test]]
-        fits.append((test, model, lik))
+        fits.append((test, model, model.answer_likelihood(item[test], annotator[test], label[test])))
     return log_lik, fold_label, fits
 
 
@@ -165,9 +161,9 @@ def probe_disagreement(name, answers, truth, best):
             continue
         ll, lab, _ = _folds(args, fit, folds)
         differ = lab != ref_label
-        g_dis, se_dis = _se((ll - ref_ll) * differ, annotator, n_ann, len(item))
+        g_dis, se_dis = mean_by_annotator((ll - ref_ll) * differ, annotator, n_ann)
         agree = (lab == label).astype(float) - (ref_label == label)
-        g_agree, se_agree = _se(agree, annotator, n_ann, len(item))
+        g_agree, se_agree = mean_by_annotator(agree, annotator, n_ann)
         full = fit(*args, None, None).probas_t.argmax(axis=0)
         rows.append({"crowd": name, "candidate": cand,
                      "z held-out gain where labels differ": g_dis / max(se_dis, 1e-12),

@@ -27,7 +27,12 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from annotation_pipeline.consensus.bayesian_dawid_skene import _class_prior, count_matrix, shrunk_confusion
+from annotation_pipeline.consensus.bayesian_dawid_skene import (
+    _class_prior,
+    count_matrix,
+    shrunk_confusion,
+    votes_from_counts,
+)
 from annotation_pipeline.consensus.encoding import _EPS, _softmax_columns
 from annotation_pipeline.consensus.mace import mace_m_step
 
@@ -103,8 +108,7 @@ def fit_ambiguous_items(counts: sp.csr_matrix, k: int, *, annotators: str = "con
     to_class = np.eye(k)[true_of]                         # (states, K)
     counts_t = counts.T.tocsr()
     label_of_column = np.tile(np.arange(k), n_ann)        # column annotator·K + label -> label
-    votes = np.ascontiguousarray((counts @ sp.csr_matrix(
-        (np.ones(n_ann * k), (np.arange(n_ann * k), label_of_column)), shape=(n_ann * k, k))).toarray().T)
+    votes = votes_from_counts(counts, k)
     answered = votes.sum(axis=0) > 0
     n_answers = max(float(counts.sum()), 1.0)
     gold_item = np.empty(0, np.int64) if gold_item is None else gold_item
@@ -123,20 +127,22 @@ def fit_ambiguous_items(counts: sp.csr_matrix, k: int, *, annotators: str = "con
     slip, rho = np.full(k, 0.3), 0.1
     distractor = np.full((k, k), 1.0 / max(k - 1, 1)) * (1 - np.eye(k))
     slip_part = np.zeros((n_ann * k, len(true_of)))       # P(slip | answer, state), first pass none
-    history: list[float] = []
-    for iteration in range(n_iter + 1):
-        # ---- M step
+
+    def m_step(states_t, slip_part, start):
+        """Annotators from the answers not explained as slips; then ρ, s, D and the prior
+        (``start`` = the current ρ, s, D, kept on the first pass: no slip responsibilities yet)."""
         expected = np.asarray(counts_t @ states_t.T)      # (annotators·K, states) answers per state
-        from_confusion = (expected * (1 - slip_part)) @ to_class   # (annotators·K, K true)
-        confusion, accuracy = annotator_step(from_confusion.reshape(n_ann, k, k))
-        if iteration == 0:  # no slip responsibilities yet: keep the starting ρ, s and D
-            priors = _class_prior(states_t[:, answered].T.dot(to_class).T, 1.0)
-        else:
-            slip, rho, distractor, priors = _ambiguity_step(
-                expected, slip_part, states_t, answered, ambiguous, true_of, distractor_of, to_class, k)
-        if iteration == n_iter:
-            break
-        # ---- E step: one sparse product scores every state of every item
+        confusion, _ = annotator_step(((expected * (1 - slip_part)) @ to_class).reshape(n_ann, k, k))
+        if start is not None:
+            return (confusion, *start, _class_prior(states_t[:, answered].T.dot(to_class).T, 1.0))
+        return (confusion, *_ambiguity_step(expected, slip_part, states_t, answered, ambiguous,
+                                            true_of, distractor_of, to_class, k))
+
+    history: list[float] = []
+    for iteration in range(n_iter):
+        confusion, slip, rho, distractor, priors = m_step(
+            states_t, slip_part, (slip, rho, distractor) if iteration == 0 else None)
+        # E step: one sparse product scores every state of every item
         conf_cols = confusion.reshape(n_ann * k, k)[:, true_of]           # (annotators·K, states)
         hits = label_of_column[:, None] == distractor_of[None, :]
         slip_of = slip[true_of][None, :]
@@ -149,13 +155,15 @@ def fit_ambiguous_items(counts: sp.csr_matrix, k: int, *, annotators: str = "con
         states_t = clamp(states_t)
         history.append(float(log_norm[answered].sum() / n_answers))
         if len(history) > 1 and history[-1] - history[-2] < tol:
-            n_iter = iteration + 1  # one more M step on these posteriors, then stop
+            break
+    confusion, slip, rho, distractor, priors = m_step(
+        states_t, slip_part, None if history else (slip, rho, distractor))
     probas_t = to_class.T @ states_t
+    ambiguous_mass = to_class[ambiguous].T @ states_t[ambiguous][:, answered].sum(axis=1)
     accuracy = np.einsum("acc,c->a", confusion, priors)
     return AmbiguousItemsFit(probas_t=probas_t, states_t=states_t, confusion=confusion,
                              priors=priors, accuracy=accuracy, ambiguous_share=rho,
-                             slip=float((expected * slip_part)[:, ambiguous].sum()
-                                        / max(expected[:, ambiguous].sum(), _EPS)),
+                             slip=float(slip @ ambiguous_mass / max(ambiguous_mass.sum(), _EPS)),
                              slip_by_class=slip,
                              distractor=distractor, log_lik=history)
 

@@ -59,6 +59,15 @@ def count_matrix(item_codes: np.ndarray, annotator_codes: np.ndarray, label_code
                          shape=(n_items, n_annotators * k))
 
 
+def votes_from_counts(counts: sp.csr_matrix, k: int) -> np.ndarray:
+    """(K, n_items) votes[c, item] = Σ_annotators counts[item, annotator·K + c]."""
+    n_ann = counts.shape[1] // k
+    label_of_column = sp.csr_matrix(
+        (np.ones(n_ann * k), (np.arange(n_ann * k), np.tile(np.arange(k), n_ann))),
+        shape=(n_ann * k, k))
+    return np.ascontiguousarray((counts @ label_of_column).toarray().T)
+
+
 def fit_em(counts: sp.csr_matrix, k: int, *, coin_strength: float, skill_strength: float,
            n_iter: int = 100, tol: float = 1e-5, gold_item: np.ndarray | None = None,
            gold_label: np.ndarray | None = None, class_prior_strength: float = 1.0) -> EMFit:
@@ -94,11 +103,7 @@ def run_em(counts: sp.csr_matrix, k: int, m_step, *, n_iter: int = 100, tol: flo
             probas_t[gold_label, gold_item] = 1.0
         return probas_t
 
-    # votes[c, item] = Σ_annotators counts[item, annotator·K + c]
-    label_of_column = sp.csr_matrix(
-        (np.ones(n_ann * k), (np.arange(n_ann * k), np.tile(np.arange(k), n_ann))),
-        shape=(n_ann * k, k))
-    votes = np.ascontiguousarray((counts @ label_of_column).toarray().T)
+    votes = votes_from_counts(counts, k)
     probas_t = clamp(votes / np.maximum(votes.sum(axis=0), 1.0))
     answered = votes.sum(axis=0) > 0
     history: list[float] = []

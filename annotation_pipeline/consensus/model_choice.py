@@ -143,6 +143,21 @@ def held_out_log_lik(fit, item, annotator, label, n_items, n_ann, k, folds: np.n
     return out, fits
 
 
+def mean_by_annotator(values: np.ndarray, annotator: np.ndarray, n_ann: int) -> tuple[float, float]:
+    """Mean of a per-answer quantity and its standard error with the annotator as the unit.
+
+    A richer model wins or loses annotator by annotator, so the answers of one annotator are not
+    independent evidence: the error is the spread of the annotators' sums around their share of
+    the mean (cluster-robust), with the small-sample factor m / (m - 1) over m annotators.
+    """
+    n = max(len(values), 1)
+    sums = np.bincount(annotator, values, n_ann)
+    counts = np.bincount(annotator, minlength=n_ann)
+    mean = sums.sum() / n
+    m = max(int((counts > 0).sum()), 2)
+    return float(mean), float(math.sqrt(m / (m - 1) * ((sums - counts * mean) ** 2).sum()) / n)
+
+
 def informative(model, k: int, min_share: float = 0.01) -> bool:
     """Is the fitted crowd, as a whole, more likely to give each class's true label than any other?
 
@@ -191,30 +206,19 @@ def choose_model(item: np.ndarray, annotator: np.ndarray, label: np.ndarray, n_i
         log_lik[name], fits = held_out_log_lik(fit, item, annotator, label, n_items, n_ann, k,
                                                folds, gold_item, gold_label)
         ok[name] = all(informative(m, k) for m in fits)
-    n = len(item)
     base = log_lik[BASELINE]
-    per_annotator = {name: np.bincount(annotator, ll - base, n_ann) for name, ll in log_lik.items()}
-    counts = np.bincount(annotator, minlength=n_ann)
     gain, stderr = {}, {}
-    for name, sums in per_annotator.items():
-        g = sums.sum() / n
-        resid = sums - counts * g  # annotator's excess over the mean gain, cluster-robust
-        m = max((counts > 0).sum(), 2)
-        gain[name] = float(g)
-        stderr[name] = float(math.sqrt(m / (m - 1) * (resid ** 2).sum()) / n)
+    for name, ll in log_lik.items():
+        gain[name], stderr[name] = mean_by_annotator(ll - base, annotator, n_ann)
     eligible = [name for name in candidates
                 if name == BASELINE or (ok[name] and gain[name] > min_z * stderr[name])]
     best = max(eligible, key=lambda name: gain[name])
-    members = []
-    for name in candidates:  # simplest first: every candidate within one standard error of the best
-        if not ok[name]:
-            continue
-        diff = per_annotator[best] - per_annotator[name]
-        g = diff.sum() / n
-        resid = diff - counts * g
-        m = max((counts > 0).sum(), 2)
-        se = math.sqrt(m / (m - 1) * (resid ** 2).sum()) / n
-        if g <= se:
-            members.append(name)
+
+    def within_one_se_of_best(name: str) -> bool:
+        behind, se = mean_by_annotator(log_lik[best] - log_lik[name], annotator, n_ann)
+        return behind <= se
+
+    # simplest first: every informative candidate the held-out answers cannot tell from the best
+    members = [name for name in candidates if ok[name] and within_one_se_of_best(name)]
     return ModelChoice(members[0], members=members, gain=gain, stderr=stderr, informative=ok,
                        log_lik={name: float(ll.mean()) for name, ll in log_lik.items()})

@@ -179,13 +179,14 @@ def _object_candidates(objects: pd.DataFrame, policy: ReviewPolicy):
         weights_kind = annotator_geometry_reliability(first)
         weights = weights_kind if weights is None else pd.concat([weights, weights_kind]).groupby(
             level=0).mean()
-        # the weighted pass matches with the noise the first one measured: the same boxes, the
-        # same slack (re-estimating would cost a pass and could move the clusters by a hair)
-        same_noise = {"pointing_noise": first.pointing_noise} if geometry_kind == "box" else {}
-        merged = merge(subset, iou_threshold=policy.iou_threshold, annotator_weights=weights_kind,
-                       **same_noise)
         if geometry_kind == "box":
-            noise[geometry_kind] = float(merged.pointing_noise)
+            # the weighted pass matches with the noise the first one measured: the same boxes, the
+            # same slack (re-estimating would cost a pass and could move the clusters by a hair)
+            merged = merge(subset, iou_threshold=policy.iou_threshold,
+                           annotator_weights=weights_kind, pointing_noise=first.pointing_noise)
+            noise["box"] = float(merged.pointing_noise)
+        else:  # polygons are matched by plain IoU
+            merged = merge(subset, iou_threshold=policy.iou_threshold, annotator_weights=weights_kind)
         below = triage_objects(merged, annotator_precision(first.members), policy)
         merged_frames.append(merged.merged.assign(kind=geometry_kind, method="iou_cluster"))
         below_frames.append(below.assign(kind=geometry_kind, method="iou_cluster"))

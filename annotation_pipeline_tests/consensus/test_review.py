@@ -118,3 +118,5 @@ def test_the_consensus_result_records_the_corner_noise_its_box_merge_allowed_for
     assert result.scene_model is not None and result.method == "auto"
     table = result.scene_model.choice_.table()
     assert table["used"].any() and set(table["candidate"]) >= {"vote"}
+    # the table's "used" rows are the models whose posteriors were averaged, in the same order
+    assert list(table.loc[table["used"], "candidate"]) == result.scene_model.members_
