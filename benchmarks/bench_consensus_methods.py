@@ -1,7 +1,8 @@
 """Accuracy of every consensus method on real crowds and generated regimes, and calibration of ``auto``.
 
-Real crowds: ``../shared/crowd-data`` (development set, README there), read in place and skipped
-cleanly when absent. Generated regimes: ``crowd_regimes.REGIMES`` (dense / sparse annotators, 2 to
+Real crowds: ``real_crowds.real_crowds()``: the development set in ``../shared/crowd-data``
+(README there), read in place, and the sets imported into the crowd cache; each skipped cleanly
+when absent. Generated regimes: ``crowd_regimes.REGIMES`` (dense / sparse annotators, 2 to
 20 classes, spammers, skewed classes, ordinal confusions, hard items, single answers, a
 bluebird-like biased panel, few answers per worker, favourite classes, systematic swaps, a
 fact-checking crowd shaped as CrowdScale's), each the
@@ -34,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from crowd_regimes import REGIMES, regime  # noqa: E402
+from real_crowds import real_crowds  # noqa: E402
 
 from annotation_pipeline.consensus.auto import AutoConsensus, aggregate_labels  # noqa: E402
 from annotation_pipeline.consensus.calibration import (  # noqa: E402
@@ -45,7 +47,6 @@ from annotation_pipeline.consensus.mace import MACE  # noqa: E402
 from annotation_pipeline.plots import reliability_diagram  # noqa: E402
 from annotation_pipeline.sample_world.sample_data import load_sample_settings  # noqa: E402
 
-CROWD_DATA = ROOT.parent.parent / "shared" / "crowd-data"  # /work/shared/crowd-data from a worktree
 OURS = ("mv", "ds", "ocds", "bds", "auto")
 SEEDS = (0, 1, 2)
 # crowd-kit's GLAD optimizes with scipy per iteration (445 s on the 217k answers of fact_eval, 3-5 s
@@ -54,14 +55,8 @@ CROWDKIT_GLAD_MAX_ANSWERS = 20_000
 
 
 def real_datasets():
-    base = CROWD_DATA if CROWD_DATA.exists() else Path("/work/shared/crowd-data")
-    if not base.exists():
-        print(f"(no real crowd data at {base}: real datasets skipped)")
-        return
-    for folder in sorted(p for p in base.iterdir() if (p / "answers.csv").exists()):
-        answers = pd.read_csv(folder / "answers.csv", dtype=str)
-        gold = pd.read_csv(folder / "gold.csv", dtype=str).set_index("item_id")["label"]
-        yield folder.name, answers, gold
+    for name, _, answers, gold in real_crowds():
+        yield name, answers, gold.set_index("item_id")["label"]
 
 
 def accuracy(labels: pd.Series, truth: pd.Series) -> float:

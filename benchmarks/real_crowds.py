@@ -6,10 +6,16 @@ Every set here is real crowd workers' answers plus the true label of (some of) t
 place (README there) and skipped cleanly when the folder is absent.
 
 Issue #23 asked for more such sets from registry packages (PyPI, Debian, npm: all this machine
-reaches). None was found that bundles real answers *with* truth; the packages checked and what each
-holds are in benchmarks/results_consensus.md, "Real crowds used".
+reaches). None was found that bundles real answers *with* truth (the packages checked are in
+benchmarks/results_consensus.md, "Real crowds used"). Eleven more public sets were copied from the
+stored copy of ``yuan-li/truth-inference-at-scale`` (MIT) that this workplace's search tool holds
+(``EXTRA_SETS`` below: where each comes from). They are kept outside the repository, in
+``$ANNOTATION_PIPELINE_CROWDS`` (default ``~/.cache/annotation-pipeline/crowds``), one folder per
+set in the same shape as the shared ones, and skipped cleanly when absent. ``import`` converts a
+folder in that repository's layout (``label.csv``: item,worker,label; ``truth.csv``: item,truth).
 
 Run: python benchmarks/real_crowds.py
+     python benchmarks/real_crowds.py import SRC_FOLDER NAME   (label.csv/truth.csv -> the cache)
   prints, for every set: items, items with truth, workers, answers, classes, median answers per
   worker, the accuracy on the truth of crowd-kit's MajorityVote and DawidSkene(n_iter=100), and,
   where only some items have truth, whether those items look like the rest (``truth_sample``).
@@ -18,6 +24,7 @@ Run: python benchmarks/real_crowds.py
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from collections.abc import Iterator
@@ -28,6 +35,8 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_CROWD_DATA = ROOT.parent.parent / "shared" / "crowd-data"  # /work/shared/crowd-data from a worktree
+EXTRA_CROWD_DATA = Path(os.environ.get("ANNOTATION_PIPELINE_CROWDS")
+                        or Path.home() / ".cache" / "annotation-pipeline" / "crowds")
 
 Crowd = tuple[str, str, pd.DataFrame, pd.DataFrame]  # name, description, answers, gold
 
@@ -49,22 +58,82 @@ def shared_crowds(base: Path | None = None) -> Iterator[Crowd]:
     if not base.exists():
         print(f"(no shared crowd data at {base}: development sets skipped)", file=sys.stderr)
         return
+    yield from _folders(base, DEV_DESCRIPTIONS, "development set")
+
+
+# --------------------------------------------------------------------------------------------
+# Sets beyond the development set
+# --------------------------------------------------------------------------------------------
+
+_YL = "yuan-li/truth-inference-at-scale @ ff6d329, data/"
+# name -> what it is, and where in that repository it comes from (its data/ folder credits the
+# original releases: Welinder 2010; Snow 2008; Zhou 2012; Rodrigues 2013; Demartini 2012; Venanzi
+# 2015; Zheng 2017's truth-inference survey)
+EXTRA_SETS = {
+    "bluebird": "is the bird an Indigo Bunting or a Blue Grosbeak, 2 classes, 39 workers on every "
+                "item (Welinder et al. 2010) - " + _YL + "SpectralMethodsMeetEM/bluebird",
+    "rte": "recognising textual entailment, 2 classes, 164 workers (Snow et al. 2008) - "
+           + _YL + "SpectralMethodsMeetEM/rte",
+    "web": "web search relevance, 5 ordinal classes (Zhou et al. 2012) - "
+           + _YL + "SpectralMethodsMeetEM/web",
+    "CF": "weather sentiment, 5 classes, CrowdFlower (Venanzi et al. 2015) - "
+          + _YL + "active-crowd-toolkit/CF",
+    "CF_amt": "weather sentiment, 5 classes, Mechanical Turk (Venanzi et al. 2015) - "
+              + _YL + "active-crowd-toolkit/CF_amt",
+    "SP": "sentence sentiment polarity, 2 classes (Rodrigues et al. 2013) - "
+          + _YL + "active-crowd-toolkit/SP",
+    "SP_amt": "sentence sentiment polarity, 2 classes, Mechanical Turk - "
+              + _YL + "active-crowd-toolkit/SP_amt",
+    "ZenCrowd_all": "entity linking, 2 classes (Demartini et al. 2012) - "
+                    + _YL + "active-crowd-toolkit/ZenCrowd_all",
+    "face_sentiment": "facial expression, 4 classes (Zheng et al. 2017) - "
+                      + _YL + "crowd_truth_inference/s4_Face Sentiment Identification",
+    "d_sentiment": "tweet sentiment, 2 classes (Zheng et al. 2017) - "
+                   + _YL + "crowd_truth_inference/d_sentiment",
+    "jn_product": "product entity matching, 2 classes (Zheng et al. 2017) - "
+                  + _YL + "crowd_truth_inference/d_jn-product",
+}
+
+
+def extra_crowds(base: Path = EXTRA_CROWD_DATA) -> Iterator[Crowd]:
+    """Real sets imported into the crowd cache (``import``); none (with a note) when it is empty."""
+    if not base.exists():
+        print(f"(no imported crowds at {base}: only the development sets)", file=sys.stderr)
+        return
+    yield from _folders(base, EXTRA_SETS, "imported set")
+
+
+def _folders(base: Path, descriptions: dict[str, str], default: str) -> Iterator[Crowd]:
     for folder in sorted(p for p in base.iterdir() if (p / "answers.csv").exists() and (p / "gold.csv").exists()):
         answers = pd.read_csv(folder / "answers.csv", dtype=str)
         gold = pd.read_csv(folder / "gold.csv", dtype=str)
-        yield folder.name, DEV_DESCRIPTIONS.get(folder.name, "development set"), answers, gold
+        yield folder.name, descriptions.get(folder.name, default), answers, gold
 
 
 def real_crowds() -> Iterator[Crowd]:
-    """(name, description, answers, gold) for every real crowd with truth this machine can have.
+    """(name, description, answers, gold) for every real crowd with truth this machine has.
 
-    Today that is the shared development sets only: no package on PyPI, Debian or npm was found to
-    bundle one (benchmarks/results_consensus.md, "Real crowds used", lists the packages checked).
-    A set found later goes here as one more generator: its archive fetched by the registry's own
-    client into ``~/.cache/annotation-pipeline/crowds/<package>`` (outside the repository, never
-    into it), its CSV/TSV members parsed, never unpickled or evaluated.
+    The shared development sets, then the sets imported into the crowd cache. A set found later
+    goes into the cache the same way (``import``), never into the repository; its CSVs are parsed,
+    never unpickled or evaluated.
     """
     yield from shared_crowds()
+    yield from extra_crowds()
+
+
+def import_label_truth(source: Path, name: str, base: Path = EXTRA_CROWD_DATA) -> Path:
+    """``label.csv`` (item,worker,label) and ``truth.csv`` (item,truth) -> ``base/name``'s
+    ``answers.csv`` and ``gold.csv``; every row is kept as it is (ids and labels as strings)."""
+    label = pd.read_csv(source / "label.csv", dtype=str)
+    truth = pd.read_csv(source / "truth.csv", dtype=str)
+    if list(label.columns) != ["item", "worker", "label"] or list(truth.columns) != ["item", "truth"]:
+        raise SystemExit(f"{source}: expected label.csv item,worker,label and truth.csv item,truth; "
+                         f"got {list(label.columns)} and {list(truth.columns)}")
+    target = base / name
+    target.mkdir(parents=True, exist_ok=True)
+    label.set_axis(["item_id", "annotator_id", "label"], axis=1).to_csv(target / "answers.csv", index=False)
+    truth.set_axis(["item_id", "label"], axis=1).to_csv(target / "gold.csv", index=False)
+    return target
 
 
 # --------------------------------------------------------------------------------------------
@@ -124,7 +193,14 @@ def describe(answers: pd.DataFrame, gold: pd.DataFrame) -> dict[str, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.parse_args()
+    commands = parser.add_subparsers(dest="command")
+    imp = commands.add_parser("import", help="convert label.csv/truth.csv into the crowd cache")
+    imp.add_argument("source", type=Path)
+    imp.add_argument("name")
+    args = parser.parse_args()
+    if args.command == "import":
+        print(f"{args.name} -> {import_label_truth(args.source, args.name)}")
+        return
     rows = []
     for name, description, answers, gold in real_crowds():
         rows.append({"dataset": name, **describe(answers, gold), "what": description})

@@ -100,6 +100,7 @@ def run_consensus_command(args: argparse.Namespace) -> int:
     summary = {"input": str(args.input), "output": str(args.output),
                "method": result.attrs["method"],
                "models_used": list(getattr(result.attrs["model"], "members_", [])) or None,
+               "model_weights": _weights(result.attrs["model"]),
                "answers": int(len(answers)),
                "items": int(len(result)), "annotators": int(answers["annotator_id"].nunique()),
                "mean_confidence": float(result["confidence"].mean()) if len(result) else None}
@@ -107,10 +108,17 @@ def run_consensus_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _weights(model) -> dict[str, float] | None:
+    """auto's stack: each member's share of the posterior (None for the single-model methods)."""
+    weights = getattr(model, "weights_", None)
+    return None if weights is None else {name: round(float(w), 4) for name, w in weights.items()}
+
+
 def _render_consensus(r: dict[str, Any]) -> str:
     return (f"{r['items']} items labeled from {r['answers']} answers of {r['annotators']} "
             f"annotators with {r['method']}"
-            + (f" ({' + '.join(r['models_used'])})" if r.get("models_used") else "")
+            + (" (" + " + ".join(f"{name} {weight:.2f}" for name, weight in r["model_weights"].items())
+               + ")" if r.get("model_weights") else "")
             + f" (mean confidence {r['mean_confidence'] or 0:.3f}) "
             f"-> {r['output']}")
 

@@ -245,12 +245,14 @@ def scene_model_metadata(model) -> dict:
     choice = getattr(model, "choice_", None)
     if choice is None:
         return {}
-    table = choice.table().round({"held_out_nats_per_answer": 4, "gain_over_vote": 4, "stderr": 4, "z": 1})
+    table = choice.table().round({"held_out_nats_per_answer": 4, "gain_over_vote": 4, "stderr": 4, "z": 1,
+                                  "weight": 3})
     return {
-        "scene_models_used": " + ".join(choice.members),
+        "scene_models_used": " + ".join(f"{name} ({choice.weights[name]:.2f})" for name in choice.members),
         "scene_model_choice": dg.MetadataValue.md(
             "Each candidate fitted on 2 of 3 folds of answers and scored on the held-out answers "
-            "(nats per answer; gain over the vote with its standard error by annotator). A model "
-            "replaces the vote only with a gain above 2 standard errors; the used ones are averaged.\n\n"
+            "(nats per answer; gain over the vote with its standard error by annotator). The labels "
+            "are the posterior of a stack: the weights that make the mixture of the candidates' "
+            "predictions most likely on the held-out answers.\n\n"
             + table.to_markdown(index=False)),
     }

@@ -38,14 +38,17 @@ def test_consensus_writes_one_label_per_item_with_confidence(answers_csv, tmp_pa
     assert labels["confidence"].between(0, 1).all()
 
 
-def test_consensus_auto_names_the_crowd_models_it_used(answers_csv, tmp_path, capsys):
+def test_consensus_auto_names_the_crowd_models_it_used_and_their_weights(answers_csv, tmp_path, capsys):
     out = tmp_path / "labels.csv"
     assert main(["consensus", "--input", str(answers_csv), "--output", str(out), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["method"] == "auto" and summary["models_used"]
+    assert list(summary["model_weights"]) == summary["models_used"]
+    assert sum(summary["model_weights"].values()) == pytest.approx(1.0, abs=1e-3)
     assert main(["consensus", "--input", str(answers_csv), "--output", str(out)]) == 0
     shown = capsys.readouterr().out
-    assert f"with auto ({' + '.join(summary['models_used'])})" in shown
+    stack = " + ".join(f"{name} {w:.2f}" for name, w in summary["model_weights"].items())
+    assert f"with auto ({stack})" in shown
 
 
 def test_consensus_with_gold_and_wmv_uses_the_gold_weighted_vote(answers_csv, tmp_path, capsys):

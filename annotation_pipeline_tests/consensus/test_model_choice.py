@@ -14,7 +14,7 @@ from annotation_pipeline.consensus.auto import AutoConsensus
 from annotation_pipeline.consensus.glad import GLAD
 from annotation_pipeline.consensus.mace import MACE
 from annotation_pipeline.consensus.majority_vote import MajorityVote, fit_vote_model
-from annotation_pipeline.consensus.model_choice import BASELINE, informative
+from annotation_pipeline.consensus.model_choice import BASELINE, informative, stacking_weights
 
 
 def draw(rng, confusion: np.ndarray, truth: np.ndarray, item: np.ndarray, worker: np.ndarray):
@@ -106,7 +106,7 @@ def test_when_workers_are_equally_good_auto_falls_back_to_the_vote(seed):
     answers, truth = equal_workers(seed)
     model = AutoConsensus().fit(answers)
     assert model.chosen_ == BASELINE
-    assert "confusion_1" not in model.members_  # near-plain Dawid-Skene overfits here
+    assert model.weights_[BASELINE] > 0.8  # the stack leaves the richer models a sliver at most
     mv = accuracy(CrowdKitMajorityVote().fit_predict(as_crowdkit(answers)), truth)
     assert accuracy(model.labels_, truth) >= mv - 0.005
     assert model.choice_.gain["confusion_1"] < 0  # it predicts held-out answers worse than the vote
@@ -175,3 +175,30 @@ def test_glad_labels_hard_items_as_well_as_crowd_kits_glad():
     assert (ours.labels_ == theirs.reindex(ours.labels_.index)).mean() > 0.95
     assert accuracy(ours.labels_, truth) >= accuracy(theirs, truth) - 0.01
     assert ours.skills_.rank().corr(pd.Series(ability).rank()) > 0.8
+
+
+def test_stacking_weights_maximise_the_held_out_likelihood_of_the_mixture_as_scipy_finds_it():
+    from scipy.optimize import minimize
+
+    rng = np.random.default_rng(7)
+    # three candidates, each best on a different part of 3,000 answers, plus a poor one
+    log_lik = np.log(rng.uniform(0.05, 0.9, (4, 3000)))
+    for c in range(3):
+        log_lik[c, c * 1000:(c + 1) * 1000] += 0.5
+    log_lik = np.minimum(log_lik, 0.0)
+    log_lik[3] -= 1.0
+
+    def objective(w):
+        return -np.log(np.maximum(np.exp(log_lik).T @ w, 1e-300)).mean()
+
+    ours = stacking_weights(log_lik)
+    theirs = minimize(objective, np.full(4, 0.25), method="SLSQP", bounds=[(0, 1)] * 4,
+                      constraints=[{"type": "eq", "fun": lambda w: w.sum() - 1}]).x
+    assert ours.sum() == pytest.approx(1.0) and (ours >= 0).all()
+    assert objective(ours) <= objective(theirs) + 1e-5
+    assert ours[3] < 0.01 and ours[:3].min() > 0.2  # the three share it, the poor one gets none
+
+
+def test_a_candidate_that_predicts_every_held_out_answer_better_takes_all_the_weight():
+    log_lik = np.log(np.array([[0.5, 0.6, 0.4, 0.7], [0.3, 0.2, 0.35, 0.5]]))
+    assert stacking_weights(log_lik)[0] > 0.99
