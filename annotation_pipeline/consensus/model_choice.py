@@ -175,7 +175,7 @@ def mean_by_annotator(values: np.ndarray, annotator: np.ndarray, n_ann: int) -> 
     return float(mean), float(math.sqrt(m / (m - 1) * ((sums - counts * mean) ** 2).sum()) / n)
 
 
-def stacking_weights(log_lik: np.ndarray, n_iter: int = 1000, tol: float = 1e-6) -> np.ndarray:
+def stacking_weights(log_lik: np.ndarray, n_iter: int = 1000, tol: float = 1e-5) -> np.ndarray:
     """Simplex weights maximising Σ_answers log Σ_c w_c · exp(log_lik[c, answer]).
 
     ``log_lik``: (candidates, answers) held-out log-likelihoods. EM on the mixture weights: each
