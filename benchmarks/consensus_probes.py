@@ -15,11 +15,15 @@ the vote. Each probe asks one truth-free question and prints what it would do to
   matrix) or hard (answers follow one pooled confusion shared by everybody), added as a
   candidate (``hard_30``: confusions shrunk by 30 pseudo-answers, as ``confusion_30``).
 - ``vote_blend``: the vote's posterior averaged into ``auto``'s with a fixed weight w.
+- ``pick_or_stack`` (third session): on the same held-out answers, the fourth step's rule (the
+  best candidate 2 standard errors clear of the vote, averaged with those within one standard
+  error of it) against the stack ``auto`` uses now (``model_choice.stacking_weights``), each also
+  without the ambiguous-items candidates.
 
 The sparse truth itself is checked by ``real_crowds.py`` (``truth_sample``). Results and their
 reading: benchmarks/results_consensus.md, "`auto`, fourth step". Probes run on the candidates of the
 code they are run with (since the fourth step: with the ambiguous-items models). Run:
-    python benchmarks/consensus_probes.py [--probes disagreement,tempered,hard_items,vote_blend]
+    python benchmarks/consensus_probes.py [--probes disagreement,tempered,hard_items,vote_blend,pick_or_stack]
                                           [--seeds 0,1,2] [--regimes bluebird_like,...]
 """
 
@@ -52,7 +56,10 @@ from annotation_pipeline.consensus.model_choice import (  # noqa: E402
     BASELINE,
     CANDIDATES,
     held_out_log_lik,
+    informative,
     mean_by_annotator,
+    stacking_weights,
+    usable_candidates,
 )
 
 TAUS = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.2])
@@ -234,8 +241,49 @@ def probe_vote_blend(name, answers, truth, best):
     return [row]
 
 
+def _picked(log_lik: dict, ok: dict, annotator, n_ann: int, names: list[str]) -> list[str]:
+    """The fourth step's members: the best candidate 2 SE clear of the vote, and every informative
+    one whose held-out likelihood is within one SE of it."""
+    gain = {c: mean_by_annotator(log_lik[c] - log_lik[BASELINE], annotator, n_ann) for c in names}
+    eligible = [c for c in names if c == BASELINE or (ok[c] and gain[c][0] > 2 * gain[c][1])]
+    best = max(eligible, key=lambda c: gain[c][0])
+
+    def within_one_se(c):
+        behind, se = mean_by_annotator(log_lik[best] - log_lik[c], annotator, n_ann)
+        return behind <= se
+
+    return [c for c in names if ok[c] and within_one_se(c)]
+
+
+def probe_pick_or_stack(name, answers, truth, best):
+    enc, args, truth_code = _codes(answers, truth)
+    item, annotator, label, n_items, n_ann, k = args
+    has = ~np.isnan(truth_code)
+    folds = np.random.default_rng(0).integers(0, 3, len(item))
+    names = list(usable_candidates(CANDIDATES, n_items, k))
+    log_lik, ok, probas = {}, {}, {}
+    for c in names:
+        log_lik[c], models = held_out_log_lik(CANDIDATES[c], *args, folds, None, None)
+        ok[c] = c == BASELINE or all(informative(m, k) for m in models)
+        probas[c] = CANDIDATES[c](*args, None, None).probas_t
+
+    def points(weights: dict) -> float:
+        labels = sum(w * probas[c] for c, w in weights.items()).argmax(axis=0)
+        return 100 * (np.mean(labels[has] == truth_code[has]) - best)
+
+    row = {"crowd": name}
+    for suffix, pool in (("", names), (" (no ambiguous)", [c for c in names if not c.startswith("ambiguous")])):
+        picked = _picked(log_lik, ok, annotator, n_ann, pool)
+        stacked = [c for c in pool if ok[c]]
+        weights = stacking_weights(np.stack([log_lik[c] for c in stacked]))
+        row[f"pick - best{suffix}"] = points({c: 1 / len(picked) for c in picked})
+        row[f"stack - best{suffix}"] = points(dict(zip(stacked, weights)))
+    return [row]
+
+
 PROBES = {"disagreement": probe_disagreement, "tempered": probe_tempered,
-          "hard_items": probe_hard_items, "vote_blend": probe_vote_blend}
+          "hard_items": probe_hard_items, "vote_blend": probe_vote_blend,
+          "pick_or_stack": probe_pick_or_stack}
 
 
 def main() -> None:
@@ -246,7 +294,7 @@ def main() -> None:
                         help="generated regimes (comma-separated; 'all' = every one)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore", category=FutureWarning)
-    regimes = list(REGIMES) if args.regimes == "all" else args.regimes.split(",")
+    regimes = list(REGIMES) if args.regimes == "all" else [r for r in args.regimes.split(",") if r]
     seeds = tuple(int(s) for s in args.seeds.split(","))
     probes = args.probes.split(",")
     rows: dict[str, list] = {p: [] for p in probes}
@@ -260,7 +308,7 @@ def main() -> None:
         print(f"\n## {probe}\n")
         print(table.round(3).to_markdown(index=False))
         numeric = table.select_dtypes("number").drop(columns=["tau", "items relabelled", "hard share"], errors="ignore")
-        if probe in ("vote_blend", "hard_items"):
+        if probe in ("vote_blend", "hard_items", "pick_or_stack"):
             print("\nmean / min over the crowds:", numeric.mean().round(2).to_dict(), "/", numeric.min().round(2).to_dict())
 
 

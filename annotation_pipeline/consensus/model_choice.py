@@ -117,10 +117,6 @@ class ModelChoice:
     informative: dict[str, bool] = field(default_factory=dict)
     log_lik: dict[str, float] = field(default_factory=dict)     # held-out nats/answer
 
-    def __post_init__(self):
-        if not self.weights:
-            self.weights = {name: 1.0 / len(self.members) for name in self.members}
-
     def table(self) -> pd.DataFrame:
         """One row per candidate, simplest first: the evidence the stack was made on.
 
@@ -226,7 +222,7 @@ def choose_model(item: np.ndarray, annotator: np.ndarray, label: np.ndarray, n_i
     """
     candidates = usable_candidates(CANDIDATES if candidates is None else candidates, n_items, k)
     if k < 2 or len(item) < 2 * n_folds:
-        return ModelChoice(BASELINE, members=[BASELINE])
+        return ModelChoice(BASELINE, members=[BASELINE], weights={BASELINE: 1.0})
     rng = np.random.default_rng(seed)
     if len(item) > max_answers:
         keep_item = rng.random(n_items) < max_answers / len(item)
@@ -242,6 +238,7 @@ def choose_model(item: np.ndarray, annotator: np.ndarray, label: np.ndarray, n_i
     for name, fit in candidates.items():
         log_lik[name], fits = held_out_log_lik(fit, item, annotator, label, n_items, n_ann, k,
                                                folds, gold_item, gold_label)
+        # the vote is always stacked: it is the fall back, and the stack is never empty
         ok[name] = name == BASELINE or all(informative(m, k) for m in fits)
     base = log_lik[BASELINE]
     gain, stderr = {}, {}
