@@ -41,6 +41,7 @@ import pandas as pd
 import scipy.sparse as sp
 from crowdkit.aggregation import DawidSkene as CrowdKitDawidSkene
 from crowdkit.aggregation import MajorityVote as CrowdKitMajorityVote
+from scipy.special import logsumexp
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -48,6 +49,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from crowd_regimes import REGIMES, regime  # noqa: E402
 from real_crowds import real_crowds  # noqa: E402
 
+from annotation_pipeline.consensus import ambiguous_items  # noqa: E402
 from annotation_pipeline.consensus.auto import AutoConsensus  # noqa: E402
 from annotation_pipeline.consensus.bayesian_dawid_skene import _class_prior, _m_step, count_matrix  # noqa: E402
 from annotation_pipeline.consensus.encoding import _softmax_columns, encode_answers  # noqa: E402
@@ -255,10 +257,10 @@ def _picked(log_lik: dict, ok: dict, annotator, n_ann: int, names: list[str]) ->
     return [c for c in names if ok[c] and within_one_se(c)]
 
 
-def probe_pick_or_stack(name, answers, truth, best):
-    enc, args, truth_code = _codes(answers, truth)
+def _stack_inputs(args):
+    """As ``choose_model`` (3 folds, seed 0): per candidate its held-out log-likelihood per answer,
+    whether it is informative, and its posterior fitted on all answers."""
     item, annotator, label, n_items, n_ann, k = args
-    has = ~np.isnan(truth_code)
     folds = np.random.default_rng(0).integers(0, 3, len(item))
     names = list(usable_candidates(CANDIDATES, n_items, k))
     log_lik, ok, probas = {}, {}, {}
@@ -266,10 +268,22 @@ def probe_pick_or_stack(name, answers, truth, best):
         log_lik[c], models = held_out_log_lik(CANDIDATES[c], *args, folds, None, None)
         ok[c] = c == BASELINE or all(informative(m, k) for m in models)
         probas[c] = CANDIDATES[c](*args, None, None).probas_t
+    return names, log_lik, ok, probas
+
+
+def _points(probas: dict, weights: dict, truth_code, best) -> float:
+    has = ~np.isnan(truth_code)
+    labels = sum(w * probas[c] for c, w in weights.items()).argmax(axis=0)
+    return 100 * (np.mean(labels[has] == truth_code[has]) - best)
+
+
+def probe_pick_or_stack(name, answers, truth, best):
+    enc, args, truth_code = _codes(answers, truth)
+    annotator, n_ann = args[1], args[4]
+    names, log_lik, ok, probas = _stack_inputs(args)
 
     def points(weights: dict) -> float:
-        labels = sum(w * probas[c] for c, w in weights.items()).argmax(axis=0)
-        return 100 * (np.mean(labels[has] == truth_code[has]) - best)
+        return _points(probas, weights, truth_code, best)
 
     row = {"crowd": name}
     for suffix, pool in (("", names), (" (no ambiguous)", [c for c in names if not c.startswith("ambiguous")])):
@@ -281,9 +295,78 @@ def probe_pick_or_stack(name, answers, truth, best):
     return [row]
 
 
+def probe_anchor(name, answers, truth, best):
+    """The stack may relabel only items where the vote and Dawid-Skene (``confusion_1``) disagree;
+    where those two agree, their label stands."""
+    enc, args, truth_code = _codes(answers, truth)
+    names, log_lik, ok, probas = _stack_inputs(args)
+    stacked = [c for c in names if ok[c]]
+    weights = dict(zip(stacked, stacking_weights(np.stack([log_lik[c] for c in stacked]))))
+    stack_label = sum(w * probas[c] for c, w in weights.items()).argmax(axis=0)
+    vote, ds = probas[BASELINE].argmax(axis=0), probas["confusion_1"].argmax(axis=0)
+    anchored = np.where(vote == ds, vote, stack_label)
+    has = ~np.isnan(truth_code)
+    return [{"crowd": name, "stack - best": _points(probas, weights, truth_code, best),
+             "anchored - best": 100 * (np.mean(anchored[has] == truth_code[has]) - best),
+             "items the anchor relabels": int((anchored != stack_label).sum())}]
+
+
+def _item_state_log_lik(model, item, annotator, label):
+    """(answers, states) log P(answer | the item's latent state) and each state's true class: the
+    K classes, or for ``ambiguous_items`` its K clear and K(K-1) (class, distractor) states."""
+    if hasattr(model, "states_t"):
+        k = model.probas_t.shape[0]
+        true_of, distractor_of = ambiguous_items._states(k)
+        conf = model.confusion[annotator, label, :][:, true_of]
+        slip = np.asarray(model.slip_by_class)[true_of][None, :]
+        lik = np.where(distractor_of[None, :] < 0, conf,
+                       (1 - slip) * conf + slip * (label[:, None] == distractor_of[None, :]))
+        return np.log(np.maximum(lik, 1e-300))
+    return np.log(np.maximum(model.answer_likelihood(item, annotator, label), 1e-300))
+
+
+def held_out_item_log_lik(fit, item, annotator, label, n_items, n_ann, k, n_folds=3, seed=0):
+    """Per item: log p(all its answers) under a model fitted on the other folds of *items*,
+    log Σ_state prior(state) Π_answers P(answer | state) (GLAD: the easiness of an unseen item)."""
+    fold_of_item = np.random.default_rng(seed).integers(0, n_folds, n_items)
+    out, ok = np.zeros(n_items), True
+    for f in range(n_folds):
+        test_items = fold_of_item == f
+        test = test_items[item]
+        model = fit(item[~test], annotator[~test], label[~test], n_items, n_ann, k, None, None)
+        ok &= informative(model, k)
+        ll = _item_state_log_lik(model, item[test], annotator[test], label[test])
+        per_state = np.zeros((n_items, ll.shape[1]))
+        np.add.at(per_state, item[test], ll)
+        states = model.states_t if hasattr(model, "states_t") else model.probas_t
+        prior = np.log(np.maximum(states[:, test_items].mean(axis=1), 1e-300))
+        out[test_items] = logsumexp(per_state[test_items] + prior[None, :], axis=1)
+    return out, ok
+
+
+def probe_item_folds(name, answers, truth, best):
+    """The stack fitted on held-out *items* (the joint likelihood of all the answers of an item the
+    fit never saw) instead of held-out answers of items it saw."""
+    enc, args, truth_code = _codes(answers, truth)
+    item, annotator, label, n_items, n_ann, k = args
+    names, log_lik, ok, probas = _stack_inputs(args)
+    answered = np.bincount(item, minlength=n_items) > 0
+    item_ll, item_ok = {}, {}
+    for c in names:
+        item_ll[c], item_ok[c] = held_out_item_log_lik(CANDIDATES[c], *args)
+    stacked = [c for c in names if ok[c]]
+    by_answer = dict(zip(stacked, stacking_weights(np.stack([log_lik[c] for c in stacked]))))
+    stacked = [c for c in names if ok[c] and item_ok[c]]
+    by_item = dict(zip(stacked, stacking_weights(np.stack([item_ll[c][answered] for c in stacked]))))
+    return [{"crowd": name, "stack on answers - best": _points(probas, by_answer, truth_code, best),
+             "stack on items - best": _points(probas, by_item, truth_code, best),
+             "item-stack weights": ", ".join(f"{c} {w:.2f}" for c, w in by_item.items() if w >= 0.01)}]
+
+
 PROBES = {"disagreement": probe_disagreement, "tempered": probe_tempered,
           "hard_items": probe_hard_items, "vote_blend": probe_vote_blend,
-          "pick_or_stack": probe_pick_or_stack}
+          "pick_or_stack": probe_pick_or_stack, "anchor": probe_anchor,
+          "item_folds": probe_item_folds}
 
 
 def main() -> None:
@@ -308,7 +391,7 @@ def main() -> None:
         print(f"\n## {probe}\n")
         print(table.round(3).to_markdown(index=False))
         numeric = table.select_dtypes("number").drop(columns=["tau", "items relabelled", "hard share"], errors="ignore")
-        if probe in ("vote_blend", "hard_items", "pick_or_stack"):
+        if probe in ("vote_blend", "hard_items", "pick_or_stack", "anchor", "item_folds"):
             print("\nmean / min over the crowds:", numeric.mean().round(2).to_dict(), "/", numeric.min().round(2).to_dict())
 
 
