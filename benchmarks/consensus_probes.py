@@ -49,7 +49,6 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from crowd_regimes import REGIMES, regime  # noqa: E402
 from real_crowds import real_crowds  # noqa: E402
 
-from annotation_pipeline.consensus import ambiguous_items  # noqa: E402
 from annotation_pipeline.consensus.auto import AutoConsensus  # noqa: E402
 from annotation_pipeline.consensus.bayesian_dawid_skene import _class_prior, _m_step, count_matrix  # noqa: E402
 from annotation_pipeline.consensus.encoding import _softmax_columns, encode_answers  # noqa: E402
@@ -271,10 +270,20 @@ def _stack_inputs(args):
     return names, log_lik, ok, probas
 
 
-def _points(probas: dict, weights: dict, truth_code, best) -> float:
+def _stacked(names: list[str], log_lik: dict, ok: dict) -> dict:
+    """The stack ``choose_model`` makes of the informative candidates: name -> weight."""
+    stacked = [c for c in names if ok[c]]
+    return dict(zip(stacked, stacking_weights(np.stack([log_lik[c] for c in stacked]))))
+
+
+def _label_points(labels: np.ndarray, truth_code, best) -> float:
+    """Accuracy on the truth items minus the better of crowd-kit MV/DS, in points."""
     has = ~np.isnan(truth_code)
-    labels = sum(w * probas[c] for c, w in weights.items()).argmax(axis=0)
     return 100 * (np.mean(labels[has] == truth_code[has]) - best)
+
+
+def _points(probas: dict, weights: dict, truth_code, best) -> float:
+    return _label_points(sum(w * probas[c] for c, w in weights.items()).argmax(axis=0), truth_code, best)
 
 
 def probe_pick_or_stack(name, answers, truth, best):
@@ -288,10 +297,8 @@ def probe_pick_or_stack(name, answers, truth, best):
     row = {"crowd": name}
     for suffix, pool in (("", names), (" (no ambiguous)", [c for c in names if not c.startswith("ambiguous")])):
         picked = _picked(log_lik, ok, annotator, n_ann, pool)
-        stacked = [c for c in pool if ok[c]]
-        weights = stacking_weights(np.stack([log_lik[c] for c in stacked]))
         row[f"pick - best{suffix}"] = points({c: 1 / len(picked) for c in picked})
-        row[f"stack - best{suffix}"] = points(dict(zip(stacked, weights)))
+        row[f"stack - best{suffix}"] = points(_stacked(pool, log_lik, ok))
     return [row]
 
 
@@ -300,28 +307,20 @@ def probe_anchor(name, answers, truth, best):
     where those two agree, their label stands."""
     enc, args, truth_code = _codes(answers, truth)
     names, log_lik, ok, probas = _stack_inputs(args)
-    stacked = [c for c in names if ok[c]]
-    weights = dict(zip(stacked, stacking_weights(np.stack([log_lik[c] for c in stacked]))))
+    weights = _stacked(names, log_lik, ok)
     stack_label = sum(w * probas[c] for c, w in weights.items()).argmax(axis=0)
     vote, ds = probas[BASELINE].argmax(axis=0), probas["confusion_1"].argmax(axis=0)
     anchored = np.where(vote == ds, vote, stack_label)
-    has = ~np.isnan(truth_code)
-    return [{"crowd": name, "stack - best": _points(probas, weights, truth_code, best),
-             "anchored - best": 100 * (np.mean(anchored[has] == truth_code[has]) - best),
+    return [{"crowd": name, "stack - best": _label_points(stack_label, truth_code, best),
+             "anchored - best": _label_points(anchored, truth_code, best),
              "items the anchor relabels": int((anchored != stack_label).sum())}]
 
 
 def _item_state_log_lik(model, item, annotator, label):
-    """(answers, states) log P(answer | the item's latent state) and each state's true class: the
-    K classes, or for ``ambiguous_items`` its K clear and K(K-1) (class, distractor) states."""
-    if hasattr(model, "states_t"):
-        k = model.probas_t.shape[0]
-        true_of, distractor_of = ambiguous_items._states(k)
-        conf = model.confusion[annotator, label, :][:, true_of]
-        slip = np.asarray(model.slip_by_class)[true_of][None, :]
-        lik = np.where(distractor_of[None, :] < 0, conf,
-                       (1 - slip) * conf + slip * (label[:, None] == distractor_of[None, :]))
-        return np.log(np.maximum(lik, 1e-300))
+    """(answers, states) log P(answer | the item's latent state): the K classes, or for
+    ``ambiguous_items`` its K clear and K(K-1) (class, distractor) states."""
+    if hasattr(model, "state_likelihood"):
+        return np.log(np.maximum(model.state_likelihood(annotator, label), 1e-300))
     return np.log(np.maximum(model.answer_likelihood(item, annotator, label), 1e-300))
 
 
@@ -338,7 +337,7 @@ def held_out_item_log_lik(fit, item, annotator, label, n_items, n_ann, k, n_fold
         ll = _item_state_log_lik(model, item[test], annotator[test], label[test])
         per_state = np.zeros((n_items, ll.shape[1]))
         np.add.at(per_state, item[test], ll)
-        states = model.states_t if hasattr(model, "states_t") else model.probas_t
+        states = model.states_t if hasattr(model, "state_likelihood") else model.probas_t
         prior = np.log(np.maximum(states[:, test_items].mean(axis=1), 1e-300))
         out[test_items] = logsumexp(per_state[test_items] + prior[None, :], axis=1)
     return out, ok
@@ -354,10 +353,9 @@ def probe_item_folds(name, answers, truth, best):
     item_ll, item_ok = {}, {}
     for c in names:
         item_ll[c], item_ok[c] = held_out_item_log_lik(CANDIDATES[c], *args)
-    stacked = [c for c in names if ok[c]]
-    by_answer = dict(zip(stacked, stacking_weights(np.stack([log_lik[c] for c in stacked]))))
-    stacked = [c for c in names if ok[c] and item_ok[c]]
-    by_item = dict(zip(stacked, stacking_weights(np.stack([item_ll[c][answered] for c in stacked]))))
+    by_answer = _stacked(names, log_lik, ok)
+    by_item = _stacked(names, {c: ll[answered] for c, ll in item_ll.items()},
+                       {c: ok[c] and item_ok[c] for c in names})
     return [{"crowd": name, "stack on answers - best": _points(probas, by_answer, truth_code, best),
              "stack on items - best": _points(probas, by_item, truth_code, best),
              "item-stack weights": ", ".join(f"{c} {w:.2f}" for c, w in by_item.items() if w >= 0.01)}]

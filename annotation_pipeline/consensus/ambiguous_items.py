@@ -64,16 +64,21 @@ class AmbiguousItemsFit:
     distractor: np.ndarray    # (K distractor, K true) D[d | z]
     log_lik: list[float]
 
+    def state_likelihood(self, annotator: np.ndarray, label: np.ndarray) -> np.ndarray:
+        """(n, K²): P(this answer | the item's state), one row per answer: the annotator's
+        confusion on a clear item, the distractor with probability s on an ambiguous one."""
+        true_of, distractor_of = _states(self.probas_t.shape[0])
+        conf = self.confusion[annotator, label, :][:, true_of]          # (n, states)
+        is_distractor = (label[:, None] == distractor_of[None, :])
+        slip = np.asarray(self.slip_by_class)[true_of][None, :]
+        return np.where(distractor_of[None, :] < 0, conf, (1 - slip) * conf + slip * is_distractor)
+
     def answer_likelihood(self, item: np.ndarray, annotator: np.ndarray,
                           label: np.ndarray) -> np.ndarray:
         """(n, K true): P(this answer | true class, the item's other answers), one row per answer."""
         k = self.probas_t.shape[0]
-        true_of, distractor_of = _states(k)
-        conf = self.confusion[annotator, label, :][:, true_of]          # (n, states)
-        is_distractor = (label[:, None] == distractor_of[None, :])
-        slip = np.asarray(self.slip_by_class)[true_of][None, :]
-        lik = np.where(distractor_of[None, :] < 0, conf, (1 - slip) * conf + slip * is_distractor)
-        joint = lik * self.states_t[:, item].T                            # (n, states)
+        true_of, _ = _states(k)
+        joint = self.state_likelihood(annotator, label) * self.states_t[:, item].T  # (n, states)
         by_class = joint @ np.eye(k)[true_of]                             # (n, K)
         return by_class / np.maximum(self.probas_t[:, item].T, 1e-300)
 
